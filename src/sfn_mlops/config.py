@@ -1,0 +1,252 @@
+"""The pipeline settings: one typed config that becomes the execution input.
+
+A YAML/JSON file and ``--set key=value`` overrides are merged over the defaults and validated
+once; every error names the key and what would be right.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ProblemType = Literal["regression", "binary", "multiclass"]
+
+METRICS: dict[str, dict[str, str]] = {
+    "regression": {"mse": "minimize", "rmse": "minimize", "mae": "minimize", "r2": "maximize"},
+    "binary": {
+        "auc": "maximize",
+        "accuracy": "maximize",
+        "f1": "maximize",
+        "precision": "maximize",
+        "recall": "maximize",
+        "logloss": "minimize",
+    },
+    "multiclass": {"accuracy": "maximize", "macro_f1": "maximize", "logloss": "minimize"},
+}
+DEFAULT_GATES: dict[str, dict[str, Any]] = {
+    "regression": {"metric": "rmse", "threshold": 2.5},
+    "binary": {"metric": "auc", "threshold": 0.75},
+    "multiclass": {"metric": "accuracy", "threshold": 0.6},
+}
+OBJECTIVES = {
+    "regression": ("reg:squarederror", "rmse"),
+    "binary": ("binary:logistic", "auc"),
+    "multiclass": ("multi:softprob", "mlogloss"),
+}
+BASE_HYPERPARAMETERS: dict[str, str] = {
+    "num_round": "150",
+    "max_depth": "5",
+    "eta": "0.1",
+    "subsample": "0.8",
+    "min_child_weight": "1",
+}
+SAGEMAKER_ENV_VALUE_LIMIT = 256
+EXAMPLE_DATASET = "abalone"
+
+
+class ConfigError(ValueError):
+    """The user's config is wrong; the message says which key and what would be right."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    train: float = Field(0.7, gt=0, lt=1)
+    validation: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.validation + self.test
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1, got {total:g}")
+        return self
+
+
+class GateConfig(_Strict):
+    metric: str | None = None
+    direction: Literal["minimize", "maximize"] | None = None
+    threshold: float | None = None
+
+
+class PipelineConfig(_Strict):
+    data: str = Field(
+        EXAMPLE_DATASET,
+        description="A local CSV/Parquet file or folder, an s3:// URI, or 'abalone' (bundled).",
+    )
+    target: str
+    problem_type: ProblemType = "regression"
+    categorical_columns: list[str] = []
+    split: SplitConfig = SplitConfig()
+    hyperparameters: dict[str, str | int | float | bool] = {}
+    gate: GateConfig = GateConfig()
+    instance_type: str = "ml.m5.xlarge"
+    max_runtime_seconds: int = Field(3600, ge=1, le=432000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _example_defaults(cls, raw: Any) -> Any:
+        """The bundled abalone data needs no settings; any other data set names its target."""
+        if not isinstance(raw, dict):
+            return raw
+        if raw.get("data", EXAMPLE_DATASET) == EXAMPLE_DATASET:
+            return {"target": "rings", "categorical_columns": ["sex"], **raw}
+        if "target" not in raw:
+            raise ValueError(
+                f"target: name the column to predict in {raw['data']} (e.g. --set target=price)"
+            )
+        return raw
+
+    @field_validator("target")
+    @classmethod
+    def _target_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name the column to predict")
+        return value
+
+    @model_validator(mode="after")
+    def _gate_metric_fits(self) -> PipelineConfig:
+        metric = self.gate.metric
+        known = METRICS[self.problem_type]
+        if metric is not None and metric not in known:
+            raise ValueError(
+                f"gate.metric {metric!r} is not a {self.problem_type} metric; "
+                f"use one of {sorted(known)}"
+            )
+        if self.target in self.categorical_columns:
+            raise ValueError(
+                f"target {self.target!r} is also listed in categorical_columns; remove it there"
+            )
+        return self
+
+    # derived settings -------------------------------------------------------------------
+    def resolved_gate(self) -> dict[str, Any]:
+        default = DEFAULT_GATES[self.problem_type]
+        metric = self.gate.metric or default["metric"]
+        threshold = self.gate.threshold
+        if threshold is None:
+            threshold = default["threshold"] if metric == default["metric"] else None
+        if threshold is None:
+            raise ConfigError(f"gate.threshold: set a threshold for gate.metric {metric!r}")
+        direction = self.gate.direction or METRICS[self.problem_type][metric]
+        return {"metric": metric, "direction": direction, "threshold": float(threshold)}
+
+    def resolved_hyperparameters(self) -> dict[str, str]:
+        """SageMaker takes hyperparameters as strings."""
+        objective, eval_metric = OBJECTIVES[self.problem_type]
+        merged: dict[str, Any] = {
+            "objective": objective,
+            "eval_metric": eval_metric,
+            **BASE_HYPERPARAMETERS,
+            **self.hyperparameters,
+        }
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in merged.items()}
+
+    def processing_env(self) -> dict[str, str]:
+        env = {
+            "SFN_MLOPS_TARGET": self.target,
+            "SFN_MLOPS_PROBLEM_TYPE": self.problem_type,
+            "SFN_MLOPS_CATEGORICAL_COLUMNS": json.dumps(self.categorical_columns),
+            "SFN_MLOPS_SPLIT": json.dumps(self.split.model_dump()),
+        }
+        for key, value in env.items():
+            if len(value) > SAGEMAKER_ENV_VALUE_LIMIT:
+                raise ConfigError(
+                    f"{key} would be {len(value)} characters; SageMaker allows "
+                    f"{SAGEMAKER_ENV_VALUE_LIMIT} per environment value (shorten the column names)"
+                )
+        return env
+
+    def execution_input(self, data_uri: str) -> dict[str, Any]:
+        """The Step Functions execution input (the contract with the state machine)."""
+        return {
+            "config": {
+                "data_uri": data_uri,
+                "target": self.target,
+                "problem_type": self.problem_type,
+                "processing_env": self.processing_env(),
+                "hyperparameters": self.resolved_hyperparameters(),
+                "instance_type": self.instance_type,
+                "max_runtime_seconds": self.max_runtime_seconds,
+                "gate": self.resolved_gate(),
+            }
+        }
+
+
+# loading ----------------------------------------------------------------------------------
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Defaults, then the file, then ``key=value`` overrides (dotted keys reach nested ones)."""
+    raw: dict[str, Any] = _read_file(path) if path else {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. gate.threshold=2.0")
+        _assign(raw, key.split("."), _parse_value(value))
+    source = str(path) if path else "the command line"
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_explain(err, source)) from err
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML/JSON: {err}") from err
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(content).__name__}")
+    return content
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _assign(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{'.'.join(keys)}: {key} is not a section")
+    tree[keys[-1]] = value
+
+
+def _fields_at(location: tuple[Any, ...]) -> list[str]:
+    model: Any = PipelineConfig
+    for part in location[:-1]:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = [f"invalid pipeline config in {source}:"]
+    for problem in err.errors():
+        key = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            known = _fields_at(problem["loc"])
+            hint = difflib.get_close_matches(str(problem["loc"][-1]), known, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            lines.append(f"  - unknown key {key!r}{suggestion} Known keys: {', '.join(known)}")
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            got = f" (got {problem.get('input')!r})" if problem["loc"] else ""
+            lines.append(f"  - {key}: {message}{got}" if problem["loc"] else f"  - {message}")
+    return "\n".join(lines)

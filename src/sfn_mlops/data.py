@@ -1,0 +1,94 @@
+"""Find the user's data, check its columns early, and stage it where the jobs read it.
+
+The processing job validates the data in full; this check only reads the header so that a
+missing target or a wrong path is reported in a second, before any job starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sfn_mlops.config import EXAMPLE_DATASET, PipelineConfig
+
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+class DataError(ValueError):
+    """The data the config points at is missing or does not fit the config."""
+
+
+@dataclass(frozen=True)
+class LocalData:
+    files: list[Path]
+    columns: list[str]
+    description: str
+
+
+def example_dataset(cache_dir: Path) -> Path:
+    """The abalone data set scikit-lego ships (4,177 rows), written once as CSV."""
+    path = cache_dir / "abalone.csv"
+    if not path.is_file():
+        from sklego.datasets import load_abalone
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        load_abalone(as_frame=True).to_csv(tmp, index=False)
+        tmp.replace(path)
+    return path
+
+
+def data_files(path: Path) -> list[Path]:
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist; set data to a CSV or Parquet file or folder")
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"data folder {path} holds no files")
+    wrong = [p.name for p in files if p.suffix.lower() not in DATA_SUFFIXES]
+    if wrong:
+        raise DataError(
+            f"data file(s) {', '.join(wrong)} in {path}: expected {', '.join(DATA_SUFFIXES)} files"
+        )
+    return files
+
+
+def read_columns(path: Path) -> list[str]:
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as stream:
+            header = next(csv.reader(stream), None)
+        if not header:
+            raise DataError(f"{path} is empty: expected a header row naming the columns, then data")
+        return header
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def inspect_local(config: PipelineConfig, workspace: Path) -> LocalData:
+    """Resolve ``config.data`` to local files and check the configured columns exist."""
+    if config.data == EXAMPLE_DATASET:
+        files = [example_dataset(workspace / "datasets")]
+        description = "abalone (bundled with scikit-lego, 4,177 rows)"
+    else:
+        files = data_files(Path(config.data).expanduser())
+        description = str(Path(config.data))
+    columns = read_columns(files[0])
+    check_columns(config, columns, str(files[0]))
+    return LocalData(files=files, columns=columns, description=description)
+
+
+def check_columns(config: PipelineConfig, columns: list[str], source: str) -> None:
+    for role, wanted in [("target", [config.target]), ("categorical_columns", config.categorical_columns)]:
+        for column in wanted:
+            if column not in columns:
+                close = difflib.get_close_matches(column, columns, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise DataError(
+                    f"{role}: column {column!r} is not in {source}{hint} "
+                    f"Columns there: {', '.join(columns)}"
+                )

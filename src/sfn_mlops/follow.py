@@ -1,0 +1,138 @@
+"""Follow an execution through its history events: one line per state, with durations.
+
+Works the same against the local cloud and AWS, since it only reads the execution history
+(and, for long SageMaker jobs, their status) through boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+_JOB_NAME_KEYS = {"TrainingJobName": "describe_training_job", "ProcessingJobName": "describe_processing_job"}
+
+
+def _cause_summary(cause: str | None, limit: int = 300) -> str:
+    """The line a person needs from a cause: a job's FailureReason, a Lambda's message."""
+    if not cause:
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause[:limit]
+    if isinstance(parsed, dict):
+        for key in ("FailureReason", "errorMessage", "ExitMessage"):
+            if parsed.get(key):
+                return str(parsed[key])[:limit]
+    return cause[:limit]
+
+
+@dataclass
+class _OpenState:
+    name: str
+    started: float
+    job: tuple[str, str, str] | None = None  # (describe method, name key, job name)
+    last_progress: float = 0.0
+
+
+@dataclass
+class Follower:
+    """Prints what the execution does; call ``poll`` until it returns a terminal status."""
+
+    sfn: Any
+    sagemaker: Any
+    execution_arn: str
+    echo: Callable[[str], None] = print
+    progress_every: float = 5.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _open: dict[str, _OpenState] = field(default_factory=dict)
+
+    def poll(self) -> str:
+        new = self._new_events()
+        for event in new:
+            self._show(event)
+        self._show_progress()
+        return str(self.sfn.describe_execution(executionArn=self.execution_arn)["status"])
+
+    def wait(self, interval: float = 0.2, timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.poll()) not in TERMINAL:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.execution_arn} still {status} after {timeout} s")
+            time.sleep(interval)
+        for event in self._new_events():
+            self._show(event)
+        return dict(self.sfn.describe_execution(executionArn=self.execution_arn))
+
+    def _new_events(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kwargs = {"executionArn": self.execution_arn, "maxResults": 1000}
+            if token:
+                kwargs["nextToken"] = token
+            page = self.sfn.get_execution_history(**kwargs)
+            events += page["events"]
+            token = page.get("nextToken")
+            if not token:
+                break
+        new = events[len(self.events) :]
+        self.events = events
+        return new
+
+    def _show(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        now = event["timestamp"].timestamp()
+        if kind.endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            self._open[name] = _OpenState(name, now)
+            self._current = name
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            state = self._open.pop(name, None)
+            took = now - state.started if state else 0.0
+            self.echo(f"  ✔ {name:<28} {took:7.1f} s")
+        elif kind == "TaskScheduled":
+            self._note_job(event["taskScheduledEventDetails"])
+        elif kind in ("TaskFailed", "TaskTimedOut", "LambdaFunctionFailed"):
+            details = next(v for k, v in event.items() if k.endswith("EventDetails"))
+            name = getattr(self, "_current", "?")
+            self.echo(
+                f"  ✘ {name:<28} {details.get('error', '')}: {_cause_summary(details.get('cause'))}"
+            )
+        elif kind == "FailStateEntered":
+            pass
+        elif kind == "ExecutionFailed":
+            details = event["executionFailedEventDetails"]
+            self.echo(f"  ✘ failed: {details.get('error')}: {_cause_summary(details.get('cause'))}")
+
+    def _note_job(self, details: dict[str, Any]) -> None:
+        name = getattr(self, "_current", None)
+        if name not in self._open:
+            return
+        try:
+            parameters = json.loads(details.get("parameters", "{}"))
+        except ValueError:
+            return
+        for key, method in _JOB_NAME_KEYS.items():
+            if key in parameters:
+                self._open[name].job = (method, key, parameters[key])  # type: ignore[index]
+                self.echo(f"  ▸ {name:<28} {key.removesuffix('Name').replace('Job', ' job')} {parameters[key]}")
+
+    def _show_progress(self) -> None:
+        now = time.time()
+        for state in self._open.values():
+            if state.job is None or now - max(state.started, state.last_progress) < self.progress_every:
+                continue
+            state.last_progress = now
+            method, key, job_name = state.job
+            try:
+                job = getattr(self.sagemaker, method)(**{key: job_name})
+            except Exception:  # progress is best effort; the history is the source of truth
+                continue
+            status = job.get("SecondaryStatus") or job.get(key.replace("Name", "Status"), "")
+            self.echo(f"    … {state.name}: {status}, {now - state.started:.0f} s")

@@ -1,0 +1,54 @@
+"""Which local runtime stands for which SageMaker container image.
+
+The local cloud runs no containers: each image a job names maps, by a row of ``IMAGES``, to a
+runtime on this machine. The framework images run the job's own scripts with the local Python.
+Add a row (and, for a new kind, teach ``sfn_mlops.local.jobs`` to start it) to support another
+image, e.g. Clarify or the Model Monitor analyzer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from sfn_mlops.local.errors import validation
+
+PYTHON_SCRIPT = "python-script"
+
+
+@dataclass(frozen=True)
+class LocalRuntime:
+    """How the local cloud runs a job whose image matches ``pattern``."""
+
+    pattern: str  # fnmatch pattern over the image URI
+    kind: str  # what the job runner starts: PYTHON_SCRIPT runs the job's script with local Python
+    description: str
+
+
+IMAGES: tuple[LocalRuntime, ...] = (
+    LocalRuntime(
+        "*/sagemaker-xgboost:*",
+        PYTHON_SCRIPT,
+        "SageMaker XGBoost framework image (script mode) -> the job's script on the local Python",
+    ),
+    LocalRuntime(
+        "*/sagemaker-scikit-learn:*",
+        PYTHON_SCRIPT,
+        "SageMaker scikit-learn framework image -> the job's script on the local Python",
+    ),
+)
+
+
+def known_images() -> list[str]:
+    return [row.pattern for row in IMAGES]
+
+
+def runtime_for(image_uri: str) -> LocalRuntime:
+    """The local runtime for ``image_uri``; a ValidationException naming it when there is none."""
+    for row in IMAGES:
+        if fnmatchcase(image_uri, row.pattern):
+            return row
+    raise validation(
+        f"Image {image_uri!r} has no local runtime. The local runtime knows these images: "
+        f"{', '.join(known_images())}. Use one of them, or run with --aws to use the real service."
+    )

@@ -1,0 +1,290 @@
+"""AWS Step Functions: state machines and durable executions run by the local engine.
+
+An execution runs in a thread of the process that started it; its status and every history
+event are written to the metadata store as they happen, so any later process can list,
+describe and read the history of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import threading
+import time
+from typing import Any
+
+from sfn_mlops.local.errors import AwsError
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_MACHINES = "sfn/state-machine"
+_EXECUTIONS = "sfn/execution"
+_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _date(epoch: float | None) -> dt.datetime | None:
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StepFunctions:
+    def __init__(self, cloud: Any) -> None:
+        self.cloud = cloud
+        self.db = cloud.metadata
+        self._threads: dict[str, threading.Thread] = {}
+
+    # state machines ------------------------------------------------------------------------
+    def _machine(self, arn: str) -> dict[str, Any]:
+        name = arn.rpartition(":")[2]
+        doc = self.db.get(_MACHINES, name)
+        if doc is None or doc["stateMachineArn"] != arn:
+            raise AwsError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arn}'")
+        return doc
+
+    def _check_definition(self, definition: str) -> None:
+        from sfn_mlops.local.engine import parse_definition
+
+        try:
+            json.loads(definition)
+            parse_definition(definition)
+        except ValueError as err:
+            raise AwsError("InvalidDefinition", f"Invalid State Machine Definition: '{err}'") from err
+
+    def create_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["name"]
+        if not _NAME.match(name):
+            raise AwsError("InvalidName", f"Invalid Name: '{name}'")
+        if params.get("type", "STANDARD") != "STANDARD":
+            raise AwsError("ValidationException", "Only STANDARD state machines run locally")
+        self._check_definition(params["definition"])
+        arn = self.cloud.arn("states", f"stateMachine:{name}")
+        existing = self.db.get(_MACHINES, name)
+        if existing is not None:
+            if existing["definition"] == params["definition"] and existing["roleArn"] == params["roleArn"]:
+                return {"stateMachineArn": arn, "creationDate": _date(existing["creationDate"])}
+            raise AwsError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arn}'")
+        doc = {
+            "stateMachineArn": arn,
+            "name": name,
+            "definition": params["definition"],
+            "roleArn": params["roleArn"],
+            "type": "STANDARD",
+            "creationDate": _now(),
+        }
+        self.db.create(_MACHINES, name, doc)
+        return {"stateMachineArn": arn, "creationDate": _date(doc["creationDate"])}
+
+    def update_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
+        doc = self._machine(params["stateMachineArn"])
+        if "definition" in params:
+            self._check_definition(params["definition"])
+            doc["definition"] = params["definition"]
+        if "roleArn" in params:
+            doc["roleArn"] = params["roleArn"]
+        doc["updateDate"] = _now()
+        self.db.put(_MACHINES, doc["name"], doc)
+        return {"updateDate": _date(doc["updateDate"])}
+
+    def describe_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
+        doc = self._machine(params["stateMachineArn"])
+        return {
+            "stateMachineArn": doc["stateMachineArn"],
+            "name": doc["name"],
+            "status": "ACTIVE",
+            "definition": doc["definition"],
+            "roleArn": doc["roleArn"],
+            "type": doc["type"],
+            "creationDate": _date(doc["creationDate"]),
+        }
+
+    def list_state_machines(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "stateMachines": [
+                {
+                    "stateMachineArn": d["stateMachineArn"],
+                    "name": d["name"],
+                    "type": d["type"],
+                    "creationDate": _date(d["creationDate"]),
+                }
+                for d in self.db.list(_MACHINES)
+            ]
+        }
+
+    def delete_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["stateMachineArn"].rpartition(":")[2]
+        self.db.delete(_MACHINES, name)
+        return {}
+
+    # executions ----------------------------------------------------------------------------
+    def start_execution(self, params: dict[str, Any]) -> dict[str, Any]:
+        machine = self._machine(params["stateMachineArn"])
+        name = params.get("name") or _default_name()
+        if not _NAME.match(name):
+            raise AwsError("InvalidName", f"Invalid Name: '{name}'")
+        raw_input = params.get("input", "{}")
+        try:
+            execution_input = json.loads(raw_input)
+        except json.JSONDecodeError as err:
+            raise AwsError("InvalidExecutionInput", f"Invalid execution input: {err}") from err
+        arn = self.cloud.arn("states", f"execution:{machine['name']}:{name}")
+        existing = self.db.get(_EXECUTIONS, arn)
+        if existing is not None:
+            if existing["status"] == "RUNNING" and existing["input"] == raw_input:
+                return {"executionArn": arn, "startDate": _date(existing["startDate"])}
+            raise AwsError("ExecutionAlreadyExists", f"Execution Already Exists: '{arn}'")
+        doc = {
+            "executionArn": arn,
+            "stateMachineArn": machine["stateMachineArn"],
+            "name": name,
+            "status": "RUNNING",
+            "startDate": _now(),
+            "input": raw_input,
+            "pid": os.getpid(),
+        }
+        self.db.create(_EXECUTIONS, arn, doc)
+        thread = threading.Thread(
+            target=self._run, args=(machine, doc, execution_input), name=f"execution-{name}"
+        )
+        self._threads[arn] = thread
+        thread.start()
+        return {"executionArn": arn, "startDate": _date(doc["startDate"])}
+
+    def _run(self, machine: dict[str, Any], doc: dict[str, Any], execution_input: Any) -> None:
+        from sfn_mlops.local.engine import run_execution
+
+        arn = doc["executionArn"]
+        try:
+            result = run_execution(
+                definition=machine["definition"],
+                state_machine_arn=machine["stateMachineArn"],
+                state_machine_name=machine["name"],
+                execution_arn=arn,
+                execution_name=doc["name"],
+                execution_input=execution_input,
+                role_arn=machine["roleArn"],
+                account=self.cloud.account,
+                region=self.cloud.region,
+                start_time=_date(doc["startDate"]) or dt.datetime.now(dt.timezone.utc),
+                record=lambda event: self.db.append(arn, event),
+                time_scale=lambda: self.cloud.time_scale,
+            )
+        except Exception as err:  # an engine crash must still end the execution
+            result = {"status": "FAILED", "error": "States.Runtime", "cause": f"{type(err).__name__}: {err}"}
+        self.db.update(_EXECUTIONS, arn, stopDate=_now(), **result)
+
+    def wait(self, execution_arn: str, timeout: float | None = None) -> None:
+        """Join the thread running an execution of this process (tests and the CLI use it)."""
+        thread = self._threads.get(execution_arn)
+        if thread is not None:
+            thread.join(timeout)
+
+    def _execution(self, arn: str) -> dict[str, Any]:
+        doc = self.db.get(_EXECUTIONS, arn)
+        if doc is None:
+            raise AwsError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
+        if doc["status"] == "RUNNING" and arn not in self._threads and not _pid_alive(doc["pid"]):
+            doc = self.db.update(
+                _EXECUTIONS,
+                arn,
+                status="FAILED",
+                stopDate=_now(),
+                error="SfnMlops.LocalProcessExited",
+                cause=f"The local process that ran this execution (pid {doc['pid']}) exited "
+                "before the execution finished.",
+            )
+        return doc
+
+    def describe_execution(self, params: dict[str, Any]) -> dict[str, Any]:
+        doc = self._execution(params["executionArn"])
+        result = {
+            "executionArn": doc["executionArn"],
+            "stateMachineArn": doc["stateMachineArn"],
+            "name": doc["name"],
+            "status": doc["status"],
+            "startDate": _date(doc["startDate"]),
+            "input": doc["input"],
+            "inputDetails": {"included": True},
+        }
+        if doc.get("stopDate"):
+            result["stopDate"] = _date(doc["stopDate"])
+        if doc["status"] == "SUCCEEDED":
+            result["output"] = doc.get("output", "{}")
+            result["outputDetails"] = {"included": True}
+        for key in ("error", "cause"):
+            if doc.get(key) is not None:
+                result[key] = doc[key]
+        return result
+
+    def list_executions(self, params: dict[str, Any]) -> dict[str, Any]:
+        machine = params.get("stateMachineArn")
+        status = params.get("statusFilter")
+        items = []
+        for doc in self.db.list(_EXECUTIONS):
+            if machine and doc["stateMachineArn"] != machine:
+                continue
+            doc = self._execution(doc["executionArn"])
+            if status and doc["status"] != status:
+                continue
+            item = {
+                "executionArn": doc["executionArn"],
+                "stateMachineArn": doc["stateMachineArn"],
+                "name": doc["name"],
+                "status": doc["status"],
+                "startDate": _date(doc["startDate"]),
+            }
+            if doc.get("stopDate"):
+                item["stopDate"] = _date(doc["stopDate"])
+            items.append(item)
+        return _page(items, params, "executions", params.get("maxResults") or 100)
+
+    def get_execution_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._execution(params["executionArn"])
+        events = self.db.read(params["executionArn"])
+        for event in events:
+            event["timestamp"] = _parse_timestamp(event["timestamp"])
+        if params.get("reverseOrder"):
+            events.reverse()
+        return _page(events, params, "events", params.get("maxResults") or 1000)
+
+    def stop_execution(self, params: dict[str, Any]) -> dict[str, Any]:
+        doc = self._execution(params["executionArn"])
+        if doc["status"] in _TERMINAL:
+            return {"stopDate": _date(doc.get("stopDate"))}
+        raise AwsError(
+            "ValidationException",
+            "Stopping a running local execution is not supported yet; it stops when its "
+            "process ends",
+        )
+
+
+def _page(items: list[Any], params: dict[str, Any], key: str, size: int) -> dict[str, Any]:
+    start = int(params.get("nextToken") or 0)
+    result: dict[str, Any] = {key: items[start : start + size]}
+    if start + size < len(items):
+        result["nextToken"] = str(start + size)
+    return result
+
+
+def _parse_timestamp(value: Any) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _default_name() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
