@@ -1,0 +1,243 @@
+"""Contract tests for the engine adapter: the behaviour of moto's private ASL engine we rely on.
+
+If a moto upgrade changes any of this, these tests say what broke.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.stepfunctions.parser.asl.utils import json_path
+
+from sfn_mlops.local import engine
+from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.metadata import MetadataStore
+from sfn_mlops.local.services.lambda_ import FUNCTIONS
+
+ROLE = "arn:aws:iam::123456789012:role/test"
+
+
+def run(cloud: LocalCloud, definition: dict[str, Any], payload: Any = None) -> dict[str, Any]:
+    sfn = boto3.client("stepfunctions")
+    name = f"m{abs(hash(json.dumps(definition, sort_keys=True))) % 10**8}"
+    try:
+        arn = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)[
+            "stateMachineArn"
+        ]
+    except sfn.exceptions.StateMachineAlreadyExists:
+        arn = cloud.arn("states", f"stateMachine:{name}")
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload or {}))
+    cloud.service("sfn").wait(execution["executionArn"])
+    result = sfn.describe_execution(executionArn=execution["executionArn"])
+    result["events"] = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+    return result
+
+
+def add_function(cloud: LocalCloud, tmp_path: Path, name: str, body: str, timeout: int = 5) -> str:
+    code = tmp_path / name
+    code.mkdir()
+    (code / "app.py").write_text(body)
+    arn = cloud.arn("lambda", f"function:{name}")
+    cloud.metadata.put(
+        FUNCTIONS,
+        name,
+        {
+            "FunctionName": name,
+            "FunctionArn": arn,
+            "Handler": "app.handler",
+            "CodeDir": str(code),
+            "Timeout": timeout,
+            "MemorySize": 128,
+            "Environment": {"Variables": {"GREETING": "hello"}},
+        },
+    )
+    return arn
+
+
+def lambda_task(arn: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": arn, "Payload.$": "$"},
+        "OutputPath": "$.Payload",
+        **extra,
+    }
+
+
+def test_the_engine_itself_still_diverges_on_indexed_paths() -> None:
+    # The divergence the adapter corrects; if moto fixes it, the correction can go.
+    data = {"a": [{"b": 5}]}
+    assert engine._original_extract_json("$.a[0].b", data) == [5]
+    assert engine.extract_json("$.a[0].b", data) == 5
+    assert engine.extract_json("$.a[*].b", data) == [5]
+    assert engine.extract_json("$.a[0]", data) == {"b": 5}
+
+
+def test_indexed_path_gives_the_value_in_a_running_execution(cloud: LocalCloud) -> None:
+    definition = {
+        "StartAt": "Pick",
+        "States": {"Pick": {"Type": "Pass", "Parameters": {"x.$": "$.a[0].b"}, "End": True}},
+    }
+    result = run(cloud, definition, {"a": [{"b": 7}, {"b": 8}]})
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"]) == {"x": 7}
+
+
+def test_choice_and_fail_with_cause_path(cloud: LocalCloud) -> None:
+    definition = {
+        "StartAt": "Gate",
+        "States": {
+            "Gate": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.v", "NumericLessThanEqualsPath": "$.t", "Next": "Ok"}],
+                "Default": "Low",
+            },
+            "Ok": {"Type": "Succeed"},
+            "Low": {"Type": "Fail", "Error": "TooLow", "CausePath": "$.why"},
+        },
+    }
+    assert run(cloud, definition, {"v": 1, "t": 2, "why": "-"})["status"] == "SUCCEEDED"
+    failed = run(cloud, definition, {"v": 3, "t": 2, "why": "v is 3, needs <= 2"})
+    assert (failed["status"], failed["error"], failed["cause"]) == ("FAILED", "TooLow", "v is 3, needs <= 2")
+
+
+def test_parallel_branches_give_a_list(cloud: LocalCloud) -> None:
+    branch = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "End": True}}}
+    other = {"StartAt": "Q", "States": {"Q": {"Type": "Pass", "Result": 2, "End": True}}}
+    definition = {
+        "StartAt": "Both",
+        "States": {"Both": {"Type": "Parallel", "Branches": [branch, other], "End": True}},
+    }
+    result = run(cloud, definition)
+    assert json.loads(result["output"]) == [1, 2]
+
+
+def test_lambda_payload_environment_and_error_names(cloud: LocalCloud, tmp_path: Path) -> None:
+    ok = add_function(
+        cloud,
+        tmp_path,
+        "echo",
+        "import os\n"
+        "def handler(event, context):\n"
+        "    return {'got': event, 'greeting': os.environ['GREETING'],"
+        " 'fn': context.function_name}\n",
+    )
+    bad = add_function(
+        cloud, tmp_path, "boom", "def handler(event, context):\n    raise KeyError('missing')\n"
+    )
+    result = run(cloud, {"StartAt": "A", "States": {"A": lambda_task(ok, End=True)}}, {"x": 1})
+    assert json.loads(result["output"]) == {"got": {"x": 1}, "greeting": "hello", "fn": "echo"}
+
+    catching = {
+        "StartAt": "A",
+        "States": {
+            "A": lambda_task(
+                bad, Catch=[{"ErrorEquals": ["KeyError"], "ResultPath": "$.error", "Next": "Caught"}]
+            ),
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    result = run(cloud, catching)
+    error = json.loads(result["output"])["error"]
+    assert error["Error"] == "KeyError"
+    assert json.loads(error["Cause"])["errorMessage"] == "'missing'"
+
+
+def test_lambda_timeout_kills_the_worker(cloud: LocalCloud, tmp_path: Path) -> None:
+    slow = add_function(
+        cloud, tmp_path, "slow", "import time\ndef handler(e, c):\n    time.sleep(30)\n", timeout=1
+    )
+    result = run(cloud, {"StartAt": "A", "States": {"A": lambda_task(slow, End=True)}})
+    assert result["status"] == "FAILED"
+    assert result["error"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in result["cause"]
+
+
+def test_retry_on_a_transient_error_then_success(cloud: LocalCloud) -> None:
+    topic = boto3.client("sns").create_topic(Name="alerts")["TopicArn"]
+    cloud.metadata.add_fault("sns", "Publish", "ThrottlingException", times=2)
+    definition = {
+        "StartAt": "Notify",
+        "States": {
+            "Notify": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sns:publish",
+                "Parameters": {"TopicArn": topic, "Message": "hi"},
+                "Retry": [
+                    {
+                        "ErrorEquals": ["SNS.ThrottlingException"],
+                        "IntervalSeconds": 10,
+                        "MaxAttempts": 3,
+                        "BackoffRate": 2,
+                    }
+                ],
+                "End": True,
+            }
+        },
+    }
+    result = run(cloud, definition)
+    assert result["status"] == "SUCCEEDED"
+    failures = [e for e in result["events"] if e["type"] == "TaskFailed"]
+    assert [f["taskFailedEventDetails"]["error"] for f in failures] == ["SNS.ThrottlingException"] * 2
+    # Retry waits are scaled by the workspace time scale (0.001 here), not skipped.
+    assert (result["stopDate"] - result["startDate"]).total_seconds() < 5
+
+
+def test_sagemaker_api_errors_are_amazon_sagemaker_exception(cloud: LocalCloud) -> None:
+    cloud.metadata.add_fault("sagemaker", "CreateModel", "ValidationException", times=1)
+    definition = {
+        "StartAt": "Create",
+        "States": {
+            "Create": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sagemaker:createModel",
+                "Parameters": {"ModelName": "m", "ExecutionRoleArn": ROLE},
+                "Catch": [
+                    {
+                        "ErrorEquals": ["SageMaker.AmazonSageMakerException"],
+                        "ResultPath": "$.error",
+                        "Next": "Caught",
+                    }
+                ],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    result = run(cloud, definition)
+    error = json.loads(result["output"])["error"]
+    assert error["Error"] == "SageMaker.AmazonSageMakerException"
+    assert "Error Code: ValidationException" in error["Cause"]
+
+
+def test_history_is_durable_for_other_processes(cloud: LocalCloud) -> None:
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    result = run(cloud, definition)
+    fresh = MetadataStore(cloud.root / "metadata.db")  # what a new process opens
+    stored = fresh.read(result["executionArn"])
+    assert [e["type"] for e in stored] == [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ]
+
+
+def test_errors_in_aws_shapes(cloud: LocalCloud) -> None:
+    sfn = boto3.client("stepfunctions")
+    with pytest.raises(sfn.exceptions.InvalidDefinition):
+        sfn.create_state_machine(name="bad", definition='{"StartAt": "Nope", "States": {}}', roleArn=ROLE)
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.describe_execution(executionArn=cloud.arn("states", "execution:x:y"))
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    arn = sfn.create_state_machine(name="ok", definition=json.dumps(definition), roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    first = sfn.start_execution(stateMachineArn=arn, name="once")
+    cloud.service("sfn").wait(first["executionArn"])
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=arn, name="once")

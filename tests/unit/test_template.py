@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sfn_mlops.template import LocalStack, TemplateError, substitute
+
+TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  CodePrefix: {Type: String, Default: code/latest}
+  Email: {Type: String, Default: ""}
+Conditions:
+  HasEmail: !Not [!Equals [!Ref Email, ""]]
+Globals:
+  Function:
+    Timeout: 30
+    Environment: {Variables: {LOG_LEVEL: INFO}}
+Resources:
+  Bucket: {Type: AWS::S3::Bucket}
+  Topic: {Type: AWS::SNS::Topic}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: lambdas/fn/
+      Handler: app.handler
+      MemorySize: 256
+      Environment:
+        Variables:
+          BUCKET: !Ref Bucket
+          MODE: !If [HasEmail, mail, quiet]
+  Pipeline:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: machine.asl.json
+      DefinitionSubstitutions:
+        Bucket: !Ref Bucket
+        FnArn: !GetAtt Fn.Arn
+        TopicArn: !Ref Topic
+        Code: !Sub "s3://${Bucket}/${CodePrefix}"
+        Region: !Sub "${AWS::Region}-${!Literal}"
+        Joined: !Join [",", [a, !Ref CodePrefix]]
+"""
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    path = tmp_path / "template.yaml"
+    path.write_text(TEMPLATE)
+    return path
+
+
+def test_functions_merge_globals_and_resolve_refs(template: Path) -> None:
+    (fn,) = LocalStack(template).functions()
+    assert fn.name == "Fn"
+    assert fn.arn == "arn:aws:lambda:us-east-1:123456789012:function:Fn"
+    assert fn.code_dir == (template.parent / "lambdas/fn").resolve()
+    assert (fn.timeout, fn.memory_size, fn.handler) == (30, 256, "app.handler")
+    assert fn.environment == {"LOG_LEVEL": "INFO", "BUCKET": "sfn-mlops-bucket", "MODE": "quiet"}
+
+
+def test_conditions_follow_parameters(template: Path) -> None:
+    (fn,) = LocalStack(template, parameters={"Email": "a@b.c"}).functions()
+    assert fn.environment["MODE"] == "mail"
+
+
+def test_definition_substitutions(template: Path) -> None:
+    (machine,) = LocalStack(template, parameters={"CodePrefix": "code/abc"}).state_machines()
+    assert machine.substitutions == {
+        "Bucket": "sfn-mlops-bucket",
+        "FnArn": "arn:aws:lambda:us-east-1:123456789012:function:Fn",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:Topic",
+        "Code": "s3://sfn-mlops-bucket/code/abc",
+        "Region": "us-east-1-${Literal}",
+        "Joined": "a,code/abc",
+    }
+
+
+def test_unknown_parameter_is_named(template: Path) -> None:
+    with pytest.raises(TemplateError, match=r"unknown parameter\(s\) \['Nope'\]"):
+        LocalStack(template, parameters={"Nope": "x"})
+
+
+def test_substitute_reports_missing_placeholders() -> None:
+    assert substitute('{"a": "${X}"}', {"X": "1"}, "here") == '{"a": "1"}'
+    with pytest.raises(TemplateError, match=r"here: no DefinitionSubstitutions entry for \['Y'\]"):
+        substitute('{"a": "${Y}"}', {"X": "1"}, "here")
