@@ -84,7 +84,11 @@ def _stage_data(cloud: Any, config: PipelineConfig, bucket: str, run_name: str) 
     prefix = f"datasets/{run_name}"
     for path in local.files:
         s3.upload_file(str(path), bucket, f"{prefix}/{path.name}")
-    return f"s3://{bucket}/{prefix}/" if len(local.files) > 1 else f"s3://{bucket}/{prefix}/{local.files[0].name}"
+    return (
+        f"s3://{bucket}/{prefix}/"
+        if len(local.files) > 1
+        else f"s3://{bucket}/{prefix}/{local.files[0].name}"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -110,7 +114,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sfn = boto3.client("stepfunctions")
     execution_input = config.execution_input(data_uri)
     arn = sfn.start_execution(
-        stateMachineArn=deployment.state_machine_arn, name=run_name, input=json.dumps(execution_input)
+        stateMachineArn=deployment.state_machine_arn,
+        name=run_name,
+        input=json.dumps(execution_input),
     )["executionArn"]
     print(f"Execution {run_name} started\n")
     follower = Follower(sfn=sfn, sagemaker=boto3.client("sagemaker"), execution_arn=arn)
@@ -129,7 +135,10 @@ def _show_notifications(cloud: Any, since: float) -> None:
     for message in published_messages(cloud):
         if message["Timestamp"] >= wall_start:
             topic = message["TopicArn"].rpartition(":")[2]
-            print(f"Notification to {topic}: {message.get('Subject') or ''}\n  {message['Message'][:500]}")
+            print(
+                f"Notification to {topic}: {message.get('Subject') or ''}\n"
+                f"  {message['Message'][:500]}"
+            )
 
 
 # executions and jobs ----------------------------------------------------------------------
@@ -145,22 +154,31 @@ def cmd_executions(args: argparse.Namespace) -> int:
         for item in executions:
             stop = item.get("stopDate")
             took = f"{(stop - item['startDate']).total_seconds():.1f} s" if stop else "running"
-            print(f"{item['name']:<36} {item['status']:<10} {item['startDate']:%Y-%m-%d %H:%M:%S}  {took}")
+            print(
+                f"{item['name']:<36} {item['status']:<10} "
+                f"{item['startDate']:%Y-%m-%d %H:%M:%S}  {took}"
+            )
         return EXIT_OK
     arn = _execution_arn(cloud, args.name)
     try:
         execution = sfn.describe_execution(executionArn=arn)
     except sfn.exceptions.ExecutionDoesNotExist as err:
-        raise CliError(f"no execution named {args.name!r}; see `sfn-mlops executions list`") from err
+        raise CliError(
+            f"no execution named {args.name!r}; see `sfn-mlops executions list`"
+        ) from err
     if args.action == "describe":
         for key in ("name", "status", "startDate", "stopDate", "error", "cause", "input", "output"):
             if key in execution:
                 print(f"{key}: {execution[key]}")
         return EXIT_OK
     for event in sfn.get_execution_history(executionArn=arn)["events"]:
+        details: dict[str, Any]
         details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
         label = details.get("name") or details.get("error") or details.get("resource") or ""
-        print(f"{event['id']:>4} {event['timestamp']:%H:%M:%S.%f}"[:-3] + f"  {event['type']:<28} {label}")
+        print(
+            f"{event['id']:>4} {event['timestamp']:%H:%M:%S.%f}"[:-3]
+            + f"  {event['type']:<28} {label}"
+        )
     return EXIT_OK
 
 
@@ -187,13 +205,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 # parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfn-mlops", description=__doc__.splitlines()[0])
-    parser.add_argument("--workspace", help=f"local cloud folder (default ${settings.WORKSPACE_ENV} or ./.sfn-mlops)")
+    parser.add_argument(
+        "--workspace",
+        help=f"local cloud folder (default ${settings.WORKSPACE_ENV} or ./.sfn-mlops)",
+    )
     parser.add_argument("--project", help="folder with template.yaml (default: found from here)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="deploy locally and run the pipeline, following each state")
+    run = commands.add_parser(
+        "run", help="deploy locally and run the pipeline, following each state"
+    )
     run.add_argument("--config", help="pipeline config file (YAML or JSON)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
     run.add_argument("--data", help="CSV/Parquet file or folder, s3:// URI, or 'abalone'")
     run.add_argument("--target", help="column to predict")
     run.add_argument("--problem-type", choices=["regression", "binary", "multiclass"])
@@ -214,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_actions.add_parser("logs").add_argument("name", help="job name, e.g. <run>-train")
     jobs.set_defaults(handler=cmd_jobs)
 
-    commands.add_parser("deploy", help="deploy template.yaml to the local cloud").set_defaults(handler=cmd_deploy)
+    commands.add_parser("deploy", help="deploy template.yaml to the local cloud").set_defaults(
+        handler=cmd_deploy
+    )
     return parser
 
 

@@ -85,9 +85,9 @@ class PipelineConfig(_Strict):
     target: str
     problem_type: ProblemType = "regression"
     categorical_columns: list[str] = []
-    split: SplitConfig = SplitConfig()
+    split: SplitConfig = Field(default_factory=SplitConfig)
     hyperparameters: dict[str, str | int | float | bool] = {}
-    gate: GateConfig = GateConfig()
+    gate: GateConfig = Field(default_factory=GateConfig)
     instance_type: str = "ml.m5.xlarge"
     max_runtime_seconds: int = Field(3600, ge=1, le=432000)
 

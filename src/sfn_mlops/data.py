@@ -42,7 +42,9 @@ def example_dataset(cache_dir: Path) -> Path:
 
 def data_files(path: Path) -> list[Path]:
     if not path.exists():
-        raise DataError(f"data path {path} does not exist; set data to a CSV or Parquet file or folder")
+        raise DataError(
+            f"data path {path} does not exist; set data to a CSV or Parquet file or folder"
+        )
     if path.is_file():
         files = [path]
     else:
@@ -83,7 +85,10 @@ def inspect_local(config: PipelineConfig, workspace: Path) -> LocalData:
 
 
 def check_columns(config: PipelineConfig, columns: list[str], source: str) -> None:
-    for role, wanted in [("target", [config.target]), ("categorical_columns", config.categorical_columns)]:
+    for role, wanted in [
+        ("target", [config.target]),
+        ("categorical_columns", config.categorical_columns),
+    ]:
         for column in wanted:
             if column not in columns:
                 close = difflib.get_close_matches(column, columns, n=1)

@@ -12,8 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+_JOB_LABELS = {"TrainingJobName": "training job", "ProcessingJobName": "processing job"}
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-_JOB_NAME_KEYS = {"TrainingJobName": "describe_training_job", "ProcessingJobName": "describe_processing_job"}
+_JOB_NAME_KEYS = {
+    "TrainingJobName": "describe_training_job",
+    "ProcessingJobName": "describe_processing_job",
+}
 
 
 def _cause_summary(cause: str | None, limit: int = 300) -> str:
@@ -121,12 +125,17 @@ class Follower:
         for key, method in _JOB_NAME_KEYS.items():
             if key in parameters:
                 self._open[name].job = (method, key, parameters[key])  # type: ignore[index]
-                self.echo(f"  ▸ {name:<28} {key.removesuffix('Name').replace('Job', ' job')} {parameters[key]}")
+                self.echo(
+                    f"  ▸ {name:<28} {_JOB_LABELS[key]} {parameters[key]}"
+                )
 
     def _show_progress(self) -> None:
         now = time.time()
         for state in self._open.values():
-            if state.job is None or now - max(state.started, state.last_progress) < self.progress_every:
+            if (
+                state.job is None
+                or now - max(state.started, state.last_progress) < self.progress_every
+            ):
                 continue
             state.last_progress = now
             method, key, job_name = state.job

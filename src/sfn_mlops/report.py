@@ -42,9 +42,9 @@ def summarize(
     if status != "SUCCEEDED":
         echo(f"Error: {execution.get('error')}")
         echo(f"Cause: {_cause_summary(execution.get('cause'), limit=2000)}")
-    trained = state_output(events, "Train") or evaluated
-    if trained:
-        _artifacts(trained, echo, local_path)
+    latest = evaluated or state_output(events, "Evaluate") or state_output(events, "Train")
+    if latest:
+        _artifacts(latest, echo, local_path)
 
 
 def _artifacts(
@@ -53,7 +53,12 @@ def _artifacts(
     prefix = output.get("run", {}).get("prefix")
     items = [
         ("model", output.get("steps", {}).get("train", {}).get("model_artifacts")),
-        ("evaluation", f"{prefix}/evaluation/evaluation.json" if "evaluate" in output.get("steps", {}) else None),
+        (
+            "evaluation",
+            f"{prefix}/evaluation/evaluation.json"
+            if "evaluate" in output.get("steps", {})
+            else None,
+        ),
         ("data splits", f"{prefix}/processing/" if prefix else None),
     ]
     shown = [(label, uri) for label, uri in items if uri]

@@ -37,6 +37,7 @@ def time_scale(explicit: float | None = None) -> float:
         raise ValueError(f"{TIME_SCALE_ENV}={raw!r} must be >= 0")
     return value
 
+
 PROJECT_ENV = "SFN_MLOPS_PROJECT"
 
 

@@ -164,7 +164,9 @@ class LocalStack:
             return arns[kind]
         if attribute in ("Name", "TopicName", "BucketName"):
             return name
-        raise TemplateError(f"{self.path}: !GetAtt {logical_id}.{attribute} is not resolved locally")
+        raise TemplateError(
+            f"{self.path}: !GetAtt {logical_id}.{attribute} is not resolved locally"
+        )
 
     # intrinsic functions ----------------------------------------------------------------
     def resolve(self, value: Any, where: str) -> Any:
@@ -173,7 +175,7 @@ class LocalStack:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             handler = _INTRINSICS.get(key)
             if handler is not None:
                 return handler(self, arg, where)
@@ -195,7 +197,9 @@ class LocalStack:
         return self.ref(name)
 
     def _sub(self, arg: Any, where: str) -> str:
-        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1], where))
+        text, variables = (
+            (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1], where))
+        )
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -255,7 +259,9 @@ class LocalStack:
                     name=self.physical_name(logical_id),
                     arn=self.ref(logical_id),
                     definition_path=(self.root / props["DefinitionUri"]).resolve(),
-                    substitutions={k: str(v) for k, v in props.get("DefinitionSubstitutions", {}).items()},
+                    substitutions={
+                        k: str(v) for k, v in props.get("DefinitionSubstitutions", {}).items()
+                    },
                     role_arn=str(props.get("Role") or _arn("iam", f"role/{logical_id}Role")),
                 )
             )

@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.stepfunctions.parser.asl.utils import json_path
 
 from sfn_mlops.local import engine
 from sfn_mlops.local.cloud import LocalCloud
@@ -102,7 +101,11 @@ def test_choice_and_fail_with_cause_path(cloud: LocalCloud) -> None:
     }
     assert run(cloud, definition, {"v": 1, "t": 2, "why": "-"})["status"] == "SUCCEEDED"
     failed = run(cloud, definition, {"v": 3, "t": 2, "why": "v is 3, needs <= 2"})
-    assert (failed["status"], failed["error"], failed["cause"]) == ("FAILED", "TooLow", "v is 3, needs <= 2")
+    assert (failed["status"], failed["error"], failed["cause"]) == (
+        "FAILED",
+        "TooLow",
+        "v is 3, needs <= 2",
+    )
 
 
 def test_parallel_branches_give_a_list(cloud: LocalCloud) -> None:
@@ -136,7 +139,8 @@ def test_lambda_payload_environment_and_error_names(cloud: LocalCloud, tmp_path:
         "StartAt": "A",
         "States": {
             "A": lambda_task(
-                bad, Catch=[{"ErrorEquals": ["KeyError"], "ResultPath": "$.error", "Next": "Caught"}]
+                bad,
+                Catch=[{"ErrorEquals": ["KeyError"], "ResultPath": "$.error", "Next": "Caught"}],
             ),
             "Caught": {"Type": "Pass", "End": True},
         },
@@ -182,7 +186,9 @@ def test_retry_on_a_transient_error_then_success(cloud: LocalCloud) -> None:
     result = run(cloud, definition)
     assert result["status"] == "SUCCEEDED"
     failures = [e for e in result["events"] if e["type"] == "TaskFailed"]
-    assert [f["taskFailedEventDetails"]["error"] for f in failures] == ["SNS.ThrottlingException"] * 2
+    assert [f["taskFailedEventDetails"]["error"] for f in failures] == [
+        "SNS.ThrottlingException"
+    ] * 2
     # Retry waits are scaled by the workspace time scale (0.001 here), not skipped.
     assert (result["stopDate"] - result["startDate"]).total_seconds() < 5
 
@@ -230,7 +236,9 @@ def test_history_is_durable_for_other_processes(cloud: LocalCloud) -> None:
 def test_errors_in_aws_shapes(cloud: LocalCloud) -> None:
     sfn = boto3.client("stepfunctions")
     with pytest.raises(sfn.exceptions.InvalidDefinition):
-        sfn.create_state_machine(name="bad", definition='{"StartAt": "Nope", "States": {}}', roleArn=ROLE)
+        sfn.create_state_machine(
+            name="bad", definition='{"StartAt": "Nope", "States": {}}', roleArn=ROLE
+        )
     with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
         sfn.describe_execution(executionArn=cloud.arn("states", "execution:x:y"))
     definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}

@@ -68,9 +68,15 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         )
         try:
             sfn.describe_state_machine(stateMachineArn=machine.arn)
-            sfn.update_state_machine(stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn)
+            sfn.update_state_machine(
+                stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn
+            )
         except sfn.exceptions.StateMachineDoesNotExist:
-            sfn.create_state_machine(name=machine.name, definition=definition, roleArn=machine.role_arn)
+            sfn.create_state_machine(
+                name=machine.name, definition=definition, roleArn=machine.role_arn
+            )
         if machine.logical_id == PIPELINE:
             machine_arn = machine.arn
-    return Deployment(stack=stack, bucket=bucket, state_machine_arn=machine_arn, code_prefix=code_prefix)
+    return Deployment(
+        stack=stack, bucket=bucket, state_machine_arn=machine_arn, code_prefix=code_prefix
+    )

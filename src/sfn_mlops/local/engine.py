@@ -4,14 +4,15 @@ It (a) dispatches SageMaker Task resources, including ``.sync``, to the local se
 boto3, (b) turns integration failures into the States errors AWS gives so Retry and Catch work,
 (c) corrects the engine's JSONPath divergence (``$.a[0].b`` gives the value, not a one-item
 list), (d) scales Retry delays by the workspace time scale, and (e) writes each history event
-to the metadata store as it happens. moto is pinned exactly; tests/functional/test_engine_contract.py
-pins the behaviour this module relies on.
+to the metadata store as it happens. moto is pinned exactly; the tests in
+tests/functional/test_engine_contract.py pin the behaviour this module relies on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -26,8 +27,15 @@ from moto.stepfunctions.parser.api import (
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
     CustomErrorName,
 )
+from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
 )
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
@@ -47,6 +55,7 @@ from moto.stepfunctions.parser.asl.eval.evaluation_details import (
     ExecutionDetails,
     StateMachineDetails,
 )
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import (
     ProgramEnded,
@@ -76,15 +85,17 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
     def __init__(self) -> None:
         super().__init__(
             supported_integration_patterns={
-                ResourceCondition.WaitForTaskToken,
-                ResourceCondition.Sync,
+                ResourceCondition.WaitForTaskToken,  # type: ignore[arg-type]
+                ResourceCondition.Sync,  # type: ignore[arg-type]
             }
         )
 
     def _validate_service_integration_is_supported(self) -> None:
         condition = self.resource.condition
         if condition == ResourceCondition.Sync and self.resource.api_action not in _SAGEMAKER_JOBS:
-            raise ValueError(f"{self.resource.resource_arn}: .sync is only defined for SageMaker jobs")
+            raise ValueError(
+                f"{self.resource.resource_arn}: .sync is only defined for SageMaker jobs"
+            )
 
     def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
         return boto_client_for(
@@ -133,7 +144,8 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
 
     def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:
         if isinstance(ex, SageMakerJobFailed):
-            return self._failure(env, "States.TaskFailed", to_json_str(ex.job))
+            task_failed = StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed)
+            return self._failure(env, task_failed, to_json_str(ex.job))
         if isinstance(ex, ClientError):
             error = ex.response["Error"]
             cause = (
@@ -142,22 +154,23 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
                 f"Error Code: {error.get('Code')}; "
                 f"Request ID: {ex.response['ResponseMetadata'].get('RequestId')}; Proxy: null)"
             )
-            return self._failure(env, "SageMaker.AmazonSageMakerException", cause)
+            name = CustomErrorName(error_name="SageMaker.AmazonSageMakerException")
+            return self._failure(env, name, cause)
         return super()._from_error(env=env, ex=ex)
 
-    def _failure(self, env: Environment, error: str, cause: str) -> FailureEvent:
+    def _failure(self, env: Environment, error: ErrorName, cause: str) -> FailureEvent:
         return FailureEvent(
             env=env,
-            error_name=CustomErrorName(error_name=error),
+            error_name=error,
             event_type=HistoryEventType.TaskFailed,
-            event_details={
-                "taskFailedEventDetails": TaskFailedEventDetails(
-                    error=error,
+            event_details=EventDetails(  # type: ignore[typeddict-item]  # total=True in moto
+                taskFailedEventDetails=TaskFailedEventDetails(
+                    error=error.error_name,
                     cause=cause,
                     resource=self._get_sfn_resource(),
                     resourceType=self._get_sfn_resource_type(),
                 )
-            },
+            ),
         )
 
 
@@ -203,6 +216,8 @@ class _ScaledTime:
 
 
 def _install_patches() -> None:
+    # The engine logs every caught failure with its whole parse tree; the history has it all.
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     state_task_factory.state_task_service_for = _service_for  # type: ignore[assignment]
     for name, module in list(sys.modules.items()):
         if name.startswith("moto.stepfunctions.parser") and (
@@ -266,7 +281,9 @@ def run_execution(
     if time_scale is not None:
         _time_scale = time_scale
     details = EvaluationDetails(
-        aws_execution_details=AWSExecutionDetails(account=account, region=region, role_arn=role_arn),
+        aws_execution_details=AWSExecutionDetails(
+            account=account, region=region, role_arn=role_arn
+        ),
         execution_details=ExecutionDetails(
             arn=execution_arn,
             name=execution_name,

@@ -19,6 +19,7 @@ Failed with a PlatformError instead of leaving it InProgress forever.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -82,7 +83,7 @@ def job_log_path(cloud: Any, name: str) -> Path:
 
 
 def reroot(value: str, opt_ml: Path) -> str:
-    """Rewrite ``/opt/ml/...`` (alone or after ``=``, as in ``--dir=/opt/ml/x``) under ``opt_ml``."""
+    """Rewrite ``/opt/ml/...`` (alone, or after ``=`` as in ``--dir=/opt/ml/x``) under opt_ml."""
     return _OPT_ML.sub(lambda match: match.group(1) + str(opt_ml), value)
 
 
@@ -178,6 +179,7 @@ def refresh(cloud: Any, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
     current = cloud.metadata.get(kind, doc["Name"]) or doc
     if current["Status"] in TERMINAL:  # it finished while we looked
         return current
+    _kill_orphan(current.get("ChildPid"), job_dir(cloud, doc["Name"]))
     reason = (
         f"PlatformError: the process that ran this job (pid {current['OwnerPid']}) exited "
         f"before the job finished; see the log: {job_log_path(cloud, doc['Name'])}"
@@ -230,6 +232,21 @@ def _owner_alive(cloud: Any, kind: str, doc: dict[str, Any]) -> bool:
     return True
 
 
+def _kill_orphan(pid: int | None, folder: Path) -> None:
+    """Kill the job's process group if its leader still runs in the job folder (Linux /proc).
+
+    The check keeps a reused pid from being killed; elsewhere the orphan is left running.
+    """
+    if not pid:
+        return
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return
+    if Path(cwd) == folder or Path(cwd).is_relative_to(folder):
+        _signal_group(int(pid), signal.SIGKILL)
+
+
 def _transition(status: str, message: str, start: float, end: float | None = None) -> dict:
     item: dict[str, Any] = {"Status": status, "StartTime": start, "StatusMessage": message}
     if end is not None:
@@ -245,10 +262,8 @@ def _close_transitions(transitions: list[dict[str, Any]], now: float) -> list[di
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _read_limited(path: Path) -> str | None:
@@ -383,7 +398,8 @@ class _Run:
                     kill_at = now + STOP_GRACE_SECONDS
             elif now >= kill_at:
                 _signal_group(proc.pid, signal.SIGKILL)
-            self._wake.wait(max(0.0, min(WATCH_SECONDS, deadline - now)))
+            pause = WATCH_SECONDS if kill_at is not None else min(WATCH_SECONDS, deadline - now)
+            self._wake.wait(max(0.0, pause))
             self._wake.clear()
 
     def _stop_requested(self) -> bool:
@@ -417,9 +433,7 @@ class _Run:
         self.log(f"{secondary}: {message}")
         self._write(SecondaryStatus=secondary, Transitions=self._transitions, **fields)
 
-    def _finish(
-        self, status: str, *, failure: str | None = None, timed_out: bool = False
-    ) -> None:
+    def _finish(self, status: str, *, failure: str | None = None, timed_out: bool = False) -> None:
         fields: dict[str, Any] = {}
         if status != "Failed":
             try:
@@ -565,6 +579,12 @@ def to_cmd_args(hyperparameters: dict[str, Any]) -> list[str]:
     return args
 
 
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def _env_value(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -624,6 +644,7 @@ class _TrainingRun(_Run):
             (config / name).write_text(json.dumps(content, indent=2))
 
     def _fetch_code(self, submit_dir: str) -> None:
+        """The submit directory (a tar.gz, or a prefix of files) into ``opt_ml/code``."""
         code = self.opt_ml / "code"
         if not submit_dir.startswith("s3://"):
             raise JobFailed(
@@ -632,14 +653,13 @@ class _TrainingRun(_Run):
         if not submit_dir.endswith((".tar.gz", ".tgz")):
             self.download(submit_dir, code)
             return
-        archive = self.folder / "sourcedir.tar.gz"
-        self.download(submit_dir, archive.parent / "submit")
-        fetched = self.folder / "submit" / submit_dir.rpartition("/")[2]
-        fetched.replace(archive)
-        shutil.rmtree(self.folder / "submit")
+        self.log(f"extracting {submit_dir} -> {code}")
         try:
+            archive = self.cloud.objects.head(*parse_s3_uri(submit_dir)).path
             with tarfile.open(archive, "r:*") as tar:
                 tar.extractall(code, filter="data")
+        except AwsError as err:
+            raise JobFailed(f"UserError: cannot download {submit_dir}: {err.message}") from err
         except (tarfile.TarError, OSError) as err:
             raise JobFailed(f"UserError: cannot extract {submit_dir}: {err}") from err
 
@@ -661,6 +681,8 @@ class _TrainingRun(_Run):
         env.update(self._sm_env(user_hps))
         code = self.opt_ml / "code"
         if algorithm.get("ContainerEntrypoint"):
+            if hps.get("sagemaker_submit_directory"):
+                self._fetch_code(str(hps["sagemaker_submit_directory"]))
             command = list(algorithm["ContainerEntrypoint"])
             command += list(algorithm.get("ContainerArguments", []))
             return Launch(local_command(command, self.opt_ml), env, code)
@@ -693,7 +715,7 @@ class _TrainingRun(_Run):
             "SM_OUTPUT_INTERMEDIATE_DIR": str(opt / "output" / "intermediate"),
             "SM_CHANNELS": json.dumps(channels),
             "SM_HPS": _env_value(user_hps),
-            "SM_NUM_CPUS": str(len(os.sched_getaffinity(0)) or os.cpu_count() or 1),
+            "SM_NUM_CPUS": str(_cpu_count()),
             "SM_NUM_GPUS": "0",
             "SM_CURRENT_HOST": CURRENT_HOST,
             "SM_HOSTS": json.dumps([CURRENT_HOST]),

@@ -50,7 +50,8 @@ def _load_handler(spec: str) -> Any:
     handler = getattr(module, function_name, None)
     if handler is None:
         raise _InitError(
-            "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
+            "Runtime.HandlerNotFound",
+            f"Handler '{function_name}' missing on module '{module_name}'",
         )
     return handler
 
@@ -74,10 +75,7 @@ def serve(requests: TextIO, replies: TextIO) -> None:
         handler, init_error = None, _error(err.error_type, str(err))
     for line in requests:
         request = json.loads(line)
-        if init_error is not None:
-            reply = {"error": init_error}
-        else:
-            reply = _invoke(handler, request)
+        reply = {"error": init_error} if init_error is not None else _invoke(handler, request)
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 

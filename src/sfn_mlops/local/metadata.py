@@ -7,6 +7,7 @@ and published messages are append-only rows. WAL mode lets the CLI read while a 
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -142,7 +143,7 @@ class MetadataStore:
             db.execute("INSERT INTO events VALUES (?, ?, ?)", (stream, last + 1, json.dumps(doc)))
         return int(last) + 1
 
-    def read(self, stream: str, after: int = 0) -> list[dict[str, Any]]:
+    def read(self, stream: str, after: int = 0) -> builtins.list[dict[str, Any]]:
         rows = (
             self._connection()
             .execute(

@@ -85,7 +85,9 @@ class ObjectStore:
     def delete_bucket(self, bucket: str) -> None:
         path = self.require_bucket(bucket)
         if any(path.iterdir()):
-            raise AwsError("BucketNotEmpty", f"The bucket you tried to delete is not empty: {bucket}", 409)
+            raise AwsError(
+                "BucketNotEmpty", f"The bucket you tried to delete is not empty: {bucket}", 409
+            )
         path.rmdir()
 
     # objects -----------------------------------------------------------------
@@ -165,9 +167,9 @@ class ObjectStore:
         bucket, prefix = parse_s3_uri(uri)
         dest.mkdir(parents=True, exist_ok=True)
         count = 0
-        base = prefix if prefix.endswith("/") or not prefix else prefix.rpartition("/")[0] + "/"
         for info in self.list(bucket, prefix):
-            relative = info.key[len(base) :] if base != "/" else info.key
+            # An exact key lands under its own name; otherwise the key less the prefix.
+            relative = info.key[len(prefix) :].lstrip("/") or info.key.rpartition("/")[2]
             target = dest / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(info.path, target)
@@ -186,4 +188,3 @@ class ObjectStore:
             self.put_file(bucket, key, path)
             count += 1
         return count
-

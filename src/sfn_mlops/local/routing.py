@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import botocore.handlers
+from botocore import xform_name
 from botocore.awsrequest import AWSResponse
 from botocore.model import OperationModel
-from botocore import xform_name
 
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.errors import AwsError

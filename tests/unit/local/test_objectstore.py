@@ -18,7 +18,7 @@ def store(tmp_path: Path) -> ObjectStore:
 
 def test_put_get_list_delete(store: ObjectStore) -> None:
     etag = store.put_bytes("data-bucket", "runs/a/x.csv", b"1,2\n")
-    assert etag == '"%s"' % hashlib.md5(b"1,2\n").hexdigest()
+    assert etag == '"{}"'.format(hashlib.md5(b"1,2\n").hexdigest())
     store.put_bytes("data-bucket", "runs/b/y.csv", b"3")
     assert [o.key for o in store.list("data-bucket", "runs/")] == ["runs/a/x.csv", "runs/b/y.csv"]
     assert [o.key for o in store.list("data-bucket", "runs/a")] == ["runs/a/x.csv"]

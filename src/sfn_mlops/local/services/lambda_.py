@@ -109,7 +109,9 @@ class Lambda:
         name = function_name.split(":function:")[-1].split(":")[0]
         spec = self.cloud.metadata.get(FUNCTIONS, name)
         if spec is None:
-            known = ", ".join(sorted(f["FunctionName"] for f in self.cloud.metadata.list(FUNCTIONS)))
+            known = ", ".join(
+                sorted(f["FunctionName"] for f in self.cloud.metadata.list(FUNCTIONS))
+            )
             raise AwsError(
                 "ResourceNotFoundException",
                 f"Function not found: {self.cloud.arn('lambda', f'function:{name}')}"
@@ -132,13 +134,15 @@ class Lambda:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise AwsError(
                 "RequestTooLargeException",
-                f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the InvokeFunction operation",
+                f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the Invoke operation",
                 413,
             )
         try:
             event = json.loads(payload)
         except ValueError as err:
-            raise AwsError("InvalidRequestContentException", f"Could not parse request body into json: {err}") from err
+            raise AwsError(
+                "InvalidRequestContentException", f"Could not parse request body into json: {err}"
+            ) from err
         invocation = params.get("InvocationType", "RequestResponse")
         if invocation == "DryRun":
             return {"StatusCode": 204}
@@ -163,7 +167,10 @@ class Lambda:
         start = worker.log_path.stat().st_size if worker.log_path.exists() else 0
         reply, (error_type, reason) = worker.invoke(event, request_id, float(spec["Timeout"]))
         if reply is None:
-            error = {"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {reason}"}
+            error = {
+                "errorType": error_type,
+                "errorMessage": f"RequestId: {request_id} Error: {reason}",
+            }
             body, function_error = json.dumps(error).encode(), "Unhandled"
         else:
             self._give_back(spec["FunctionName"], worker)

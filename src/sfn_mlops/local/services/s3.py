@@ -59,7 +59,8 @@ class S3:
         if not self.store.create_bucket(bucket):
             raise AwsError(
                 "BucketAlreadyOwnedByYou",
-                "Your previous request to create the named bucket succeeded and you already own it.",
+                "Your previous request to create the named bucket succeeded and you already own "
+                "it.",
                 409,
             )
         return {"Location": f"/{bucket}"}
@@ -83,7 +84,9 @@ class S3:
 
     # objects -----------------------------------------------------------------
     def put_object(self, params: dict[str, Any]) -> dict[str, Any]:
-        etag = self.store.put_stream(params["Bucket"], params["Key"], _body_stream(params.get("Body")))
+        etag = self.store.put_stream(
+            params["Bucket"], params["Key"], _body_stream(params.get("Body"))
+        )
         return {"ETag": etag}
 
     def head_object(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,10 @@ class SNS:
     def publish(self, params: dict[str, Any]) -> dict[str, Any]:
         arn = params.get("TopicArn") or params.get("TargetArn")
         if not arn:
-            raise AwsError("InvalidParameter", "Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter")
+            raise AwsError(
+                "InvalidParameter",
+                "Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter",
+            )
         self._topic(arn)
         message_id = str(uuid.uuid4())
         self.db.append(

@@ -62,7 +62,9 @@ class StepFunctions:
             json.loads(definition)
             parse_definition(definition)
         except ValueError as err:
-            raise AwsError("InvalidDefinition", f"Invalid State Machine Definition: '{err}'") from err
+            raise AwsError(
+                "InvalidDefinition", f"Invalid State Machine Definition: '{err}'"
+            ) from err
 
     def create_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["name"]
@@ -74,7 +76,10 @@ class StepFunctions:
         arn = self.cloud.arn("states", f"stateMachine:{name}")
         existing = self.db.get(_MACHINES, name)
         if existing is not None:
-            if existing["definition"] == params["definition"] and existing["roleArn"] == params["roleArn"]:
+            if (
+                existing["definition"] == params["definition"]
+                and existing["roleArn"] == params["roleArn"]
+            ):
                 return {"stateMachineArn": arn, "creationDate": _date(existing["creationDate"])}
             raise AwsError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arn}'")
         doc = {
@@ -183,7 +188,11 @@ class StepFunctions:
                 time_scale=lambda: self.cloud.time_scale,
             )
         except Exception as err:  # an engine crash must still end the execution
-            result = {"status": "FAILED", "error": "States.Runtime", "cause": f"{type(err).__name__}: {err}"}
+            result = {
+                "status": "FAILED",
+                "error": "States.Runtime",
+                "cause": f"{type(err).__name__}: {err}",
+            }
         self.db.update(_EXECUTIONS, arn, stopDate=_now(), **result)
 
     def wait(self, execution_arn: str, timeout: float | None = None) -> None:

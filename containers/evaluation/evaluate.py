@@ -1,0 +1,289 @@
+"""Evaluation job: score the trained model on the test split and write evaluation.json.
+
+The report uses SageMaker's model quality metrics layout (the one a model package's
+ModelMetrics.ModelQuality.Statistics points at), so the pipeline's threshold Choice and the
+Model Registry read the same file. Standard deviations come from a small seeded bootstrap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jobkit
+import numpy as np
+import xgboost as xgb
+from jobkit import UserError
+
+BOOTSTRAP_RESAMPLES = 20
+BOOTSTRAP_MAX_ROWS = 100_000  # each resample draws at most this many rows, so 1M rows stays fast
+BOOTSTRAP_SEED = 0
+EPSILON = 1e-15  # probability clip for log loss, as scikit-learn does
+REPORT_KEYS = {
+    "regression": "regression_metrics",
+    "binary": "binary_classification_metrics",
+    "multiclass": "multiclass_classification_metrics",
+}
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+# ---------------------------------------------------------------- metrics (numpy only: fast)
+
+
+def mse(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean((y - pred) ** 2))
+
+
+def rmse(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.sqrt(mse(y, pred)))
+
+
+def mae(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(np.abs(y - pred)))
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    total = float(np.sum((y - np.mean(y)) ** 2))
+    return float("nan") if total == 0 else 1.0 - float(np.sum((y - pred) ** 2)) / total
+
+
+def auc(y: np.ndarray, prob: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic over average ranks (ties count half)."""
+    positives = int(np.sum(y == 1))
+    negatives = y.size - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = _average_ranks(prob)
+    return float(
+        (np.sum(ranks[y == 1]) - positives * (positives + 1) / 2) / (positives * negatives)
+    )
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], values.size]
+    group_rank = (starts + ends + 1) / 2.0  # 1-based average rank of each tie group
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    return ranks
+
+
+def _binary_counts(y: np.ndarray, prob: np.ndarray) -> tuple[int, int, int]:
+    predicted = prob >= 0.5
+    actual = y == 1
+    return (
+        int(np.sum(predicted & actual)),
+        int(np.sum(predicted & ~actual)),
+        int(np.sum(~predicted & actual)),
+    )
+
+
+def accuracy_binary(y: np.ndarray, prob: np.ndarray) -> float:
+    return float(np.mean((prob >= 0.5) == (y == 1)))
+
+
+def precision(y: np.ndarray, prob: np.ndarray) -> float:
+    tp, fp, _ = _binary_counts(y, prob)
+    return tp / (tp + fp) if tp + fp else 0.0
+
+
+def recall(y: np.ndarray, prob: np.ndarray) -> float:
+    tp, _, fn = _binary_counts(y, prob)
+    return tp / (tp + fn) if tp + fn else 0.0
+
+
+def f1(y: np.ndarray, prob: np.ndarray) -> float:
+    tp, fp, fn = _binary_counts(y, prob)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def logloss_binary(y: np.ndarray, prob: np.ndarray) -> float:
+    p = np.clip(prob, EPSILON, 1 - EPSILON)
+    return float(-np.mean(np.where(y == 1, np.log(p), np.log(1 - p))))
+
+
+def accuracy_multiclass(y: np.ndarray, prob: np.ndarray) -> float:
+    return float(np.mean(np.argmax(prob, axis=1) == y))
+
+
+def macro_f1(y: np.ndarray, prob: np.ndarray) -> float:
+    """Mean F1 over the classes present in the labels or the predictions (scikit-learn's rule)."""
+    predicted = np.argmax(prob, axis=1)
+    scores = []
+    for label in np.union1d(y, predicted):
+        tp = np.sum((predicted == label) & (y == label))
+        fp = np.sum((predicted == label) & (y != label))
+        fn = np.sum((predicted != label) & (y == label))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(scores))
+
+
+def logloss_multiclass(y: np.ndarray, prob: np.ndarray) -> float:
+    p = np.clip(prob[np.arange(y.size), y.astype(np.int64)], EPSILON, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
+METRICS: dict[str, dict[str, Metric]] = {
+    "regression": {"mse": mse, "rmse": rmse, "mae": mae, "r2": r2},
+    "binary": {
+        "auc": auc,
+        "accuracy": accuracy_binary,
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
+        "logloss": logloss_binary,
+    },
+    "multiclass": {
+        "accuracy": accuracy_multiclass,
+        "macro_f1": macro_f1,
+        "logloss": logloss_multiclass,
+    },
+}
+
+
+# ---------------------------------------------------------------- report
+
+
+def _entry(value: float, spread: float) -> dict[str, float] | None:
+    """One metric as {"value", "standard_deviation"}; JSON has no NaN, so undefined is left out."""
+    if not np.isfinite(value):
+        return None
+    entry = {"value": float(value)}
+    if np.isfinite(spread):
+        entry["standard_deviation"] = float(spread)
+    return entry
+
+
+def metrics_report(
+    problem_type: str, y: np.ndarray, pred: np.ndarray, *, seed: int = BOOTSTRAP_SEED
+) -> dict[str, Any]:
+    """Metric values with bootstrap standard deviations, in the model quality layout.
+
+    A metric undefined on this data (AUC with one class, R² of a constant target) is left
+    out of the report, with a log line, so every value in the report is a finite number.
+    """
+    metrics = METRICS[problem_type]
+    rng = np.random.default_rng(seed)
+    draw = min(y.size, BOOTSTRAP_MAX_ROWS)
+    samples: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        rows = rng.integers(0, y.size, draw)
+        for name, metric in metrics.items():
+            samples[name].append(metric(y[rows], pred[rows]))
+    section = {}
+    for name, metric in metrics.items():
+        finite = [v for v in samples[name] if np.isfinite(v)]
+        spread = float(np.std(finite)) if len(finite) > 1 else float("nan")
+        entry = _entry(metric(y, pred), spread)
+        if entry is None:
+            print(f"{name} is undefined on this test data; left out of the report", flush=True)
+        else:
+            section[name] = entry
+    return {REPORT_KEYS[problem_type]: section, "dataset": {"rows": int(y.size)}}
+
+
+# ---------------------------------------------------------------- model and data
+
+
+def extract_model(model_dir: str, workdir: str) -> str:
+    """Return a folder holding xgboost-model and schema.json, extracting model.tar.gz if present.
+
+    Only those two members are read from the archive, so no path in it can escape `workdir`.
+    """
+    archive = os.path.join(model_dir, "model.tar.gz")
+    if not os.path.exists(archive):
+        if os.path.exists(os.path.join(model_dir, jobkit.MODEL_FILE)):
+            return model_dir
+        raise UserError(f"{model_dir} has neither model.tar.gz nor {jobkit.MODEL_FILE}")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for name in (jobkit.MODEL_FILE, jobkit.SCHEMA_FILE):
+                _extract_member(tar, name, archive, workdir)
+    except tarfile.TarError as exc:
+        raise UserError(f"{archive} is not a readable tar.gz archive: {exc}") from exc
+    return workdir
+
+
+def _extract_member(tar: tarfile.TarFile, name: str, archive: str, workdir: str) -> None:
+    member = next(
+        (m for m in tar.getmembers() if m.name.removeprefix("./") == name and m.isfile()), None
+    )
+    handle = tar.extractfile(member) if member is not None else None
+    if handle is None:
+        raise UserError(f"{archive} has no {name}; the training job writes it at the archive root")
+    with handle, open(os.path.join(workdir, name), "wb") as out:
+        out.write(handle.read())
+
+
+def load_model(folder: str) -> tuple[xgb.Booster, dict[str, Any]]:
+    schema = jobkit.load_schema(os.path.join(folder, jobkit.SCHEMA_FILE))
+    booster = xgb.Booster()
+    try:
+        booster.load_model(os.path.join(folder, jobkit.MODEL_FILE))
+    except xgb.core.XGBoostError as exc:
+        raise UserError(f"{folder}/{jobkit.MODEL_FILE} is not an XGBoost model: {exc}") from exc
+    return booster, schema
+
+
+def predict(booster: xgb.Booster, schema: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
+    """Predictions in the form the metrics take: values, P(positive), or per-class probabilities."""
+    features = list(schema["features"])
+    if x.shape[1] != len(features):
+        raise UserError(
+            f"test data has {x.shape[1]} feature columns but the model's schema has {len(features)}"
+        )
+    prediction = booster.predict(xgb.DMatrix(x, feature_names=features))
+    if schema["problem_type"] == "multiclass" and prediction.ndim != 2:
+        raise UserError(
+            "the multiclass model does not output per-class probabilities (multi:softprob)"
+        )
+    return prediction.astype(np.float64)
+
+
+def evaluate(*, model_dir: str, test_path: str, output_dir: str) -> dict[str, Any]:
+    """Score the model on the test CSV and write evaluation.json; return the report."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir:
+        booster, schema = load_model(extract_model(model_dir, workdir))
+    y, x = jobkit.read_target_first_csv(test_path)
+    if y.size == 0:
+        raise UserError(f"test data {test_path} has no rows")
+    prediction = predict(booster, schema, x)
+    report = metrics_report(schema["problem_type"], y, prediction)
+    jobkit.write_json(os.path.join(output_dir, "evaluation.json"), report)
+    print(f"evaluated {y.size} rows in {time.perf_counter() - started:.2f}s: {report}", flush=True)
+    return report
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", default="/opt/ml/processing/model")
+    parser.add_argument("--test-dir", default="/opt/ml/processing/test")
+    parser.add_argument("--output-dir", default="/opt/ml/processing/evaluation")
+    parser.add_argument("--failure-file", default="/opt/ml/output/failure")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return jobkit.run_job(
+        lambda: evaluate(
+            model_dir=args.model_dir,
+            test_path=jobkit.find_file(args.test_dir, ".csv", what="test input"),
+            output_dir=args.output_dir,
+        ),
+        failure_file=args.failure_file,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

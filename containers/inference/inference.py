@@ -1,0 +1,198 @@
+"""Serving functions for the SageMaker XGBoost image in script mode (and the local endpoint).
+
+Requests carry RAW feature values in the schema's feature order: categorical values as their
+original strings (mapped to the training codes through schema.json) or as codes already.
+Errors in a request raise InvalidInput, which the server turns into HTTP 400.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jobkit
+import numpy as np
+import xgboost as xgb
+
+THREADS_ENV = "SFN_MLOPS_INFERENCE_THREADS"  # the server pins threads per worker through this
+CSV = "text/csv"
+JSON = "application/json"
+MISSING = float("nan")
+
+
+class InvalidInput(ValueError):
+    """The request cannot be scored as sent; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """The booster plus what serving needs from the schema, prepared once at load."""
+
+    booster: xgb.Booster
+    schema: dict[str, Any]
+    features: tuple[str, ...]
+    codes: dict[str, dict[str, float]]  # categorical column -> category -> code
+
+    @property
+    def problem_type(self) -> str:
+        return str(self.schema["problem_type"])
+
+
+# The serving toolkit passes an extra `context` argument to a handler whose parameter count
+# differs from what it sends, so model_fn/input_fn/predict_fn/output_fn keep their exact arity.
+
+
+def model_fn(model_dir: str) -> Model:
+    """Load the model for the server; SFN_MLOPS_INFERENCE_THREADS, if set, pins its threads."""
+    threads = os.environ.get(THREADS_ENV)
+    return load_model(model_dir, nthread=int(threads) if threads else None)
+
+
+def load_model(model_dir: str, *, nthread: int | None) -> Model:
+    """Load `xgboost-model` and `schema.json`; nthread=None leaves xgboost's default."""
+    schema = jobkit.load_schema(os.path.join(model_dir, jobkit.SCHEMA_FILE))
+    booster = xgb.Booster()
+    booster.load_model(os.path.join(model_dir, jobkit.MODEL_FILE))
+    if nthread is not None:
+        booster.set_param({"nthread": nthread})
+    codes = {
+        column: {category: float(code) for code, category in enumerate(categories)}
+        for column, categories in schema["categorical"].items()
+    }
+    return Model(booster=booster, schema=schema, features=tuple(schema["features"]), codes=codes)
+
+
+# ---------------------------------------------------------------- input
+
+
+@dataclass(frozen=True)
+class RawRows:
+    """Parsed but not yet encoded rows: lists of values, or dicts of feature -> value."""
+
+    rows: list[Any]
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def input_fn(request_body: str | bytes, content_type: str) -> RawRows:
+    """Parse a request into rows of raw values; predict_fn encodes them (it has the model)."""
+    text = request_body.decode("utf-8") if isinstance(request_body, bytes) else request_body
+    media = _media_type(content_type)
+    if media == CSV:
+        rows = _csv_rows(text)
+    elif media == JSON:
+        rows = _json_rows(text)
+    else:
+        raise InvalidInput(f"content type {content_type!r} is not supported; use {CSV} or {JSON}")
+    if not rows:
+        raise InvalidInput("the request has no rows")
+    return RawRows(rows)
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(text)) if row]
+
+
+def _json_rows(text: str) -> list[Any]:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc.msg}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+        raise InvalidInput('JSON requests look like {"instances": [[...], ...]}')
+    return list(payload["instances"])
+
+
+def encode_rows(rows: Sequence[Any], model: Model) -> np.ndarray:
+    """Turn raw rows (lists in feature order, or dicts by feature name) into a float matrix."""
+    matrix = np.empty((len(rows), len(model.features)), dtype=np.float32)
+    for index, row in enumerate(rows):
+        values = _ordered(row, index, model.features)
+        for column, (name, value) in enumerate(zip(model.features, values, strict=True)):
+            matrix[index, column] = _value(value, name, index, model.codes.get(name))
+    return matrix
+
+
+def _ordered(row: Any, index: int, features: Sequence[str]) -> Sequence[Any]:
+    if isinstance(row, Mapping):
+        unknown = sorted(set(row) - set(features))
+        if unknown:
+            raise InvalidInput(
+                f"row {index + 1}: unknown feature(s) {unknown}; features are {list(features)}"
+            )
+        return [row.get(name) for name in features]  # a feature left out is missing
+    if not isinstance(row, (list, tuple)):
+        raise InvalidInput(
+            f"row {index + 1} must be a list of values or an object of feature: value"
+        )
+    if len(row) != len(features):
+        raise InvalidInput(
+            f"row {index + 1} has {len(row)} values; expected {len(features)} "
+            f"in this order: {list(features)}"
+        )
+    return row
+
+
+def _value(value: Any, name: str, index: int, codes: Mapping[str, float] | None) -> float:
+    """One raw value as a float: category -> code (unknown -> NaN), numbers as numbers."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return MISSING
+    if codes is not None:
+        return _category(value, codes)
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"row {index + 1}: feature {name!r} must be a number, got {value!r}"
+        ) from None
+
+
+def _category(value: Any, codes: Mapping[str, float]) -> float:
+    """Original category strings first; a number that is a valid code is taken as the code."""
+    text = value if isinstance(value, str) else str(value)
+    if text in codes:
+        return codes[text]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return MISSING
+    return number if number.is_integer() and 0 <= number < len(codes) else MISSING
+
+
+# ---------------------------------------------------------------- predict and output
+
+
+def predict_fn(data: Any, model: Model) -> np.ndarray:
+    """Regression values, P(positive label) for binary, per-class probabilities for multiclass."""
+    matrix = encode_rows(data.rows, model) if isinstance(data, RawRows) else np.asarray(data)
+    return model.booster.predict(xgb.DMatrix(matrix, feature_names=list(model.features)))
+
+
+def _number(value: float) -> float | None:
+    """Shortest text of the float32 prediction, back as a float (0.3, not 0.30000001192092896)."""
+    number = float(str(np.float32(value)))
+    return number if math.isfinite(number) else None
+
+
+def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
+    """Serialize predictions; returns (body, content type). '*/*' or none means text/csv."""
+    media = _media_type(accept) or "*/*"
+    if media == "*/*":
+        media = CSV
+    if media == CSV:
+        lines = (",".join(str(np.float32(v)) for v in np.atleast_1d(row)) for row in prediction)
+        return "\n".join(lines) + "\n", CSV
+    if media == JSON:
+        values = [[_number(v) for v in row] if np.ndim(row) else _number(row) for row in prediction]
+        return json.dumps({"predictions": values}), JSON
+    raise InvalidInput(f"accept type {accept!r} is not supported; use {CSV} or {JSON}")

@@ -1,0 +1,67 @@
+"""Reads the evaluation report of a pipeline run and returns the quality gate's numbers.
+
+Invoked by the state machine's `ReadEvaluation` Task with
+`{"evaluation_uri": "s3://.../evaluation.json", "gate": {"metric", "direction", "threshold"}}`.
+The state machine's Choice compares `value` with `threshold` itself; `passed` and `cause` are
+for people. Errors propagate: Step Functions sees the exception's class name as the error
+(`EvaluationReportNotFound`, `InvalidEvaluationReport`, `GateConfigError`, `ValidationError`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import gate
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = Logger()
+
+_s3_client: Any = None
+
+
+def get_s3_client() -> Any:
+    """The S3 client, created on first use."""
+    global _s3_client
+    if _s3_client is None:
+        _s3_client = boto3.client("s3")
+    return _s3_client
+
+
+def set_s3_client(client: Any) -> None:
+    """Replaces the S3 client (tests, or a caller with its own session); None resets it."""
+    global _s3_client
+    _s3_client = client
+
+
+class GateSpec(BaseModel):
+    """The gate as the pipeline config states it; `gate.decide` checks the values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    direction: str
+    threshold: float
+
+
+class ReadEvaluationEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    evaluation_uri: str = Field(pattern=r"^s3://[^/]+/.+")
+    gate: GateSpec
+
+
+@logger.inject_lambda_context
+@event_parser(model=ReadEvaluationEvent)
+def lambda_handler(event: ReadEvaluationEvent, context: LambdaContext) -> dict[str, Any]:
+    report = gate.read_report(event.evaluation_uri, get_s3_client())
+    metrics = gate.flatten_metrics(report)
+    decision = gate.decide(metrics, event.gate.model_dump())
+    logger.info(
+        "quality gate decided",
+        extra={key: decision[key] for key in ("metric", "value", "threshold", "passed")},
+    )
+    return decision

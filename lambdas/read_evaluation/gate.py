@@ -1,0 +1,132 @@
+"""Reads an evaluation report and decides the quality gate. Plain functions, no AWS at import.
+
+The report is the one the evaluation job writes, in SageMaker Model Monitor's model quality
+layout: metric groups (`regression_metrics`, `binary_classification_metrics`,
+`multiclass_classification_metrics`), each metric `{"value": v, "standard_deviation": s}`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+METRIC_GROUPS = (
+    "regression_metrics",
+    "binary_classification_metrics",
+    "multiclass_classification_metrics",
+)
+#: Gate direction -> the comparison a passing value satisfies, as written in the cause.
+COMPARISONS = {"minimize": "<=", "maximize": ">="}
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404"})
+
+
+class EvaluationReportNotFound(Exception):
+    """The evaluation job wrote no report where the pipeline expects it (the platform's fault)."""
+
+
+class InvalidEvaluationReport(ValueError):
+    """The report is not JSON in the expected layout (the evaluation job's fault)."""
+
+
+class GateConfigError(ValueError):
+    """The quality gate's configuration does not fit the report (the user's fault)."""
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key` -> `("bucket", "key")`."""
+    scheme, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    if scheme != "s3" or not bucket or not key:
+        raise ValueError(f"expected an s3://bucket/key URI, got {uri!r}")
+    return bucket, key
+
+
+def read_report(uri: str, s3_client: Any) -> dict[str, Any]:
+    """Loads the JSON report at `uri`."""
+    bucket, key = parse_s3_uri(uri)
+    try:
+        response = s3_client.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
+            raise EvaluationReportNotFound(f"no evaluation report at {uri}") from error
+        raise
+    try:
+        report = json.loads(response["Body"].read())
+    except ValueError as error:
+        raise InvalidEvaluationReport(f"the evaluation report at {uri} is not JSON") from error
+    if not isinstance(report, dict):
+        raise InvalidEvaluationReport(f"the evaluation report at {uri} is not a JSON object")
+    return report
+
+
+def flatten_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """`{"regression_metrics": {"rmse": {"value": 3.4, ...}}}` -> `{"rmse": 3.4}`."""
+    groups = [group for group in METRIC_GROUPS if group in report]
+    if not groups:
+        raise InvalidEvaluationReport(
+            f"the evaluation report has none of {', '.join(METRIC_GROUPS)}"
+        )
+    metrics: dict[str, float] = {}
+    for group in groups:
+        for name, entry in report[group].items():
+            metrics[name] = _metric_value(group, name, entry)
+    return metrics
+
+
+def _metric_value(group: str, name: str, entry: Any) -> float:
+    value = entry.get("value") if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvaluationReport(f"{group}.{name} has no numeric 'value': {entry!r}")
+    if not math.isfinite(value):
+        # Step Functions cannot carry NaN or infinity in JSON, and no gate can compare them.
+        raise InvalidEvaluationReport(f"{group}.{name} is {value}, not a finite number")
+    return float(value)
+
+
+def decide(metrics: dict[str, float], gate: dict[str, Any]) -> dict[str, Any]:
+    """Compares the gate's metric with its threshold.
+
+    `gate` is `{"metric": "rmse", "direction": "minimize", "threshold": 3.0}`.
+    """
+    metric, direction, threshold = _check_gate(metrics, gate)
+    value = metrics[metric]
+    passed = value <= threshold if direction == "minimize" else value >= threshold
+    cause = (
+        f"{metric} is {_format_number(value)} on the test set; the quality gate requires "
+        f"{metric} {COMPARISONS[direction]} {_format_number(threshold)}"
+    )
+    return {
+        "metric": metric,
+        "value": value,
+        "threshold": threshold,
+        "direction": direction,
+        "passed": passed,
+        "metrics": dict(metrics),
+        "cause": cause,
+    }
+
+
+def _check_gate(metrics: dict[str, float], gate: dict[str, Any]) -> tuple[str, str, float]:
+    metric, direction, threshold = gate.get("metric"), gate.get("direction"), gate.get("threshold")
+    if direction not in COMPARISONS:
+        raise GateConfigError(
+            f"gate direction must be one of {', '.join(COMPARISONS)}, got {direction!r}"
+        )
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise GateConfigError(f"gate threshold must be a number, got {threshold!r}")
+    if not math.isfinite(threshold):
+        raise GateConfigError(f"gate threshold must be a finite number, got {threshold!r}")
+    if metric not in metrics:
+        raise GateConfigError(
+            f"the gate metric {metric!r} is not in the evaluation report; "
+            f"it has: {', '.join(sorted(metrics))}"
+        )
+    return metric, direction, float(threshold)
+
+
+def _format_number(number: float) -> str:
+    """Six significant digits, keeping a trailing `.0` (3.0 stays `3.0`)."""
+    return repr(float(f"{number:.6g}"))

@@ -1,0 +1,1 @@
+"""State machine definitions, built in Python and written out as Amazon States Language."""

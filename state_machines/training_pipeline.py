@@ -1,0 +1,470 @@
+"""The training pipeline's state machine, built with the Step Functions Data Science SDK.
+
+`build_definition()` returns the Amazon States Language definition as a dict. Every ARN and
+name in it is a `${Placeholder}` that `template.yaml` fills through `DefinitionSubstitutions`
+(see `PLACEHOLDERS`). The definition uses JSONPath only: no JSONata, no `Assign`.
+
+Regenerate the committed file after a change here:
+
+    python -m state_machines.training_pipeline          # writes training_pipeline.asl.json
+    python -m state_machines.training_pipeline --check  # exits 1 when the file is stale
+
+The SDK (2.3.0, 2022) predates some States Language fields; the small subclasses below add
+them through the SDK's own `allowed_fields` mechanism instead of patching the JSON afterwards:
+`ResultSelector` on Task, `MaxDelaySeconds` and `JitterStrategy` on Retry, `ErrorPath` and
+`CausePath` on Fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+# `import stepfunctions` sets the root logger's level to ERROR; put it back afterwards. It also
+# imports `sagemaker`, whose config loader prints an INFO line per config file it does not find.
+_root_level = logging.getLogger().level
+if logging.getLogger("sagemaker.config").level == logging.NOTSET:
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+from stepfunctions import steps  # noqa: E402
+from stepfunctions.steps.choice_rule import ChoiceRule  # noqa: E402
+from stepfunctions.steps.states import Graph  # noqa: E402
+
+logging.getLogger().setLevel(_root_level)
+
+ASL_PATH = Path(__file__).with_name("training_pipeline.asl.json")
+
+#: Every `${...}` substitution the definition uses; template.yaml supplies each one.
+PLACEHOLDERS = frozenset(
+    {
+        "ArtifactBucket",
+        "SageMakerRoleArn",
+        "XGBoostImageUri",
+        "CodeUri",
+        "ReadEvaluationFunctionArn",
+        "FailureTopicArn",
+    }
+)
+
+PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
+TRAINING_JOB_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+SNS_PUBLISH = "arn:aws:states:::sns:publish"
+
+# Transient errors only: a job that ran and failed (States.TaskFailed) is never retried.
+# SageMaker API errors, throttling included ("Rate exceeded"), reach Step Functions as
+# SageMaker.AmazonSageMakerException, the name AWS's own examples retry on.
+SAGEMAKER_TRANSIENT_ERRORS = ["SageMaker.AmazonSageMakerException"]
+# The errors AWS recommends retrying for every lambda:invoke Task.
+LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+# SNS's ThrottledException and InternalErrorException, named the way the optimized
+# integration names service errors (SNS.<Code>Exception).
+SNS_TRANSIENT_ERRORS = ["SNS.ThrottledException", "SNS.InternalErrorException"]
+
+PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
+PROCESSING_DATA_DIR = "/opt/ml/processing/input/data"
+PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
+PROCESSING_OUTPUTS = ("train", "validation", "test", "schema")
+VOLUME_SIZE_GB = 30
+
+
+# --- SDK extensions --------------------------------------------------------------------------
+
+
+class ExtraField(Enum):
+    """States Language fields newer than the SDK's `Field` enum.
+
+    `Block` accepts a keyword argument when its value is in `allowed_fields()` and writes it
+    in PascalCase, so `max_delay_seconds` becomes `MaxDelaySeconds`.
+    """
+
+    ResultSelector = "result_selector"
+    MaxDelaySeconds = "max_delay_seconds"
+    JitterStrategy = "jitter_strategy"
+    ErrorPath = "error_path"
+    CausePath = "cause_path"
+
+
+class Retry(steps.Retry):
+    """A retrier with a capped backoff (`MaxDelaySeconds`) and `JitterStrategy`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.jitter_strategy not in (None, "FULL", "NONE"):
+            raise ValueError(f"jitter_strategy must be FULL or NONE, got {self.jitter_strategy!r}")
+
+    def allowed_fields(self) -> list[Enum]:
+        return [*super().allowed_fields(), ExtraField.MaxDelaySeconds, ExtraField.JitterStrategy]
+
+
+class Task(steps.Task):
+    """A Task state that also accepts `ResultSelector`."""
+
+    def allowed_fields(self) -> list[Enum]:
+        return [*super().allowed_fields(), ExtraField.ResultSelector]
+
+
+class Fail(steps.Fail):
+    """A Fail state that can take its Error and Cause from the input (`ErrorPath`, `CausePath`)."""
+
+    def __init__(self, state_id: str, **kwargs: Any) -> None:
+        super().__init__(state_id, **kwargs)
+        if self.error is not None and self.error_path is not None:
+            raise ValueError("Only one of 'error' or 'error_path' can be provided.")
+        if self.cause is not None and self.cause_path is not None:
+            raise ValueError("Only one of 'cause' or 'cause_path' can be provided.")
+
+    def allowed_fields(self) -> list[Enum]:
+        return [*super().allowed_fields(), ExtraField.ErrorPath, ExtraField.CausePath]
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+
+def transient_retry(errors: list[str]) -> Retry:
+    """2 s, 4 s, 8 s (capped at 30 s) with full jitter."""
+    return Retry(
+        error_equals=list(errors),
+        interval_seconds=2,
+        max_attempts=3,
+        backoff_rate=2.0,
+        max_delay_seconds=30,
+        jitter_strategy="FULL",
+    )
+
+
+# --- states ----------------------------------------------------------------------------------
+
+
+def _run_path(suffix: str) -> str:
+    """An S3 URI under this run's prefix, as an intrinsic function."""
+    return f"States.Format('{{}}/{suffix}', $.run.prefix)"
+
+
+def _s3_input(name: str, local_path: str, uri: dict[str, str]) -> dict[str, Any]:
+    """A ProcessingInput; `uri` is `{"S3Uri": ...}` or `{"S3Uri.$": ...}`."""
+    return {
+        "InputName": name,
+        "S3Input": {
+            **uri,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def _s3_output(name: str, local_path: str, uri_expression: str) -> dict[str, Any]:
+    return {
+        "OutputName": name,
+        "S3Output": {
+            "LocalPath": local_path,
+            "S3Uri.$": uri_expression,
+            "S3UploadMode": "EndOfJob",
+        },
+    }
+
+
+def _channel(name: str, content_type: str) -> dict[str, Any]:
+    """A training channel reading the preprocessing output of the same name."""
+    return {
+        "ChannelName": name,
+        "ContentType": content_type,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri.$": _run_path(f"processing/{name}"),
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+    }
+
+
+FAILURE_FILE = "/opt/ml/output/failure"
+
+
+def _processing_job(
+    job_name_path: str,
+    script: str,
+    arguments: list[str],
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """CreateProcessingJob parameters for a script run in the XGBoost image."""
+    return {
+        "ProcessingJobName.$": job_name_path,
+        "AppSpecification": {
+            "ImageUri": "${XGBoostImageUri}",
+            "ContainerEntrypoint": ["python3", f"{PROCESSING_CODE_DIR}/{script}"],
+            # The failure file is named explicitly so the local runner can re-root it.
+            "ContainerArguments": [*arguments, "--failure-file", FAILURE_FILE],
+        },
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {"Outputs": outputs},
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType.$": "$.config.instance_type",
+                "VolumeSizeInGB": VOLUME_SIZE_GB,
+            }
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.max_runtime_seconds"},
+        "RoleArn": "${SageMakerRoleArn}",
+    }
+
+
+def prepare_run() -> steps.Pass:
+    return steps.Pass(
+        "PrepareRun",
+        comment="Names this run's jobs and S3 prefix after the execution.",
+        parameters={
+            "job_names": {
+                "preprocess.$": "States.Format('{}-preprocess', $$.Execution.Name)",
+                "train.$": "States.Format('{}-train', $$.Execution.Name)",
+                "evaluate.$": "States.Format('{}-evaluate', $$.Execution.Name)",
+            },
+            "prefix.$": "States.Format('s3://${ArtifactBucket}/runs/{}', $$.Execution.Name)",
+            # SageMaker script mode reads these two hyperparameters JSON-encoded.
+            "script_mode": {
+                "sagemaker_program": '"train.py"',
+                "sagemaker_submit_directory": '"${CodeUri}/training/sourcedir.tar.gz"',
+            },
+        },
+        result_path="$.run",
+    )
+
+
+def preprocess() -> Task:
+    parameters = _processing_job(
+        "$.run.job_names.preprocess",
+        "preprocess.py",
+        ["--input-dir", PROCESSING_DATA_DIR, "--output-dir", PROCESSING_OUTPUT_DIR],
+        inputs=[
+            _s3_input("data", PROCESSING_DATA_DIR, {"S3Uri.$": "$.config.data_uri"}),
+            _s3_input("code", PROCESSING_CODE_DIR, {"S3Uri": "${CodeUri}/processing/"}),
+        ],
+        outputs=[
+            _s3_output(name, f"{PROCESSING_OUTPUT_DIR}/{name}", _run_path(f"processing/{name}"))
+            for name in PROCESSING_OUTPUTS
+        ],
+    )
+    parameters["Environment.$"] = "$.config.processing_env"
+    return Task(
+        "Preprocess",
+        resource=PROCESSING_JOB_SYNC,
+        parameters=parameters,
+        result_selector={"job_name.$": "$.ProcessingJobName", "status.$": "$.ProcessingJobStatus"},
+        result_path="$.steps.preprocess",
+        retry=transient_retry(SAGEMAKER_TRANSIENT_ERRORS),
+    )
+
+
+def train() -> Task:
+    return Task(
+        "Train",
+        resource=TRAINING_JOB_SYNC,
+        parameters={
+            "TrainingJobName.$": "$.run.job_names.train",
+            "AlgorithmSpecification": {
+                "TrainingImage": "${XGBoostImageUri}",
+                "TrainingInputMode": "File",
+            },
+            "HyperParameters.$": (
+                "States.JsonMerge($.config.hyperparameters, $.run.script_mode, false)"
+            ),
+            "InputDataConfig": [
+                _channel("train", "text/csv"),
+                _channel("validation", "text/csv"),
+                _channel("schema", "application/json"),
+            ],
+            "OutputDataConfig": {"S3OutputPath.$": _run_path("training")},
+            "ResourceConfig": {
+                "InstanceCount": 1,
+                "InstanceType.$": "$.config.instance_type",
+                "VolumeSizeInGB": VOLUME_SIZE_GB,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.max_runtime_seconds"},
+            "RoleArn": "${SageMakerRoleArn}",
+        },
+        result_selector={
+            "job_name.$": "$.TrainingJobName",
+            "model_artifacts.$": "$.ModelArtifacts.S3ModelArtifacts",
+        },
+        result_path="$.steps.train",
+        retry=transient_retry(SAGEMAKER_TRANSIENT_ERRORS),
+    )
+
+
+def evaluate() -> Task:
+    model_dir, test_dir = "/opt/ml/processing/model", "/opt/ml/processing/test"
+    evaluation_dir = "/opt/ml/processing/evaluation"
+    return Task(
+        "Evaluate",
+        resource=PROCESSING_JOB_SYNC,
+        parameters=_processing_job(
+            "$.run.job_names.evaluate",
+            "evaluate.py",
+            ["--model-dir", model_dir, "--test-dir", test_dir, "--output-dir", evaluation_dir],
+            inputs=[
+                _s3_input("model", model_dir, {"S3Uri.$": "$.steps.train.model_artifacts"}),
+                _s3_input("test", test_dir, {"S3Uri.$": _run_path("processing/test")}),
+                _s3_input("code", PROCESSING_CODE_DIR, {"S3Uri": "${CodeUri}/evaluation/"}),
+            ],
+            outputs=[_s3_output("evaluation", evaluation_dir, _run_path("evaluation"))],
+        ),
+        result_selector={"job_name.$": "$.ProcessingJobName", "status.$": "$.ProcessingJobStatus"},
+        result_path="$.steps.evaluate",
+        retry=transient_retry(SAGEMAKER_TRANSIENT_ERRORS),
+    )
+
+
+#: The keys of the read_evaluation Lambda's result, kept under $.evaluation.
+EVALUATION_KEYS = ("metric", "value", "threshold", "direction", "passed", "metrics", "cause")
+
+
+def read_evaluation() -> Task:
+    return Task(
+        "ReadEvaluation",
+        resource=LAMBDA_INVOKE,
+        parameters={
+            "FunctionName": "${ReadEvaluationFunctionArn}",
+            "Payload": {
+                "evaluation_uri.$": _run_path("evaluation/evaluation.json"),
+                "gate.$": "$.config.gate",
+            },
+        },
+        # Keep the function's result (the Payload), not the invoke response around it.
+        result_selector={f"{key}.$": f"$.Payload.{key}" for key in EVALUATION_KEYS},
+        result_path="$.evaluation",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
+def quality_gate(approved: steps.State, below_threshold: steps.State) -> steps.Choice:
+    """Compares the numbers themselves rather than trusting a boolean from the Lambda."""
+    gate = steps.Choice(
+        "QualityGate",
+        comment="Passes when the metric is on the right side of the threshold.",
+    )
+    passes = ChoiceRule.Or(
+        [
+            ChoiceRule.And(
+                [
+                    ChoiceRule.StringEquals("$.evaluation.direction", "minimize"),
+                    ChoiceRule.NumericLessThanEqualsPath(
+                        "$.evaluation.value", "$.evaluation.threshold"
+                    ),
+                ]
+            ),
+            ChoiceRule.And(
+                [
+                    ChoiceRule.StringEquals("$.evaluation.direction", "maximize"),
+                    ChoiceRule.NumericGreaterThanEqualsPath(
+                        "$.evaluation.value", "$.evaluation.threshold"
+                    ),
+                ]
+            ),
+        ]
+    )
+    gate.add_choice(passes, approved)
+    gate.default_choice(below_threshold)
+    return gate
+
+
+def notify_failure(pipeline_failed: steps.State) -> Task:
+    notify = Task(
+        "NotifyFailure",
+        resource=SNS_PUBLISH,
+        parameters={
+            "TopicArn": "${FailureTopicArn}",
+            "Subject": "sfn-mlops pipeline failed",
+            "Message": {
+                "execution.$": "$$.Execution.Id",
+                "error.$": "$.error.Error",
+                "cause.$": "$.error.Cause",
+            },
+        },
+        result_path=None,
+        retry=transient_retry(SNS_TRANSIENT_ERRORS),
+        # A notification that cannot be sent must not hide the original error.
+        catch=steps.Catch(error_equals=["States.ALL"], result_path=None, next_step=pipeline_failed),
+    )
+    notify.next(pipeline_failed)
+    return notify
+
+
+def build_definition() -> dict[str, Any]:
+    """The pipeline as an Amazon States Language dict, with `${Placeholder}` substitutions."""
+    pipeline_failed = Fail("PipelineFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+    on_error = steps.Catch(
+        error_equals=["States.ALL"],
+        result_path="$.error",
+        next_step=notify_failure(pipeline_failed),
+    )
+    tasks = [preprocess(), train(), evaluate(), read_evaluation()]
+    for task in tasks:
+        task.add_catch(on_error)
+
+    gate = quality_gate(
+        approved=steps.Succeed("ModelApproved"),
+        below_threshold=Fail(
+            "ModelQualityBelowThreshold",
+            error="ModelQualityBelowThreshold",
+            cause_path="$.evaluation.cause",
+        ),
+    )
+    chain = steps.Chain([prepare_run(), *tasks, gate])
+    graph = Graph(
+        chain,
+        comment=(
+            "sfn-mlops training pipeline: preprocess, train and evaluate an XGBoost model, "
+            "then gate on the evaluation metric."
+        ),
+    )
+    return graph.to_dict()
+
+
+def render(definition: dict[str, Any]) -> str:
+    """The committed file's exact text: 2-space indent, sorted keys, trailing newline."""
+    return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 if {ASL_PATH.name} differs from the definition built here",
+    )
+    args = parser.parse_args(argv)
+
+    expected = render(build_definition())
+    if args.check:
+        current = ASL_PATH.read_text(encoding="utf-8") if ASL_PATH.exists() else None
+        if current != expected:
+            print(
+                f"{ASL_PATH} is out of date; run: python -m state_machines.training_pipeline",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    ASL_PATH.write_text(expected, encoding="utf-8")
+    print(f"wrote {ASL_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

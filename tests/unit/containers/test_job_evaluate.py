@@ -1,0 +1,174 @@
+"""Evaluation job: metric values on hand-computable predictions and the report layouts."""
+
+from __future__ import annotations
+
+import json
+import math
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import pytest
+from jobkit import UserError
+from sklearn import metrics as skm
+
+LAYOUTS = {
+    "regression": ("regression_metrics", {"mse", "rmse", "mae", "r2"}),
+    "binary": (
+        "binary_classification_metrics",
+        {"auc", "accuracy", "f1", "precision", "recall", "logloss"},
+    ),
+    "multiclass": ("multiclass_classification_metrics", {"accuracy", "macro_f1", "logloss"}),
+}
+
+
+def values(report: dict) -> dict[str, float]:
+    (section,) = [v for k, v in report.items() if k != "dataset"]
+    return {name: metric["value"] for name, metric in section.items()}
+
+
+def test_regression_metrics_by_hand() -> None:
+    y, pred = np.array([1.0, 2, 3, 4]), np.array([1.0, 2, 3, 5])
+    assert values(evaluate.metrics_report("regression", y, pred)) == {
+        "mse": 0.25,
+        "rmse": 0.5,
+        "mae": 0.25,
+        "r2": 0.8,
+    }
+
+
+def test_binary_metrics_by_hand() -> None:
+    y, prob = np.array([0.0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])
+    got = values(evaluate.metrics_report("binary", y, prob))
+    assert got == {
+        "auc": 0.75,
+        "accuracy": 0.5,
+        "f1": 0.5,
+        "precision": 0.5,
+        "recall": 0.5,
+        "logloss": pytest.approx(-math.log(0.36) / 2),
+    }
+
+
+def test_multiclass_metrics_by_hand() -> None:
+    y = np.array([0.0, 1, 2, 2])
+    prob = np.array([[0.7, 0.2, 0.1], [0.3, 0.4, 0.3], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+    got = values(evaluate.metrics_report("multiclass", y, prob))
+    assert got == {
+        "accuracy": 0.75,
+        "macro_f1": pytest.approx(7 / 9),
+        "logloss": pytest.approx(
+            -(math.log(0.7) + math.log(0.4) + math.log(0.3) + math.log(0.8)) / 4
+        ),
+    }
+
+
+def test_metrics_agree_with_scikit_learn() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500).astype(float)
+    prob = np.clip(y * 0.3 + rng.uniform(0, 0.7, 500), 0, 1).round(2)  # rounded: ties
+    assert evaluate.auc(y, prob) == pytest.approx(skm.roc_auc_score(y, prob))
+    assert evaluate.f1(y, prob) == pytest.approx(skm.f1_score(y, prob >= 0.5))
+    assert evaluate.logloss_binary(y, prob) == pytest.approx(skm.log_loss(y, prob))
+    classes = rng.integers(0, 4, 500)
+    probs = rng.dirichlet(np.ones(4), 500)
+    assert evaluate.macro_f1(classes.astype(float), probs) == pytest.approx(
+        skm.f1_score(classes, probs.argmax(axis=1), average="macro")
+    )
+    assert evaluate.logloss_multiclass(classes.astype(float), probs) == pytest.approx(
+        skm.log_loss(classes, probs, labels=[0, 1, 2, 3])
+    )
+
+
+def test_undefined_metrics_are_left_out() -> None:
+    report = evaluate.metrics_report("binary", np.ones(5), np.full(5, 0.7))
+    assert "auc" not in report["binary_classification_metrics"]  # one class: AUC undefined
+    assert report["binary_classification_metrics"]["accuracy"] == {
+        "value": 1.0,
+        "standard_deviation": 0.0,
+    }
+
+
+def test_bootstrap_is_seeded_and_bounded() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=1000)
+    pred = y + rng.normal(size=1000)
+    first = evaluate.metrics_report("regression", y, pred)
+    assert first == evaluate.metrics_report("regression", y, pred)
+    spread = first["regression_metrics"]["mse"]["standard_deviation"]
+    assert 0 < spread < 0.2
+    assert first["dataset"] == {"rows": 1000}
+
+
+def archive(model_dir: Path, into: Path) -> Path:
+    """model.tar.gz as SageMaker packs SM_MODEL_DIR (members under './')."""
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(into / "model.tar.gz", "w:gz") as tar:
+        tar.add(model_dir, arcname=".")
+    return into
+
+
+@pytest.mark.parametrize("problem_type", sorted(LAYOUTS))
+def test_report_layout_from_model_archive(
+    trained: Callable[[str], Path], tmp_path: Path, problem_type: str
+) -> None:
+    folder = trained(problem_type)
+    model = archive(folder / "model", tmp_path / "model")
+    argv = [
+        "--model-dir",
+        str(model),
+        "--test-dir",
+        str(folder / "out/test"),
+        "--output-dir",
+        str(tmp_path / "evaluation"),
+        "--failure-file",
+        str(tmp_path / "failure"),
+    ]
+    assert evaluate.main(argv) == 0
+    report = json.loads((tmp_path / "evaluation/evaluation.json").read_text())
+    key, names = LAYOUTS[problem_type]
+    assert set(report) == {key, "dataset"}
+    assert set(report[key]) == names
+    for metric in report[key].values():
+        assert set(metric) == {"value", "standard_deviation"}
+        assert isinstance(metric["value"], float) and isinstance(
+            metric["standard_deviation"], float
+        )
+    assert report["dataset"] == {"rows": 60}  # 20% of 300 rows
+
+
+def test_extracted_model_folder_works_too(trained: Callable[[str], Path], tmp_path: Path) -> None:
+    folder = trained("regression")
+    report = evaluate.evaluate(
+        model_dir=str(folder / "model"),
+        test_path=str(folder / "out/test/test.csv"),
+        output_dir=str(tmp_path),
+    )
+    assert report["regression_metrics"]["rmse"]["value"] > 0
+
+
+def test_archive_without_schema_is_a_user_error(
+    trained: Callable[[str], Path], tmp_path: Path
+) -> None:
+    (tmp_path / "model").mkdir()
+    with tarfile.open(tmp_path / "model/model.tar.gz", "w:gz") as tar:
+        tar.add(trained("regression") / "model/xgboost-model", arcname="xgboost-model")
+    argv = [
+        "--model-dir",
+        str(tmp_path / "model"),
+        "--test-dir",
+        str(tmp_path),
+        "--failure-file",
+        str(tmp_path / "failure"),
+    ]
+    (tmp_path / "test.csv").write_text("1,2,3,4\n")
+    assert evaluate.main(argv) == 1
+    reason = (tmp_path / "failure").read_text()
+    assert reason.startswith("UserError: ") and "model.tar.gz has no schema.json" in reason
+
+
+def test_empty_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="has neither model.tar.gz nor xgboost-model"):
+        evaluate.extract_model(str(tmp_path), str(tmp_path))

@@ -1,0 +1,252 @@
+"""read_evaluation: the gate's arithmetic and wording, and the handler against moto's S3."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import boto3
+import pytest
+from moto import mock_aws
+
+EVENT = json.loads(
+    (Path(__file__).resolve().parents[2] / "events" / "read_evaluation.json").read_text()
+)
+BUCKET = "sfn-mlops-artifacts"
+KEY = "runs/run-2024-01-01/evaluation/evaluation.json"
+
+REPORT = {
+    "regression_metrics": {
+        "mae": {"value": 2.1, "standard_deviation": 0.05},
+        "mse": {"value": 11.642, "standard_deviation": 0.4},
+        "r2": {"value": 0.52, "standard_deviation": 0.01},
+        "rmse": {"value": 3.412, "standard_deviation": 0.07},
+    }
+}
+METRICS = {"mae": 2.1, "mse": 11.642, "r2": 0.52, "rmse": 3.412}
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "ReadEvaluationFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:ReadEvaluationFunction"
+    )
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def gate(load_lambda) -> ModuleType:
+    (module,) = load_lambda("read_evaluation", "gate")
+    return module
+
+
+@pytest.fixture
+def app(load_lambda) -> ModuleType:
+    (module,) = load_lambda("read_evaluation", "app")
+    yield module
+    module.set_s3_client(None)
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+# --- decide ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gate_config", "passed", "cause"),
+    [
+        (
+            {"metric": "rmse", "direction": "minimize", "threshold": 3.0},
+            False,
+            "rmse is 3.412 on the test set; the quality gate requires rmse <= 3.0",
+        ),
+        (
+            {"metric": "rmse", "direction": "minimize", "threshold": 3.5},
+            True,
+            "rmse is 3.412 on the test set; the quality gate requires rmse <= 3.5",
+        ),
+        (
+            {"metric": "rmse", "direction": "minimize", "threshold": 3.412},
+            True,
+            "rmse is 3.412 on the test set; the quality gate requires rmse <= 3.412",
+        ),
+        (
+            {"metric": "r2", "direction": "maximize", "threshold": 0.5},
+            True,
+            "r2 is 0.52 on the test set; the quality gate requires r2 >= 0.5",
+        ),
+        (
+            {"metric": "r2", "direction": "maximize", "threshold": 0.6},
+            False,
+            "r2 is 0.52 on the test set; the quality gate requires r2 >= 0.6",
+        ),
+    ],
+)
+def test_decide(gate, gate_config, passed, cause):
+    decision = gate.decide(METRICS, gate_config)
+
+    assert decision == {
+        "metric": gate_config["metric"],
+        "value": METRICS[gate_config["metric"]],
+        "threshold": gate_config["threshold"],
+        "direction": gate_config["direction"],
+        "passed": passed,
+        "metrics": METRICS,
+        "cause": cause,
+    }
+
+
+def test_decide_rounds_long_values_in_the_cause_only(gate):
+    gate_config = {"metric": "auc", "direction": "maximize", "threshold": 0.95}
+
+    decision = gate.decide({"auc": 0.912345678}, gate_config)
+
+    assert decision["value"] == 0.912345678
+    assert decision["cause"] == (
+        "auc is 0.912346 on the test set; the quality gate requires auc >= 0.95"
+    )
+
+
+def test_unknown_gate_metric_lists_the_metrics_the_report_has(gate):
+    with pytest.raises(gate.GateConfigError) as raised:
+        gate.decide(METRICS, {"metric": "accuracy", "direction": "maximize", "threshold": 0.9})
+
+    assert str(raised.value) == (
+        "the gate metric 'accuracy' is not in the evaluation report; it has: mae, mse, r2, rmse"
+    )
+    assert isinstance(raised.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("gate_config", "message"),
+    [
+        (
+            {"metric": "rmse", "direction": "lower", "threshold": 3.0},
+            "gate direction must be one of minimize, maximize, got 'lower'",
+        ),
+        (
+            {"metric": "rmse", "direction": "minimize", "threshold": "3.0"},
+            "gate threshold must be a number, got '3.0'",
+        ),
+    ],
+)
+def test_invalid_gate_config(gate, gate_config, message):
+    with pytest.raises(gate.GateConfigError) as raised:
+        gate.decide(METRICS, gate_config)
+
+    assert str(raised.value) == message
+
+
+# --- flatten_metrics -------------------------------------------------------------------------
+
+
+def test_flatten_metrics_reads_every_metric_group(gate):
+    report = {
+        "binary_classification_metrics": {
+            "auc": {"value": 0.91, "standard_deviation": 0.01},
+            "f1": {"value": 0.8, "standard_deviation": 0.02},
+        },
+        "multiclass_classification_metrics": {
+            "accuracy": {"value": 0.7, "standard_deviation": 0.03},
+        },
+    }
+
+    assert gate.flatten_metrics(REPORT) == METRICS
+    assert gate.flatten_metrics(report) == {"auc": 0.91, "f1": 0.8, "accuracy": 0.7}
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        (
+            {"metrics": {}},
+            "the evaluation report has none of regression_metrics, "
+            "binary_classification_metrics, multiclass_classification_metrics",
+        ),
+        (
+            {"regression_metrics": {"rmse": 3.4}},
+            "regression_metrics.rmse has no numeric 'value': 3.4",
+        ),
+        (
+            {"regression_metrics": {"rmse": {"value": float("nan")}}},
+            "regression_metrics.rmse is nan, not a finite number",
+        ),
+    ],
+)
+def test_flatten_metrics_rejects_malformed_reports(gate, report, message):
+    with pytest.raises(gate.InvalidEvaluationReport) as raised:
+        gate.flatten_metrics(report)
+
+    assert str(raised.value) == message
+
+
+# --- handler ---------------------------------------------------------------------------------
+
+
+def test_handler_returns_the_decision(app, s3):
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(REPORT).encode())
+    app.set_s3_client(s3)
+
+    result = app.lambda_handler(EVENT, FakeLambdaContext())
+
+    assert result == {
+        "metric": "rmse",
+        "value": 3.412,
+        "threshold": 3.0,
+        "direction": "minimize",
+        "passed": False,
+        "metrics": METRICS,
+        "cause": "rmse is 3.412 on the test set; the quality gate requires rmse <= 3.0",
+    }
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_handler_creates_its_client_lazily(app, s3):
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(REPORT).encode())
+
+    assert app._s3_client is None
+    assert app.lambda_handler(EVENT, FakeLambdaContext())["value"] == 3.412
+    assert app._s3_client is not None
+
+
+def test_missing_report_raises_evaluation_report_not_found(app, s3):
+    app.set_s3_client(s3)
+    gate = app.gate
+
+    with pytest.raises(gate.EvaluationReportNotFound) as raised:
+        app.lambda_handler(EVENT, FakeLambdaContext())
+
+    assert str(raised.value) == f"no evaluation report at s3://{BUCKET}/{KEY}"
+    assert raised.value.__cause__ is not None
+
+
+def test_missing_bucket_raises_evaluation_report_not_found(gate):
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        with pytest.raises(gate.EvaluationReportNotFound):
+            gate.read_report("s3://no-such-bucket/evaluation.json", client)
+
+
+def test_report_that_is_not_json(app, s3):
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"not json")
+    app.set_s3_client(s3)
+
+    with pytest.raises(app.gate.InvalidEvaluationReport):
+        app.lambda_handler(EVENT, FakeLambdaContext())
+
+
+def test_handler_rejects_an_event_without_a_gate(app):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        app.lambda_handler({"evaluation_uri": EVENT["evaluation_uri"]}, FakeLambdaContext())

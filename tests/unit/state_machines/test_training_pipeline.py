@@ -1,0 +1,339 @@
+"""The training pipeline's definition: committed file, error handling, placeholders, gate."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+from state_machines import training_pipeline
+from state_machines.training_pipeline import ASL_PATH, PLACEHOLDERS, build_definition, render
+
+REPO = Path(__file__).resolve().parents[3]
+PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+EXPECTED_PLACEHOLDERS = {
+    "ArtifactBucket",
+    "SageMakerRoleArn",
+    "XGBoostImageUri",
+    "CodeUri",
+    "ReadEvaluationFunctionArn",
+    "FailureTopicArn",
+}
+DUMMY_VALUES = {
+    "ArtifactBucket": "sfn-mlops-artifacts",
+    "SageMakerRoleArn": "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
+    "XGBoostImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+    "CodeUri": "s3://sfn-mlops-artifacts/code/latest",
+    "ReadEvaluationFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:ReadEvaluation",
+    "FailureTopicArn": "arn:aws:sns:us-east-1:123456789012:FailureTopic",
+}
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict[str, Any]:
+    return build_definition()
+
+
+def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in definition["States"].items() if s["Type"] == "Task"}
+
+
+def _walk_keys(node: Any):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _walk_keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_keys(item)
+
+
+def test_committed_asl_is_up_to_date():
+    committed = ASL_PATH.read_text(encoding="utf-8")
+
+    assert committed == render(build_definition()), (
+        f"{ASL_PATH.name} is stale: regenerate it with "
+        "`python -m state_machines.training_pipeline` and commit the result"
+    )
+
+
+def test_check_flag_reports_a_stale_file(tmp_path, monkeypatch, capsys):
+    stale = tmp_path / "training_pipeline.asl.json"
+    stale.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setattr(training_pipeline, "ASL_PATH", stale)
+
+    assert training_pipeline.main(["--check"]) == 1
+    assert "python -m state_machines.training_pipeline" in capsys.readouterr().err
+    assert training_pipeline.main([]) == 0
+    assert training_pipeline.main(["--check"]) == 0
+
+
+def test_states_run_in_order(definition):
+    order, name = [], definition["StartAt"]
+    while name is not None:
+        order.append(name)
+        name = definition["States"][name].get("Next")
+
+    assert order == [
+        "PrepareRun",
+        "Preprocess",
+        "Train",
+        "Evaluate",
+        "ReadEvaluation",
+        "QualityGate",
+    ]
+
+
+def test_every_task_retries_transient_errors_only(definition):
+    for name, task in _tasks(definition).items():
+        assert task.get("Retry"), f"{name} has no Retry"
+        for retrier in task["Retry"]:
+            assert not {"States.ALL", "States.TaskFailed"} & set(retrier["ErrorEquals"]), name
+            assert {k: v for k, v in retrier.items() if k != "ErrorEquals"} == {
+                "IntervalSeconds": 2,
+                "MaxAttempts": 3,
+                "BackoffRate": 2.0,
+                "MaxDelaySeconds": 30,
+                "JitterStrategy": "FULL",
+            }, name
+
+
+def test_retried_error_names(definition):
+    tasks = _tasks(definition)
+    sagemaker = ["SageMaker.AmazonSageMakerException"]
+
+    assert tasks["Preprocess"]["Retry"][0]["ErrorEquals"] == sagemaker
+    assert tasks["Train"]["Retry"][0]["ErrorEquals"] == sagemaker
+    assert tasks["Evaluate"]["Retry"][0]["ErrorEquals"] == sagemaker
+    assert tasks["ReadEvaluation"]["Retry"][0]["ErrorEquals"] == [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ]
+    assert tasks["NotifyFailure"]["Retry"][0]["ErrorEquals"] == [
+        "SNS.ThrottledException",
+        "SNS.InternalErrorException",
+    ]
+
+
+def test_every_task_catches_into_the_failure_path(definition):
+    for name, task in _tasks(definition).items():
+        expected = (
+            {"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "PipelineFailed"}
+            if name == "NotifyFailure"
+            else {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
+        )
+        assert task.get("Catch") == [expected], name
+
+
+def test_failure_path(definition):
+    states = definition["States"]
+
+    assert states["NotifyFailure"]["Resource"] == "arn:aws:states:::sns:publish"
+    assert states["NotifyFailure"]["Parameters"] == {
+        "TopicArn": "${FailureTopicArn}",
+        "Subject": "sfn-mlops pipeline failed",
+        "Message": {
+            "execution.$": "$$.Execution.Id",
+            "error.$": "$.error.Error",
+            "cause.$": "$.error.Cause",
+        },
+    }
+    assert states["NotifyFailure"]["ResultPath"] is None
+    assert states["NotifyFailure"]["Next"] == "PipelineFailed"
+    assert states["PipelineFailed"] == {
+        "Type": "Fail",
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
+    }
+
+
+def test_placeholders(definition):
+    used = set(PLACEHOLDER.findall(json.dumps(definition)))
+
+    assert used == EXPECTED_PLACEHOLDERS
+    assert set(PLACEHOLDERS) == EXPECTED_PLACEHOLDERS
+
+
+def test_template_substitutes_every_placeholder():
+    class CfnLoader(yaml.SafeLoader):
+        """Reads CloudFormation's short-form tags (!Ref, !Sub, ...) as plain values."""
+
+    CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load((REPO / "template.yaml").read_text(), Loader=CfnLoader)  # noqa: S506
+    machine = template["Resources"]["TrainingPipeline"]["Properties"]
+
+    assert machine["DefinitionUri"] == "state_machines/training_pipeline.asl.json"
+    assert set(machine["DefinitionSubstitutions"]) == EXPECTED_PLACEHOLDERS
+
+
+def test_quality_gate_compares_the_numbers(definition):
+    assert definition["States"]["QualityGate"]["Choices"] == [
+        {
+            "Or": [
+                {
+                    "And": [
+                        {"Variable": "$.evaluation.direction", "StringEquals": "minimize"},
+                        {
+                            "Variable": "$.evaluation.value",
+                            "NumericLessThanEqualsPath": "$.evaluation.threshold",
+                        },
+                    ]
+                },
+                {
+                    "And": [
+                        {"Variable": "$.evaluation.direction", "StringEquals": "maximize"},
+                        {
+                            "Variable": "$.evaluation.value",
+                            "NumericGreaterThanEqualsPath": "$.evaluation.threshold",
+                        },
+                    ]
+                },
+            ],
+            "Next": "ModelApproved",
+        }
+    ]
+    assert definition["States"]["QualityGate"]["Default"] == "ModelQualityBelowThreshold"
+    assert definition["States"]["ModelApproved"] == {"Type": "Succeed"}
+    assert definition["States"]["ModelQualityBelowThreshold"] == {
+        "Type": "Fail",
+        "Error": "ModelQualityBelowThreshold",
+        "CausePath": "$.evaluation.cause",
+    }
+
+
+def test_hyperparameters_come_from_the_execution_input(definition):
+    train = definition["States"]["Train"]["Parameters"]
+
+    assert "HyperParameters" not in train
+    assert train["HyperParameters.$"] == (
+        "States.JsonMerge($.config.hyperparameters, $.run.script_mode, false)"
+    )
+    assert definition["States"]["PrepareRun"]["Parameters"]["script_mode"] == {
+        "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": '"${CodeUri}/training/sourcedir.tar.gz"',
+    }
+
+
+def test_jsonpath_only(definition):
+    keys = set(_walk_keys(definition))
+
+    assert not keys & {"QueryLanguage", "Assign", "Arguments", "Output"}
+
+
+def test_parses_with_the_local_engine_parser():
+    text = PLACEHOLDER.sub(lambda m: DUMMY_VALUES[m.group(1)], ASL_PATH.read_text())
+
+    program, _ = AmazonStateLanguageParser.parse(text)
+
+    assert program is not None
+
+
+def test_sdk_extensions_validate_their_fields():
+    with pytest.raises(ValueError, match="jitter_strategy"):
+        training_pipeline.Retry(error_equals=["X"], jitter_strategy="HALF")
+    with pytest.raises(ValueError, match="error_path"):
+        training_pipeline.Fail("F", error="E", error_path="$.e")
+    with pytest.raises(TypeError, match="not supported"):
+        training_pipeline.Fail("F", result_selector={})
+
+
+def _run_in_local_engine(definition: dict[str, Any], execution_input: dict[str, Any]) -> dict:
+    """Runs a definition in moto's ASL interpreter (the local engine) until it stops."""
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    text = PLACEHOLDER.sub(lambda m: DUMMY_VALUES[m.group(1)], json.dumps(definition))
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="gate", definition=text, roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        execution = sfn.start_execution(
+            stateMachineArn=machine, name="run-1", input=json.dumps(execution_input)
+        )["executionArn"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            described = sfn.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING":
+                return described
+            time.sleep(0.02)
+    raise AssertionError("the execution did not finish within 10 s")
+
+
+@pytest.mark.parametrize(
+    ("direction", "value", "status"),
+    [
+        ("minimize", 2.5, "SUCCEEDED"),
+        ("minimize", 3.0, "SUCCEEDED"),
+        ("minimize", 3.4, "FAILED"),
+        ("maximize", 3.4, "SUCCEEDED"),
+        ("maximize", 2.5, "FAILED"),
+    ],
+)
+def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direction, value, status):
+    """PrepareRun, the hyperparameter merge and the gate, without the jobs in between."""
+    for name, setting in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, setting)
+    states = definition["States"]
+    train = states["Train"]["Parameters"]
+    machine = {
+        "StartAt": "PrepareRun",
+        "States": {
+            "PrepareRun": {**states["PrepareRun"], "Next": "TrainingRequest"},
+            "TrainingRequest": {
+                "Type": "Pass",
+                "Parameters": {
+                    "HyperParameters.$": train["HyperParameters.$"],
+                    "S3OutputPath.$": train["OutputDataConfig"]["S3OutputPath.$"],
+                },
+                "ResultPath": "$.request",
+                "Next": "QualityGate",
+            },
+            **{
+                name: states[name]
+                for name in ("QualityGate", "ModelApproved", "ModelQualityBelowThreshold")
+            },
+        },
+    }
+    cause = f"rmse is {value} on the test set; the quality gate requires rmse <= 3.0"
+    execution_input = {
+        "config": {"hyperparameters": {"objective": "reg:squarederror", "num_round": "200"}},
+        "evaluation": {"direction": direction, "value": value, "threshold": 3.0, "cause": cause},
+    }
+
+    described = _run_in_local_engine(machine, execution_input)
+
+    assert described["status"] == status
+    if status == "FAILED":
+        assert (described["error"], described["cause"]) == ("ModelQualityBelowThreshold", cause)
+        return
+    output = json.loads(described["output"])
+    assert output["run"]["job_names"] == {
+        "preprocess": "run-1-preprocess",
+        "train": "run-1-train",
+        "evaluate": "run-1-evaluate",
+    }
+    assert output["request"] == {
+        "HyperParameters": {
+            "objective": "reg:squarederror",
+            "num_round": "200",
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": '"s3://sfn-mlops-artifacts/code/latest/training/'
+            'sourcedir.tar.gz"',
+        },
+        "S3OutputPath": "s3://sfn-mlops-artifacts/runs/run-1/training",
+    }
