@@ -249,3 +249,21 @@ def test_errors_in_aws_shapes(cloud: LocalCloud) -> None:
     cloud.service("sfn").wait(first["executionArn"])
     with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
         sfn.start_execution(stateMachineArn=arn, name="once")
+
+
+def test_batch_tasks_are_refused_clearly(cloud: LocalCloud) -> None:
+    # The engine's Batch integration is stubbed out (see sfn_mlops/local/__init__.py).
+    definition = {
+        "StartAt": "B",
+        "States": {
+            "B": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::batch:submitJob.sync",
+                "Parameters": {"JobName": "j", "JobQueue": "q", "JobDefinition": "d"},
+                "End": True,
+            }
+        },
+    }
+    sfn = boto3.client("stepfunctions")
+    with pytest.raises(sfn.exceptions.InvalidDefinition, match="batch:\\* tasks are not emulated"):
+        sfn.create_state_machine(name="batch", definition=json.dumps(definition), roleArn=ROLE)

@@ -67,14 +67,16 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
             f"{stack.path}: Resources.{machine.logical_id}",
         )
         try:
-            sfn.describe_state_machine(stateMachineArn=machine.arn)
-            sfn.update_state_machine(
-                stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn
-            )
+            current = sfn.describe_state_machine(stateMachineArn=machine.arn)
         except sfn.exceptions.StateMachineDoesNotExist:
             sfn.create_state_machine(
                 name=machine.name, definition=definition, roleArn=machine.role_arn
             )
+        else:
+            if current["definition"] != definition or current["roleArn"] != machine.role_arn:
+                sfn.update_state_machine(
+                    stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn
+                )
         if machine.logical_id == PIPELINE:
             machine_arn = machine.arn
     return Deployment(
