@@ -125,9 +125,7 @@ class Follower:
         for key, method in _JOB_NAME_KEYS.items():
             if key in parameters:
                 self._open[name].job = (method, key, parameters[key])  # type: ignore[index]
-                self.echo(
-                    f"  ▸ {name:<28} {_JOB_LABELS[key]} {parameters[key]}"
-                )
+                self.echo(f"  ▸ {name:<28} {_JOB_LABELS[key]} {parameters[key]}")
 
     def _show_progress(self) -> None:
         now = time.time()

@@ -6,8 +6,7 @@ import sys
 import types
 
 _BATCH_INTEGRATION = (
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
-    "state_task_service_batch"
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch"
 )
 
 

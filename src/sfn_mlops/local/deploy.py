@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 
 from sfn_mlops.local.services.lambda_ import FUNCTIONS
-from sfn_mlops.packaging import build_bundle
-from sfn_mlops.template import LocalStack, substitute
+from sfn_mlops.packaging import Bundle, build_bundle
+from sfn_mlops.template import FunctionSpec, LocalStack, StateMachineSpec, substitute
 
 ARTIFACT_BUCKET = "ArtifactBucket"
 PIPELINE = "TrainingPipeline"
@@ -34,51 +34,63 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         project / "template.yaml", stack_name=stack_name, parameters={"CodePrefix": code_prefix}
     )
     bucket = stack.physical_name(ARTIFACT_BUCKET)
-    s3 = boto3.client("s3")
     for logical_id in stack.of_type("AWS::S3::Bucket"):
         cloud.objects.create_bucket(stack.physical_name(logical_id))
     sns = boto3.client("sns")
     for logical_id in stack.of_type("AWS::SNS::Topic"):
         sns.create_topic(Name=stack.physical_name(logical_id))
-    if not cloud.objects.bucket_dir(bucket).joinpath(code_prefix).is_dir():
-        for key, content in bundle.files.items():
-            s3.put_object(Bucket=bucket, Key=f"{code_prefix}/{key}", Body=content)
+    _upload_code(cloud, bundle, bucket, code_prefix)
     for function in stack.functions():
-        cloud.metadata.put(
-            FUNCTIONS,
-            function.name,
-            {
-                "FunctionName": function.name,
-                "FunctionArn": function.arn,
-                "Handler": function.handler,
-                "Runtime": function.runtime,
-                "CodeDir": str(function.code_dir),
-                "Timeout": function.timeout,
-                "MemorySize": function.memory_size,
-                "Environment": {"Variables": function.environment},
-            },
-        )
-    machine_arn = ""
-    sfn = boto3.client("stepfunctions")
+        _register_function(cloud, function)
     for machine in stack.state_machines():
-        definition = substitute(
-            machine.definition_path.read_text(encoding="utf-8"),
-            machine.substitutions,
-            f"{stack.path}: Resources.{machine.logical_id}",
-        )
-        try:
-            current = sfn.describe_state_machine(stateMachineArn=machine.arn)
-        except sfn.exceptions.StateMachineDoesNotExist:
-            sfn.create_state_machine(
-                name=machine.name, definition=definition, roleArn=machine.role_arn
-            )
-        else:
-            if current["definition"] != definition or current["roleArn"] != machine.role_arn:
-                sfn.update_state_machine(
-                    stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn
-                )
-        if machine.logical_id == PIPELINE:
-            machine_arn = machine.arn
+        _deploy_state_machine(stack, machine)
     return Deployment(
-        stack=stack, bucket=bucket, state_machine_arn=machine_arn, code_prefix=code_prefix
+        stack=stack,
+        bucket=bucket,
+        state_machine_arn=stack.ref(PIPELINE),
+        code_prefix=code_prefix,
     )
+
+
+def _upload_code(cloud: Any, bundle: Bundle, bucket: str, code_prefix: str) -> None:
+    """Content-addressed: an unchanged bundle is already there."""
+    if cloud.objects.bucket_dir(bucket).joinpath(code_prefix).is_dir():
+        return
+    s3 = boto3.client("s3")
+    for key, content in bundle.files.items():
+        s3.put_object(Bucket=bucket, Key=f"{code_prefix}/{key}", Body=content)
+
+
+def _register_function(cloud: Any, function: FunctionSpec) -> None:
+    cloud.metadata.put(
+        FUNCTIONS,
+        function.name,
+        {
+            "FunctionName": function.name,
+            "FunctionArn": function.arn,
+            "Handler": function.handler,
+            "Runtime": function.runtime,
+            "CodeDir": str(function.code_dir),
+            "Timeout": function.timeout,
+            "MemorySize": function.memory_size,
+            "Environment": {"Variables": function.environment},
+        },
+    )
+
+
+def _deploy_state_machine(stack: LocalStack, machine: StateMachineSpec) -> None:
+    definition = substitute(
+        machine.definition_path.read_text(encoding="utf-8"),
+        machine.substitutions,
+        f"{stack.path}: Resources.{machine.logical_id}",
+    )
+    sfn = boto3.client("stepfunctions")
+    try:
+        current = sfn.describe_state_machine(stateMachineArn=machine.arn)
+    except sfn.exceptions.StateMachineDoesNotExist:
+        sfn.create_state_machine(name=machine.name, definition=definition, roleArn=machine.role_arn)
+        return
+    if current["definition"] != definition or current["roleArn"] != machine.role_arn:
+        sfn.update_state_machine(
+            stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn
+        )
