@@ -106,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cloud = _local_cloud(args)
     deployment = deploy(cloud, settings.project_root(args.project))
     print(f"Local stack deployed in {cloud.root} ({time.monotonic() - started:.1f} s)")
+    cloud.service("lambda").prewarm()
     run_name = args.name or f"run-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     try:
         data_uri = _stage_data(cloud, config, deployment.bucket, run_name)

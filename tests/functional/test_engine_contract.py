@@ -267,3 +267,22 @@ def test_batch_tasks_are_refused_clearly(cloud: LocalCloud) -> None:
     sfn = boto3.client("stepfunctions")
     with pytest.raises(sfn.exceptions.InvalidDefinition, match="batch:\\* tasks are not emulated"):
         sfn.create_state_machine(name="batch", definition=json.dumps(definition), roleArn=ROLE)
+
+
+def test_a_fail_state_can_re_raise_a_caught_states_error(cloud: LocalCloud) -> None:
+    definition = {
+        "StartAt": "Boom",
+        "States": {
+            "Boom": {
+                "Type": "Fail",
+                "ErrorPath": "$.error.Error",
+                "CausePath": "$.error.Cause",
+            }
+        },
+    }
+    result = run(cloud, definition, {"error": {"Error": "States.TaskFailed", "Cause": "job died"}})
+    assert (result["status"], result["error"], result["cause"]) == (
+        "FAILED",
+        "States.TaskFailed",
+        "job died",
+    )

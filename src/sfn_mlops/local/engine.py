@@ -2,9 +2,9 @@
 
 It (a) dispatches SageMaker Task resources, including ``.sync``, to the local services through
 boto3, (b) turns integration failures into the States errors AWS gives so Retry and Catch work,
-(c) corrects the engine's JSONPath divergence (``$.a[0].b`` gives the value, not a one-item
-list), (d) scales Retry delays by the workspace time scale, and (e) writes each history event
-to the metadata store as it happens. moto is pinned exactly; the tests in
+(c) corrects the engine's divergences from AWS (``$.a[0].b`` gives the value, not a one-item
+list; a Fail state may re-raise a caught ``States.*`` error), (d) scales Retry delays by the
+workspace time scale, and (e) writes each history event to the metadata store as it happens. moto is pinned exactly; the tests in
 tests/functional/test_engine_contract.py pin the behaviour this module relies on.
 """
 
@@ -48,6 +48,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resou
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E501
     StateTaskServiceCallback,
 )
+from moto.stepfunctions.parser.asl.component.state.fail import state_fail
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.evaluation_details import (
     AWSExecutionDetails,
@@ -69,7 +70,7 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution_worker import SyncExecutionWorker
 from moto.stepfunctions.parser.backend.execution_worker_comm import ExecutionWorkerCommunication
 
-SYNC_POLL_SECONDS = 0.1
+SYNC_POLL_SECONDS = 0.05
 _SAGEMAKER_JOBS = {
     "createTrainingJob": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
     "createProcessingJob": ("describe_processing_job", "ProcessingJobName", "ProcessingJobStatus"),
@@ -203,6 +204,21 @@ def extract_json(path: str, data: Any) -> Any:
     return value
 
 
+# (c') Fail states that re-raise a caught error ------------------------------------------------
+class _RaisedErrorName(ErrorName):
+    """Any name a Fail state's ErrorPath resolves to, ``States.TaskFailed`` included.
+
+    AWS lets a Fail state re-raise a caught ``States.*`` error; the engine builds every Fail
+    error as a custom name and rejects that prefix, ending the run with ``States.Runtime``.
+    """
+
+
+def _fail_error_name(name: str | None) -> ErrorName:
+    if name and name.startswith("States."):
+        return _RaisedErrorName(error_name=name)
+    return CustomErrorName(error_name=name)
+
+
 # (d) Retry delays -------------------------------------------------------------------------
 class _ScaledTime:
     """Stands in for ``time`` inside the retrier: tests shrink the waits, not the logic."""
@@ -225,6 +241,7 @@ def _install_patches() -> None:
         ):
             module.extract_json = extract_json  # type: ignore[attr-defined]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+    state_fail.CustomErrorName = _fail_error_name  # type: ignore[misc,assignment]
 
 
 # (e) Executions ---------------------------------------------------------------------------
