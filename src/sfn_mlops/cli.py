@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -18,8 +19,11 @@ from typing import Any
 
 from sfn_mlops import settings
 from sfn_mlops.config import ConfigError, PipelineConfig, load_config
+from sfn_mlops.data import LocalData
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_RUN_NAME = 52  # + "-preprocess" = 63, SageMaker's limit for job names
+_RUN_NAME = re.compile(rf"^[A-Za-z0-9](-?[A-Za-z0-9]){{0,{MAX_RUN_NAME - 1}}}$")
 
 
 class CliError(Exception):
@@ -66,29 +70,46 @@ def _config_from(args: argparse.Namespace) -> PipelineConfig:
     return load_config(Path(args.config) if args.config else None, overrides)
 
 
-def _stage_data(cloud: Any, config: PipelineConfig, bucket: str, run_name: str) -> str:
-    import boto3
-
-    from sfn_mlops.data import inspect_local
+def _check_data(cloud: Any, config: PipelineConfig) -> LocalData | None:
+    """Find the data and check its header before anything is deployed or started."""
+    from sfn_mlops.data import DataError, inspect_local
+    from sfn_mlops.local.objectstore import parse_s3_uri
 
     if config.data.startswith("s3://"):
-        from sfn_mlops.local.objectstore import parse_s3_uri
-
         data_bucket, prefix = parse_s3_uri(config.data)
         if not any(True for _ in cloud.objects.list(data_bucket, prefix)):
             raise CliError(f"data: no objects under {config.data} in the local object store")
-        return config.data
-    local = inspect_local(config, cloud.root)
+        return None
+    try:
+        local = inspect_local(config, cloud.root)
+    except DataError as err:
+        raise CliError(str(err)) from err
     print(f"Data: {local.description}; columns: {', '.join(local.columns)}")
+    return local
+
+
+def _upload_data(local: LocalData, bucket: str, run_name: str) -> str:
+    import boto3
+
     s3 = boto3.client("s3")
     prefix = f"datasets/{run_name}"
     for path in local.files:
         s3.upload_file(str(path), bucket, f"{prefix}/{path.name}")
-    return (
-        f"s3://{bucket}/{prefix}/"
-        if len(local.files) > 1
-        else f"s3://{bucket}/{prefix}/{local.files[0].name}"
-    )
+    if len(local.files) > 1:
+        return f"s3://{bucket}/{prefix}/"
+    return f"s3://{bucket}/{prefix}/{local.files[0].name}"
+
+
+def _run_name(requested: str | None) -> str:
+    """Job names derive from it: SageMaker allows 63 letters, digits and hyphens."""
+    if requested is None:
+        return f"run-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    if not _RUN_NAME.match(requested):
+        raise CliError(
+            f"--name {requested!r}: use at most {MAX_RUN_NAME} letters, digits and single "
+            "hyphens, starting and ending with a letter or digit (job names are built from it)"
+        )
+    return requested
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -97,27 +118,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError("--aws is not available yet: deploy with `make deploy` first (issue #3)")
     import boto3
 
-    from sfn_mlops.data import DataError
     from sfn_mlops.follow import Follower
     from sfn_mlops.local.deploy import deploy
     from sfn_mlops.report import summarize
 
     started = time.monotonic()
+    run_name = _run_name(args.name)
     cloud = _local_cloud(args)
+    local_data = _check_data(cloud, config)
     deployment = deploy(cloud, settings.project_root(args.project))
     print(f"Local stack deployed in {cloud.root} ({time.monotonic() - started:.1f} s)")
     cloud.service("lambda").prewarm()
-    run_name = args.name or f"run-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    try:
-        data_uri = _stage_data(cloud, config, deployment.bucket, run_name)
-    except DataError as err:
-        raise CliError(str(err)) from err
+    data_uri = _upload_data(local_data, deployment.bucket, run_name) if local_data else config.data
     sfn = boto3.client("stepfunctions")
-    execution_input = config.execution_input(data_uri)
     arn = sfn.start_execution(
         stateMachineArn=deployment.state_machine_arn,
         name=run_name,
-        input=json.dumps(execution_input),
+        input=json.dumps(config.execution_input(data_uri)),
     )["executionArn"]
     print(f"Execution {run_name} started\n")
     follower = Follower(sfn=sfn, sagemaker=boto3.client("sagemaker"), execution_arn=arn)
@@ -130,16 +147,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _show_notifications(cloud: Any, since: float) -> None:
+    from sfn_mlops.follow import cause_summary
     from sfn_mlops.local.services.sns import published_messages
 
     wall_start = time.time() - (time.monotonic() - since)
     for message in published_messages(cloud):
-        if message["Timestamp"] >= wall_start:
-            topic = message["TopicArn"].rpartition(":")[2]
-            print(
-                f"Notification to {topic}: {message.get('Subject') or ''}\n"
-                f"  {message['Message'][:500]}"
-            )
+        if message["Timestamp"] < wall_start:
+            continue
+        topic = message["TopicArn"].rpartition(":")[2]
+        try:
+            body = json.loads(message["Message"])
+            text = f"{body['error']}: {cause_summary(body.get('cause'))}"
+        except (ValueError, TypeError, KeyError):
+            text = message["Message"][:500]
+        print(f"Notification to {topic} ({message.get('Subject') or 'no subject'}): {text}")
 
 
 # executions and jobs ----------------------------------------------------------------------

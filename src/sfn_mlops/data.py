@@ -70,9 +70,13 @@ def data_files(path: Path) -> list[Path]:
 def read_columns(path: Path) -> list[str]:
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8") as stream:
-            header = next(csv.reader(stream), None)
+            rows = csv.reader(stream)
+            header = next(rows, None)
+            first_row = next(rows, None)
         if not header:
             raise DataError(f"{path} is empty: expected a header row naming the columns, then data")
+        if first_row is None:
+            raise DataError(f"{path} has a header but no data rows")
         return header
     import pyarrow.parquet as pq
 
@@ -100,8 +104,8 @@ def check_columns(config: PipelineConfig, columns: list[str], source: str) -> No
         for column in wanted:
             if column not in columns:
                 close = difflib.get_close_matches(column, columns, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise DataError(
-                    f"{role}: column {column!r} is not in {source}{hint} "
+                    f"{role}: column {column!r} is not in {source}{hint}. "
                     f"Columns there: {', '.join(columns)}"
                 )

@@ -20,7 +20,7 @@ _JOB_NAME_KEYS = {
 }
 
 
-def _cause_summary(cause: str | None, limit: int = 300) -> str:
+def cause_summary(cause: str | None, limit: int = 300) -> str:
     """The line a person needs from a cause: a job's FailureReason, a Lambda's message."""
     if not cause:
         return ""
@@ -54,6 +54,7 @@ class Follower:
     progress_every: float = 5.0
     events: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[str, _OpenState] = field(default_factory=dict)
+    _failed: set[str] = field(default_factory=set)
 
     def poll(self) -> str:
         new = self._new_events()
@@ -99,20 +100,26 @@ class Follower:
             name = event["stateExitedEventDetails"]["name"]
             state = self._open.pop(name, None)
             took = now - state.started if state else 0.0
-            self.echo(f"  ✔ {name:<28} {took:7.1f} s")
+            if name in self._failed:
+                self.echo(f"  ✘ {name:<28} {took:7.1f} s  (failed; handled by its Catch)")
+            else:
+                self.echo(f"  ✔ {name:<28} {took:7.1f} s")
+        elif kind == "TaskSucceeded":
+            self._failed.discard(getattr(self, "_current", ""))
         elif kind == "TaskScheduled":
             self._note_job(event["taskScheduledEventDetails"])
         elif kind in ("TaskFailed", "TaskTimedOut", "LambdaFunctionFailed"):
             details = next(v for k, v in event.items() if k.endswith("EventDetails"))
             name = getattr(self, "_current", "?")
+            self._failed.add(name)
             self.echo(
-                f"  ✘ {name:<28} {details.get('error', '')}: {_cause_summary(details.get('cause'))}"
+                f"  ✘ {name:<28} {details.get('error', '')}: {cause_summary(details.get('cause'))}"
             )
         elif kind == "FailStateEntered":
             pass
         elif kind == "ExecutionFailed":
             details = event["executionFailedEventDetails"]
-            self.echo(f"  ✘ failed: {details.get('error')}: {_cause_summary(details.get('cause'))}")
+            self.echo(f"  ✘ failed: {details.get('error')}: {cause_summary(details.get('cause'))}")
 
     def _note_job(self, details: dict[str, Any]) -> None:
         name = getattr(self, "_current", None)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sfn_mlops.follow import _cause_summary
+from sfn_mlops.follow import cause_summary
 
 
 def state_output(events: list[dict[str, Any]], state: str) -> dict[str, Any] | None:
@@ -41,7 +41,7 @@ def summarize(
         )
     if status != "SUCCEEDED":
         echo(f"Error: {execution.get('error')}")
-        echo(f"Cause: {_cause_summary(execution.get('cause'), limit=2000)}")
+        echo(f"Cause: {cause_summary(execution.get('cause'), limit=2000)}")
     latest = evaluated or state_output(events, "Evaluate") or state_output(events, "Train")
     if latest:
         _artifacts(latest, echo, local_path)

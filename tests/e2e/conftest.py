@@ -26,10 +26,6 @@ from sfn_mlops.settings import TIME_SCALE_ENV
 
 # Retry waits (IntervalSeconds 2, capped at 30) shrink to tens of milliseconds.
 TIME_SCALE = "0.01"
-# The jobs inherit this environment. XGBoost's OpenMP threads spin while they wait; on a busy
-# two-core machine training the 2,923 abalone rows with nthread=2 then took 1 s to 42 s instead
-# of 0.2 s. Passive waiting keeps the run times steady; it changes no result.
-OMP_WAIT_POLICY = "PASSIVE"
 ENTERED = "StateEntered"
 
 
@@ -139,7 +135,6 @@ def _e2e_environment() -> Iterator[None]:
     """Module-scoped runs need the settings before they start, hence no function monkeypatch."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(TIME_SCALE_ENV, TIME_SCALE)
-        patch.setenv("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
         yield
 
 

@@ -180,17 +180,6 @@ def test_training_crash_publishes_one_notification_naming_the_error(
     assert json.loads(body["cause"])["FailureReason"] == _failure_file(workspace, f"{CRASH}-train")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "PipelineFailed (ErrorPath $.error.Error) re-raises 'States.TaskFailed', and moto's "
-        "StateFail._eval_state wraps it in CustomErrorName, which rejects the 'States.' prefix: "
-        "the execution ends States.Runtime / 'ValueError(Custom Error Names MUST NOT begin with "
-        "the prefix ...)' instead of the caught error and cause (src/sfn_mlops/local/engine.py "
-        "does not patch the Fail state)"
-    ),
-)
 def test_training_crash_execution_reports_the_caught_error_and_reason(
     crash: Any, aws: Any, workspace: Path
 ) -> None:
@@ -201,15 +190,6 @@ def test_training_crash_execution_reports_the_caught_error_and_reason(
     assert f"Cause: {reason}" in crash.summary(CRASH)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "src/sfn_mlops/follow.py Follower._show prints '✔ <state>' for every *StateExited "
-        "event, so a Task whose failure a Catch handled is shown as done right after its "
-        "'✘' line"
-    ),
-)
 def test_training_crash_progress_does_not_tick_the_failed_state(crash: Any) -> None:
     progress = crash.out[: crash.out.index(f"\nExecution {CRASH}: ")]
     assert re.search(r"✘ Train\b", progress), progress

@@ -4,8 +4,8 @@ It (a) dispatches SageMaker Task resources, including ``.sync``, to the local se
 boto3, (b) turns integration failures into the States errors AWS gives so Retry and Catch work,
 (c) corrects the engine's divergences from AWS (``$.a[0].b`` gives the value, not a one-item
 list; a Fail state may re-raise a caught ``States.*`` error), (d) scales Retry delays by the
-workspace time scale, and (e) writes each history event to the metadata store as it happens. moto is pinned exactly; the tests in
-tests/functional/test_engine_contract.py pin the behaviour this module relies on.
+workspace time scale, and (e) writes each history event to the metadata store as it happens.
+moto is pinned exactly; tests/functional/test_engine_contract.py pins what this module relies on.
 """
 
 from __future__ import annotations
