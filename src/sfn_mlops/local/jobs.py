@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 from sfn_mlops import settings
 from sfn_mlops.local.errors import AwsError
 from sfn_mlops.local.objectstore import parse_s3_uri
+from sfn_mlops.local.processes import pid_alive
 
 KIND_PROCESSING = "sagemaker:processing-job"
 KIND_TRAINING = "sagemaker:training-job"
@@ -223,13 +224,7 @@ def _owner_alive(cloud: Any, kind: str, doc: dict[str, Any]) -> bool:
     if pid == os.getpid():
         with _RUNS_LOCK:
             return _key(cloud, kind, doc["Name"]) in _RUNS
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _kill_orphan(pid: int | None, folder: Path) -> None:

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from sfn_mlops.local.errors import AwsError
+from sfn_mlops.local.processes import pid_alive
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _MACHINES = "sfn/state-machine"
@@ -29,16 +30,6 @@ def _now() -> float:
 
 def _date(epoch: float | None) -> dt.datetime | None:
     return None if epoch is None else dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StepFunctions:
@@ -205,7 +196,7 @@ class StepFunctions:
         doc = self.db.get(_EXECUTIONS, arn)
         if doc is None:
             raise AwsError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
-        if doc["status"] == "RUNNING" and arn not in self._threads and not _pid_alive(doc["pid"]):
+        if doc["status"] == "RUNNING" and arn not in self._threads and not pid_alive(doc["pid"]):
             doc = self.db.update(
                 _EXECUTIONS,
                 arn,
