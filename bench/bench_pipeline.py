@@ -43,34 +43,52 @@ def measure(workspace: Path) -> dict:
 
 
 def summarize(label: str, results: list[dict]) -> dict:
-    med = {k: common.median([r[k] for r in results]) for k in
-           ("wall", "jobs", "overhead", "share", "peak_rss", "cli_cpu")}
+    med = {
+        k: common.median([r[k] for r in results])
+        for k in ("wall", "jobs", "overhead", "share", "peak_rss", "cli_cpu")
+    }
     print(f"\n## {label}: medians of {len(results)} runs")
-    print(f"wall {med['wall']:.2f} s  vs  sum of job compute {med['jobs']:.2f} s "
-          f"(wall/jobs {common.ratio(med['wall'], med['jobs'])}); overhead "
-          f"{med['overhead']:.2f} s = {med['share']:.0%} of the wall; "
-          f"peak tree RSS {med['peak_rss'] / 2**20:.0f} MiB; CLI process CPU {med['cli_cpu']:.2f} s")
+    print(
+        f"wall {med['wall']:.2f} s  vs  sum of job compute {med['jobs']:.2f} s "
+        f"(wall/jobs {common.ratio(med['wall'], med['jobs'])}); overhead "
+        f"{med['overhead']:.2f} s = {med['share']:.0%} of the wall; "
+        f"peak tree RSS {med['peak_rss'] / 2**20:.0f} MiB; "
+        f"CLI process CPU {med['cli_cpu']:.2f} s"
+    )
     print("walls: " + ", ".join(f"{r['wall']:.2f}" for r in results))
     rows = []
     for state in results[0]["per_state"]:
         state_s = common.median([r["per_state"].get(state, 0.0) for r in results])
         if state in results[0]["per_job"]:
             job_s = common.median([r["per_job"][state] for r in results])
-            rows.append([state, f"{state_s:.2f}", f"{job_s:.2f}", f"{state_s - job_s:.2f}",
-                         common.ratio(state_s, job_s)])
+            rows.append(
+                [
+                    state,
+                    f"{state_s:.2f}",
+                    f"{job_s:.2f}",
+                    f"{state_s - job_s:.2f}",
+                    common.ratio(state_s, job_s),
+                ]
+            )
         else:
             rows.append([state, f"{state_s:.2f}", "-", f"{state_s:.2f}", "-"])
-    print(common.table(rows, ["state", "state s", "job process s", "state - job s",
-                              "state/job"]))
+    print(common.table(rows, ["state", "state s", "job process s", "state - job s", "state/job"]))
     train = [r["train_seconds"] for r in results if r["train_seconds"] is not None]
     if train:
-        print(f"xgboost.train() alone inside the training job (training_metrics.json): "
-              f"{common.median(train):.2f} s of the {med_job(results, 'Train'):.2f} s "
-              "training process")
+        print(
+            f"xgboost.train() alone inside the training job (training_metrics.json): "
+            f"{common.median(train):.2f} s of the {med_job(results, 'Train'):.2f} s "
+            "training process"
+        )
     parts = list(results[0]["breakdown"])
-    rows = [[p, f"{common.median([r['breakdown'][p] for r in results]):.2f}",
-             f"{common.median([r['breakdown'][p] / r['wall'] for r in results]):.0%}"]
-            for p in parts]
+    rows = [
+        [
+            p,
+            f"{common.median([r['breakdown'][p] for r in results]):.2f}",
+            f"{common.median([r['breakdown'][p] / r['wall'] for r in results]):.0%}",
+        ]
+        for p in parts
+    ]
     print("\nwhere the wall goes (medians; parts add up to the wall):")
     print(common.table(rows, ["part", "seconds", "share of wall"]))
     return med
@@ -95,22 +113,50 @@ def main() -> int:
             warm.append(measure(workspace))
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
-        print(f"repeat {i + 1}/{repeats}: cold {cold[-1]['wall']:.2f} s "
-              f"(jobs {cold[-1]['jobs']:.2f} s), warm {warm[-1]['wall']:.2f} s "
-              f"(jobs {warm[-1]['jobs']:.2f} s)", flush=True)
+        print(
+            f"repeat {i + 1}/{repeats}: cold {cold[-1]['wall']:.2f} s "
+            f"(jobs {cold[-1]['jobs']:.2f} s), warm {warm[-1]['wall']:.2f} s "
+            f"(jobs {warm[-1]['jobs']:.2f} s)",
+            flush=True,
+        )
     c = summarize("cold (fresh workspace)", cold)
     w = summarize("warm (second run, same workspace)", warm)
     print("\n## Target 1 (judged on the cold run)")
-    print(common.table([
-        ["wall, cold", f"{c['wall']:.2f} s", f"<= {WALL_TARGET:.0f} s",
-         common.ratio(c["wall"], WALL_TARGET), common.verdict(c["wall"] <= WALL_TARGET)],
-        ["overhead share, cold", f"{c['share']:.0%}", f"<= {OVERHEAD_TARGET:.0%}",
-         common.ratio(c["share"], OVERHEAD_TARGET), common.verdict(c["share"] <= OVERHEAD_TARGET)],
-        ["wall, warm", f"{w['wall']:.2f} s", f"<= {WALL_TARGET:.0f} s",
-         common.ratio(w["wall"], WALL_TARGET), common.verdict(w["wall"] <= WALL_TARGET)],
-        ["overhead share, warm", f"{w['share']:.0%}", f"<= {OVERHEAD_TARGET:.0%}",
-         common.ratio(w["share"], OVERHEAD_TARGET), common.verdict(w["share"] <= OVERHEAD_TARGET)],
-    ], ["figure", "median", "target", "ratio to target", "verdict"]))
+    print(
+        common.table(
+            [
+                [
+                    "wall, cold",
+                    f"{c['wall']:.2f} s",
+                    f"<= {WALL_TARGET:.0f} s",
+                    common.ratio(c["wall"], WALL_TARGET),
+                    common.verdict(c["wall"] <= WALL_TARGET),
+                ],
+                [
+                    "overhead share, cold",
+                    f"{c['share']:.0%}",
+                    f"<= {OVERHEAD_TARGET:.0%}",
+                    common.ratio(c["share"], OVERHEAD_TARGET),
+                    common.verdict(c["share"] <= OVERHEAD_TARGET),
+                ],
+                [
+                    "wall, warm",
+                    f"{w['wall']:.2f} s",
+                    f"<= {WALL_TARGET:.0f} s",
+                    common.ratio(w["wall"], WALL_TARGET),
+                    common.verdict(w["wall"] <= WALL_TARGET),
+                ],
+                [
+                    "overhead share, warm",
+                    f"{w['share']:.0%}",
+                    f"<= {OVERHEAD_TARGET:.0%}",
+                    common.ratio(w["share"], OVERHEAD_TARGET),
+                    common.verdict(w["share"] <= OVERHEAD_TARGET),
+                ],
+            ],
+            ["figure", "median", "target", "ratio to target", "verdict"],
+        )
+    )
     return 0
 
 

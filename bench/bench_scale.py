@@ -47,8 +47,11 @@ def main() -> int:
     parser.add_argument("--sizes", help="comma-separated row counts")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    )
     common.print_machine()
     files = {n: common.make_abalone_like(n, DATA_DIR / f"abalone_{n}.csv", seed=n) for n in sizes}
     for n, path in files.items():
@@ -58,41 +61,75 @@ def main() -> int:
         for n in sizes:
             r = measure(files[n])
             results[n].append(r)
-            print(f"repeat {i + 1}/{repeats} {n:>9,} rows: wall {r['wall']:.1f} s, "
-                  f"peak RSS {r['rss'] / 2**20:.0f} MiB", flush=True)
+            print(
+                f"repeat {i + 1}/{repeats} {n:>9,} rows: wall {r['wall']:.1f} s, "
+                f"peak RSS {r['rss'] / 2**20:.0f} MiB",
+                flush=True,
+            )
     base_n = sizes[0]
     base_wall = common.median([r["wall"] for r in results[base_n]])
-    state_names = [s for s in results[base_n][0]["states"] if s in
-                   ("Preprocess", "Train", "Evaluate", "ReadEvaluation")]
+    state_names = [
+        s
+        for s in results[base_n][0]["states"]
+        if s in ("Preprocess", "Train", "Evaluate", "ReadEvaluation")
+    ]
     rows = []
     for n in sizes:
         rs = results[n]
         wall = common.median([r["wall"] for r in rs])
-        row = [f"{n:,}", f"{n / base_n:.0f}x", f"{wall:.1f}", common.ratio(wall, base_wall),
-               f"{common.median([r['rss'] for r in rs]) / 2**20:.0f}",
-               f"{common.median([r['jobs'] for r in rs]):.1f}"]
+        row = [
+            f"{n:,}",
+            f"{n / base_n:.0f}x",
+            f"{wall:.1f}",
+            common.ratio(wall, base_wall),
+            f"{common.median([r['rss'] for r in rs]) / 2**20:.0f}",
+            f"{common.median([r['jobs'] for r in rs]):.1f}",
+        ]
         for s in state_names:
             state = common.median([r["states"].get(s, float("nan")) for r in rs])
-            job = common.median([r["job"].get(s, float("nan")) for r in rs]) if s in rs[0]["job"] \
+            job = (
+                common.median([r["job"].get(s, float("nan")) for r in rs])
+                if s in rs[0]["job"]
                 else None
+            )
             row.append(f"{state:.1f}" + (f" ({job:.1f})" if job is not None else ""))
         row.append(f"{common.median([r['train_seconds'] for r in rs]):.2f}")
         rows.append(row)
     print(f"\n## Scale: medians of {repeats} run(s) per size; ratios to the {base_n:,}-row run")
-    print(common.table(rows, ["rows", "rows ratio", "wall s", "wall ratio", "peak RSS MiB",
-                              "jobs s"] + [f"{s} s (job)" for s in state_names]
-                       + ["xgb.train s"]))
+    print(
+        common.table(
+            rows,
+            ["rows", "rows ratio", "wall s", "wall ratio", "peak RSS MiB", "jobs s"]
+            + [f"{s} s (job)" for s in state_names]
+            + ["xgb.train s"],
+        )
+    )
     if 1_000_000 in results:
         rs = results[1_000_000]
         wall = common.median([r["wall"] for r in rs])
         rss = common.median([r["rss"] for r in rs])
         print("\n## Target 2 (1M rows)")
-        print(common.table([
-            ["wall", f"{wall:.1f} s", f"<= {WALL_TARGET:.0f} s", common.ratio(wall, WALL_TARGET),
-             common.verdict(wall <= WALL_TARGET)],
-            ["peak RSS (tree)", f"{rss / 2**30:.2f} GiB", "<= 4 GiB",
-             common.ratio(rss, MEMORY_TARGET), common.verdict(rss <= MEMORY_TARGET)],
-        ], ["figure", "median", "target", "ratio to target", "verdict"]))
+        print(
+            common.table(
+                [
+                    [
+                        "wall",
+                        f"{wall:.1f} s",
+                        f"<= {WALL_TARGET:.0f} s",
+                        common.ratio(wall, WALL_TARGET),
+                        common.verdict(wall <= WALL_TARGET),
+                    ],
+                    [
+                        "peak RSS (tree)",
+                        f"{rss / 2**30:.2f} GiB",
+                        "<= 4 GiB",
+                        common.ratio(rss, MEMORY_TARGET),
+                        common.verdict(rss <= MEMORY_TARGET),
+                    ],
+                ],
+                ["figure", "median", "target", "ratio to target", "verdict"],
+            )
+        )
     else:
         print("\nTarget 2: not judged (1M rows skipped; run without --quick)")
     return 0

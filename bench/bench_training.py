@@ -29,6 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TARGET = 1.3
+# The job runner starts jobs with OMP_WAIT_POLICY=PASSIVE unless set (jobs.py base_env); give the
+# baselines the same OpenMP setting. Set before xgboost (libgomp) is loaded in this process.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DATA_DIR = Path(tempfile.gettempdir()) / "sfn-bench-data"
 
 BARE = r"""
@@ -81,8 +84,13 @@ def bare_spec(t: common.RunTimings, keep: Path, nthread: int) -> dict:
 
 def bare_fresh(spec: dict) -> tuple[float, float]:
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", BARE, json.dumps(spec)], check=True,
-                         capture_output=True, text=True, cwd=common.REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", BARE, json.dumps(spec)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=common.REPO,
+    )
     wall = time.perf_counter() - started
     return wall, json.loads(out.stdout.strip().splitlines()[-1])["train_seconds"]
 
@@ -100,8 +108,13 @@ def bare_in_process(spec: dict, nthread: int | None = None) -> tuple[float, floa
         y, x = jobkit.read_target_first_csv(path)
         mats.append(xgb.DMatrix(x, label=y, feature_names=spec["features"], nthread=nthread))
     train_start = time.perf_counter()
-    xgb.train(params, mats[0], num_boost_round=spec["num_round"],
-              evals=[(mats[0], "train"), (mats[1], "validation")], verbose_eval=False)
+    xgb.train(
+        params,
+        mats[0],
+        num_boost_round=spec["num_round"],
+        evals=[(mats[0], "train"), (mats[1], "validation")],
+        verbose_eval=False,
+    )
     end = time.perf_counter()
     return end - started, end - train_start
 
@@ -113,8 +126,10 @@ def pipeline(args: list[str]) -> tuple[common.RunTimings, Path]:
 
 
 def bench_size(label: str, args: list[str], repeats: int, nthread: int) -> dict:
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "state", "job", "job_train", "fresh", "fresh_train", "inproc", "inproc_train")}
+    rows: dict[str, list[float]] = {
+        k: []
+        for k in ("state", "job", "job_train", "fresh", "fresh_train", "inproc", "inproc_train")
+    }
     spec = None
     keep = Path(tempfile.mkdtemp(prefix="sfn-bench-train-data-"))
     single = None
@@ -135,10 +150,13 @@ def bench_size(label: str, args: list[str], repeats: int, nthread: int) -> dict:
             inproc, inproc_train = bare_in_process(spec)
             rows["inproc"].append(inproc)
             rows["inproc_train"].append(inproc_train)
-            print(f"{label} repeat {i + 1}/{repeats}: Train state {rows['state'][-1]:.2f} s, "
-                  f"job process {rows['job'][-1]:.2f} s, bare fresh process {fresh:.2f} s, "
-                  f"bare in-process {inproc:.2f} s (xgb.train {inproc_train:.2f} s vs "
-                  f"{rows['job_train'][-1]:.2f} s in the job)", flush=True)
+            print(
+                f"{label} repeat {i + 1}/{repeats}: Train state {rows['state'][-1]:.2f} s, "
+                f"job process {rows['job'][-1]:.2f} s, bare fresh process {fresh:.2f} s, "
+                f"bare in-process {inproc:.2f} s (xgb.train {inproc_train:.2f} s vs "
+                f"{rows['job_train'][-1]:.2f} s in the job)",
+                flush=True,
+            )
         single = bare_in_process(spec, nthread=1) if nthread != 1 else None
     finally:
         shutil.rmtree(keep, ignore_errors=True)
@@ -163,27 +181,72 @@ def main() -> int:
     results = {label: bench_size(label, a, n, nthread) for label, a, n in sizes}
     for label, m in results.items():
         print(f"\n## {label}: medians; params {m['params']}, num_round {m['num_round']}")
-        print(common.table([
-            ["Train state (history)", f"{m['state']:.2f}", "bare, fresh process",
-             f"{m['fresh']:.2f}", common.ratio(m["state"], m["fresh"])],
-            ["training job process", f"{m['job']:.2f}", "bare, fresh process",
-             f"{m['fresh']:.2f}", common.ratio(m["job"], m["fresh"])],
-            ["Train state (history)", f"{m['state']:.2f}", "bare, in-process read+train",
-             f"{m['inproc']:.2f}", common.ratio(m["state"], m["inproc"])],
-            ["xgboost.train in the job", f"{m['job_train']:.2f}", "xgboost.train in-process",
-             f"{m['inproc_train']:.2f}", common.ratio(m["job_train"], m["inproc_train"])],
-            ["xgboost.train in-process, nthread=1", f"{m['nthread1_train']:.2f}",
-             f"xgboost.train in-process, nthread={nthread}", f"{m['inproc_train']:.2f}",
-             common.ratio(m["nthread1_train"], m["inproc_train"])],
-        ], ["measured", "seconds", "baseline", "seconds", "ratio"]))
+        print(
+            common.table(
+                [
+                    [
+                        "Train state (history)",
+                        f"{m['state']:.2f}",
+                        "bare, fresh process",
+                        f"{m['fresh']:.2f}",
+                        common.ratio(m["state"], m["fresh"]),
+                    ],
+                    [
+                        "training job process",
+                        f"{m['job']:.2f}",
+                        "bare, fresh process",
+                        f"{m['fresh']:.2f}",
+                        common.ratio(m["job"], m["fresh"]),
+                    ],
+                    [
+                        "Train state (history)",
+                        f"{m['state']:.2f}",
+                        "bare, in-process read+train",
+                        f"{m['inproc']:.2f}",
+                        common.ratio(m["state"], m["inproc"]),
+                    ],
+                    [
+                        "xgboost.train in the job",
+                        f"{m['job_train']:.2f}",
+                        "xgboost.train in-process",
+                        f"{m['inproc_train']:.2f}",
+                        common.ratio(m["job_train"], m["inproc_train"]),
+                    ],
+                    [
+                        "xgboost.train in-process, nthread=1",
+                        f"{m['nthread1_train']:.2f}",
+                        f"xgboost.train in-process, nthread={nthread}",
+                        f"{m['inproc_train']:.2f}",
+                        common.ratio(m["nthread1_train"], m["inproc_train"]),
+                    ],
+                ],
+                ["measured", "seconds", "baseline", "seconds", "ratio"],
+            )
+        )
     print(f"\n## Target 3: Train state <= {TARGET}x a bare xgboost.train in a fresh process")
-    print(common.table([
-        [label, f"{m['state']:.2f} s", f"{m['fresh']:.2f} s",
-         common.ratio(m["state"], m["fresh"]), common.verdict(m["state"] <= TARGET * m["fresh"]),
-         common.ratio(m["state"], m["inproc"])]
-        for label, m in results.items()
-    ], ["data", "Train state", "bare fresh process", "ratio (judged)", "verdict",
-        "ratio to in-process (info)"]))
+    print(
+        common.table(
+            [
+                [
+                    label,
+                    f"{m['state']:.2f} s",
+                    f"{m['fresh']:.2f} s",
+                    common.ratio(m["state"], m["fresh"]),
+                    common.verdict(m["state"] <= TARGET * m["fresh"]),
+                    common.ratio(m["state"], m["inproc"]),
+                ]
+                for label, m in results.items()
+            ],
+            [
+                "data",
+                "Train state",
+                "bare fresh process",
+                "ratio (judged)",
+                "verdict",
+                "ratio to in-process (info)",
+            ],
+        )
+    )
     return 0
 
 

@@ -54,7 +54,9 @@ def table(rows: list[list[Any]], header: list[str]) -> str:
     """A GitHub-markdown table (readable in a terminal too)."""
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -216,7 +218,7 @@ def _clients(workspace: Path) -> tuple[Any, Any]:
     return cloud, boto3.client("stepfunctions")
 
 
-def timings(workspace: Path, run: CliRun | None = None) -> RunTimings:
+def timings(workspace: Path, run: CliRun | None = None) -> RunTimings:  # noqa: C901
     """Per-state and per-job timings of the newest execution in the workspace."""
     from sfn_mlops.local import jobs
 
@@ -298,17 +300,23 @@ def breakdown(run: CliRun, t: RunTimings) -> dict[str, float]:
     parts: dict[str, float] = {}
     if deployed:
         deploy_seconds = float(deployed[1].rsplit("(", 1)[1].split()[0])
-        parts["interpreter + CLI imports"] = deployed[0] - run.spawn_epoch - deploy_seconds
+        startup = deployed[0] - run.spawn_epoch - deploy_seconds
+        parts["interpreter + imports + config/data check"] = startup
         parts["local deploy"] = deploy_seconds
         parts["stage data + start execution"] = t.execution_start - deployed[0]
     else:
         parts["CLI start + deploy + stage"] = t.execution_start - run.spawn_epoch
     parts["engine start (startDate -> first event)"] = t.first_event - t.execution_start
-    in_jobs = {"job process (compute)": 0.0, "job create + download": 0.0, "job upload": 0.0,
-               ".sync poll latency (job end -> TaskSucceeded)": 0.0, "job state other": 0.0}
+    in_jobs = {
+        "job process (compute)": 0.0,
+        "job create + download": 0.0,
+        "job upload": 0.0,
+        ".sync poll latency (job end -> TaskSucceeded)": 0.0,
+        "job state other": 0.0,
+    }
     states_total = 0.0
     for state in t.states.values():
-        if state.seconds != state.seconds:  # NaN: never exited
+        if state.seconds != state.seconds:  # noqa: PLR0124 - NaN: never exited
             continue
         states_total += state.seconds
         job = t.jobs.get(state.name)
@@ -320,7 +328,10 @@ def breakdown(run: CliRun, t: RunTimings) -> dict[str, float]:
         in_jobs["job upload"] += job.upload
         in_jobs[".sync poll latency (job end -> TaskSucceeded)"] += done - job.ended
         in_jobs["job state other"] += state.seconds - (
-            job.process + job.download + (job.started - job.created) + job.upload
+            job.process
+            + job.download
+            + (job.started - job.created)
+            + job.upload
             + (done - job.ended)
         )
     parts.update(in_jobs)
@@ -329,14 +340,22 @@ def breakdown(run: CliRun, t: RunTimings) -> dict[str, float]:
     )
     parts["other states (Lambda, Pass, Choice)"] = lambda_and_other
     parts["between states"] = (t.execution_stop - t.first_event) - states_total
-    parts["after execution (summary, shutdown, exit)"] = run.exit_epoch - t.execution_stop
+    after = "after execution (summary, Lambda shutdown, interpreter exit)"
+    parts[after] = run.exit_epoch - t.execution_stop
     return parts
 
 
 # ------------------------------------------------------------------ data
 ABALONE_COLUMNS = [
-    "sex", "length", "diameter", "height", "whole_weight", "shucked_weight",
-    "viscera_weight", "shell_weight", "rings",
+    "sex",
+    "length",
+    "diameter",
+    "height",
+    "whole_weight",
+    "shucked_weight",
+    "viscera_weight",
+    "shell_weight",
+    "rings",
 ]
 
 
