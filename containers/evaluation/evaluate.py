@@ -18,8 +18,9 @@ from typing import Any
 
 import jobkit
 import numpy as np
-import xgboost as xgb
 from jobkit import UserError
+
+xgb = jobkit.import_xgboost()
 
 BOOTSTRAP_RESAMPLES = 20
 BOOTSTRAP_MAX_ROWS = 100_000  # each resample draws at most this many rows, so 1M rows stays fast

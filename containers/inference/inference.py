@@ -18,7 +18,8 @@ from typing import Any
 
 import jobkit
 import numpy as np
-import xgboost as xgb
+
+xgb = jobkit.import_xgboost()
 
 THREADS_ENV = "SFN_MLOPS_INFERENCE_THREADS"  # the server pins threads per worker through this
 CSV = "text/csv"

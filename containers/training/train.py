@@ -17,8 +17,9 @@ from typing import Any
 
 import jobkit
 import numpy as np
-import xgboost as xgb
 from jobkit import AlgorithmError, UserError
+
+xgb = jobkit.import_xgboost()
 
 DEFAULT_OBJECTIVES = {
     "regression": "reg:squarederror",

@@ -279,5 +279,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry_point() -> None:
+    """The ``sfn-mlops`` console script: ``main``, then exit without interpreter teardown.
+
+    Everything is on disk by then (atomic object writes, committed SQLite); tearing down the
+    engine's and botocore's module graphs took 0.3-0.7 s of every command (measured).
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()
