@@ -39,7 +39,7 @@ import json, sys, time
 spec = json.loads(sys.argv[1])
 sys.path.insert(0, spec["jobkit_dir"])
 import jobkit
-import xgboost as xgb
+xgb = jobkit.import_xgboost()  # the same import as the training job
 def matrix(path):
     y, x = jobkit.read_target_first_csv(path)
     return xgb.DMatrix(x, label=y, feature_names=spec["features"], nthread=spec["nthread"])
@@ -98,7 +98,8 @@ def bare_fresh(spec: dict) -> tuple[float, float]:
 def bare_in_process(spec: dict, nthread: int | None = None) -> tuple[float, float]:
     sys.path.insert(0, spec["jobkit_dir"])
     import jobkit
-    import xgboost as xgb
+
+    xgb = jobkit.import_xgboost()
 
     nthread = nthread or spec["nthread"]
     params = dict(spec["params"], nthread=nthread)
