@@ -160,6 +160,16 @@ class MetadataStore:
 
     def take_fault(self, service: str, operation: str) -> str | None:
         """Consume one injected failure for this operation, if any is left."""
+        pending = (
+            self._connection()
+            .execute(
+                "SELECT 1 FROM faults WHERE service = ? AND operation = ? AND remaining > 0",
+                (service, operation),
+            )
+            .fetchone()
+        )
+        if pending is None:  # every API call asks: keep the common answer free of write locks
+            return None
         with self._tx() as db:
             row = db.execute(
                 "SELECT rowid, code FROM faults WHERE service = ? AND operation = ? "
