@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import shutil
@@ -12,10 +11,7 @@ from typing import Any, BinaryIO
 from botocore.response import StreamingBody
 
 from sfn_mlops.local.errors import AwsError
-
-
-def _timestamp(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
+from sfn_mlops.local.shapes import timestamp
 
 
 def _etag(data: bytes) -> str:
@@ -72,7 +68,7 @@ class S3:
     def list_buckets(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "Buckets": [
-                {"Name": name, "CreationDate": _timestamp(created)}
+                {"Name": name, "CreationDate": timestamp(created)}
                 for name, created in self.store.list_buckets()
             ],
             "Owner": {"ID": self.cloud.account},
@@ -93,7 +89,7 @@ class S3:
         info = self.store.head(params["Bucket"], params["Key"])
         return {
             "ContentLength": info.size,
-            "LastModified": _timestamp(info.modified),
+            "LastModified": timestamp(info.modified),
             "ETag": _etag(info.path.read_bytes()),
             "ContentType": "binary/octet-stream",
         }
@@ -102,7 +98,7 @@ class S3:
         info = self.store.head(params["Bucket"], params["Key"])
         data = info.path.read_bytes()
         result: dict[str, Any] = {
-            "LastModified": _timestamp(info.modified),
+            "LastModified": timestamp(info.modified),
             "ETag": _etag(data),
             "ContentType": "binary/octet-stream",
             "AcceptRanges": "bytes",
@@ -127,7 +123,7 @@ class S3:
             src_bucket, src_key = source["Bucket"], source["Key"]
         info = self.store.head(src_bucket, src_key)
         etag = self.store.put_file(params["Bucket"], params["Key"], info.path)
-        return {"CopyObjectResult": {"ETag": etag, "LastModified": _timestamp(info.modified)}}
+        return {"CopyObjectResult": {"ETag": etag, "LastModified": timestamp(info.modified)}}
 
     def list_objects_v2(self, params: dict[str, Any]) -> dict[str, Any]:
         prefix = params.get("Prefix", "")
@@ -152,7 +148,7 @@ class S3:
                 {
                     "Key": info.key,
                     "Size": info.size,
-                    "LastModified": _timestamp(info.modified),
+                    "LastModified": timestamp(info.modified),
                     "StorageClass": "STANDARD",
                 }
             )

@@ -18,6 +18,7 @@ from sfn_mlops.local import jobs
 from sfn_mlops.local.errors import AwsError, validation
 from sfn_mlops.local.images import runtime_for
 from sfn_mlops.local.metadata import AlreadyExists
+from sfn_mlops.local.shapes import timestamp
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _NAME_PATTERN = "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
@@ -58,10 +59,6 @@ _PROCESSING_ECHO = (
     "RoleArn",
     "ExperimentConfig",
 )
-
-
-def _timestamp(epoch: float | None) -> dt.datetime | None:
-    return None if epoch is None else dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
 
 
 def _epoch(value: Any) -> float:
@@ -236,11 +233,11 @@ def _transitions(doc: dict[str, Any]) -> list[dict[str, Any]]:
     for item in doc["Transitions"]:
         entry: dict[str, Any] = {
             "Status": item["Status"],
-            "StartTime": _timestamp(item["StartTime"]),
+            "StartTime": timestamp(item["StartTime"]),
             "StatusMessage": item["StatusMessage"],
         }
         if "EndTime" in item:
-            entry["EndTime"] = _timestamp(item["EndTime"])
+            entry["EndTime"] = timestamp(item["EndTime"])
         out.append(entry)
     return out
 
@@ -322,10 +319,10 @@ class SageMaker:
             ProcessingJobStatus=_status(doc)[0],
             ExitMessage=doc.get("ExitMessage"),
             FailureReason=doc.get("FailureReason"),
-            ProcessingStartTime=_timestamp(doc.get("StartTime")),
-            ProcessingEndTime=_timestamp(doc.get("EndTime")),
-            LastModifiedTime=_timestamp(_last_modified(doc)),
-            CreationTime=_timestamp(doc["CreationTime"]),
+            ProcessingStartTime=timestamp(doc.get("StartTime")),
+            ProcessingEndTime=timestamp(doc.get("EndTime")),
+            LastModifiedTime=timestamp(_last_modified(doc)),
+            CreationTime=timestamp(doc["CreationTime"]),
         )
         return _drop_none(result)
 
@@ -338,9 +335,9 @@ class SageMaker:
                 {
                     "ProcessingJobName": doc["Name"],
                     "ProcessingJobArn": doc["Arn"],
-                    "CreationTime": _timestamp(doc["CreationTime"]),
-                    "ProcessingEndTime": _timestamp(doc.get("EndTime")),
-                    "LastModifiedTime": _timestamp(_last_modified(doc)),
+                    "CreationTime": timestamp(doc["CreationTime"]),
+                    "ProcessingEndTime": timestamp(doc.get("EndTime")),
+                    "LastModifiedTime": timestamp(_last_modified(doc)),
                     "ProcessingJobStatus": _status(doc)[0],
                     "FailureReason": doc.get("FailureReason"),
                     "ExitMessage": doc.get("ExitMessage"),
@@ -370,10 +367,10 @@ class SageMaker:
             TrainingJobStatus=status,
             SecondaryStatus=secondary,
             FailureReason=doc.get("FailureReason"),
-            CreationTime=_timestamp(doc["CreationTime"]),
-            TrainingStartTime=_timestamp(doc.get("StartTime")),
-            TrainingEndTime=_timestamp(doc.get("EndTime")),
-            LastModifiedTime=_timestamp(_last_modified(doc)),
+            CreationTime=timestamp(doc["CreationTime"]),
+            TrainingStartTime=timestamp(doc.get("StartTime")),
+            TrainingEndTime=timestamp(doc.get("EndTime")),
+            LastModifiedTime=timestamp(_last_modified(doc)),
             SecondaryStatusTransitions=_transitions(doc),
             TrainingTimeInSeconds=seconds,
             BillableTimeInSeconds=seconds,
@@ -390,9 +387,9 @@ class SageMaker:
                 {
                     "TrainingJobName": doc["Name"],
                     "TrainingJobArn": doc["Arn"],
-                    "CreationTime": _timestamp(doc["CreationTime"]),
-                    "TrainingEndTime": _timestamp(doc.get("EndTime")),
-                    "LastModifiedTime": _timestamp(_last_modified(doc)),
+                    "CreationTime": timestamp(doc["CreationTime"]),
+                    "TrainingEndTime": timestamp(doc.get("EndTime")),
+                    "LastModifiedTime": timestamp(_last_modified(doc)),
                     "TrainingJobStatus": status,
                     "SecondaryStatus": secondary,
                 }

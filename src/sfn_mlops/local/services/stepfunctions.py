@@ -17,6 +17,7 @@ from typing import Any
 
 from sfn_mlops.local.errors import AwsError
 from sfn_mlops.local.processes import pid_alive
+from sfn_mlops.local.shapes import timestamp
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _MACHINES = "sfn/state-machine"
@@ -26,10 +27,6 @@ _TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 def _now() -> float:
     return time.time()
-
-
-def _date(epoch: float | None) -> dt.datetime | None:
-    return None if epoch is None else dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
 
 
 class StepFunctions:
@@ -71,7 +68,7 @@ class StepFunctions:
                 existing["definition"] == params["definition"]
                 and existing["roleArn"] == params["roleArn"]
             ):
-                return {"stateMachineArn": arn, "creationDate": _date(existing["creationDate"])}
+                return {"stateMachineArn": arn, "creationDate": timestamp(existing["creationDate"])}
             raise AwsError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arn}'")
         doc = {
             "stateMachineArn": arn,
@@ -82,7 +79,7 @@ class StepFunctions:
             "creationDate": _now(),
         }
         self.db.create(_MACHINES, name, doc)
-        return {"stateMachineArn": arn, "creationDate": _date(doc["creationDate"])}
+        return {"stateMachineArn": arn, "creationDate": timestamp(doc["creationDate"])}
 
     def update_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
         doc = self._machine(params["stateMachineArn"])
@@ -93,7 +90,7 @@ class StepFunctions:
             doc["roleArn"] = params["roleArn"]
         doc["updateDate"] = _now()
         self.db.put(_MACHINES, doc["name"], doc)
-        return {"updateDate": _date(doc["updateDate"])}
+        return {"updateDate": timestamp(doc["updateDate"])}
 
     def describe_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
         doc = self._machine(params["stateMachineArn"])
@@ -104,7 +101,7 @@ class StepFunctions:
             "definition": doc["definition"],
             "roleArn": doc["roleArn"],
             "type": doc["type"],
-            "creationDate": _date(doc["creationDate"]),
+            "creationDate": timestamp(doc["creationDate"]),
         }
 
     def list_state_machines(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +111,7 @@ class StepFunctions:
                     "stateMachineArn": d["stateMachineArn"],
                     "name": d["name"],
                     "type": d["type"],
-                    "creationDate": _date(d["creationDate"]),
+                    "creationDate": timestamp(d["creationDate"]),
                 }
                 for d in self.db.list(_MACHINES)
             ]
@@ -140,7 +137,7 @@ class StepFunctions:
         existing = self.db.get(_EXECUTIONS, arn)
         if existing is not None:
             if existing["status"] == "RUNNING" and existing["input"] == raw_input:
-                return {"executionArn": arn, "startDate": _date(existing["startDate"])}
+                return {"executionArn": arn, "startDate": timestamp(existing["startDate"])}
             raise AwsError("ExecutionAlreadyExists", f"Execution Already Exists: '{arn}'")
         doc = {
             "executionArn": arn,
@@ -157,7 +154,7 @@ class StepFunctions:
         )
         self._threads[arn] = thread
         thread.start()
-        return {"executionArn": arn, "startDate": _date(doc["startDate"])}
+        return {"executionArn": arn, "startDate": timestamp(doc["startDate"])}
 
     def _run(self, machine: dict[str, Any], doc: dict[str, Any], execution_input: Any) -> None:
         from sfn_mlops.local.engine import run_execution
@@ -174,7 +171,7 @@ class StepFunctions:
                 role_arn=machine["roleArn"],
                 account=self.cloud.account,
                 region=self.cloud.region,
-                start_time=_date(doc["startDate"]) or dt.datetime.now(dt.timezone.utc),
+                start_time=timestamp(doc["startDate"]) or dt.datetime.now(dt.timezone.utc),
                 record=lambda event: self.db.append(arn, event),
                 time_scale=lambda: self.cloud.time_scale,
             )
@@ -215,12 +212,12 @@ class StepFunctions:
             "stateMachineArn": doc["stateMachineArn"],
             "name": doc["name"],
             "status": doc["status"],
-            "startDate": _date(doc["startDate"]),
+            "startDate": timestamp(doc["startDate"]),
             "input": doc["input"],
             "inputDetails": {"included": True},
         }
         if doc.get("stopDate"):
-            result["stopDate"] = _date(doc["stopDate"])
+            result["stopDate"] = timestamp(doc["stopDate"])
         if doc["status"] == "SUCCEEDED":
             result["output"] = doc.get("output", "{}")
             result["outputDetails"] = {"included": True}
@@ -244,10 +241,10 @@ class StepFunctions:
                 "stateMachineArn": doc["stateMachineArn"],
                 "name": doc["name"],
                 "status": doc["status"],
-                "startDate": _date(doc["startDate"]),
+                "startDate": timestamp(doc["startDate"]),
             }
             if doc.get("stopDate"):
-                item["stopDate"] = _date(doc["stopDate"])
+                item["stopDate"] = timestamp(doc["stopDate"])
             items.append(item)
         return _page(items, params, "executions", params.get("maxResults") or 100)
 
@@ -263,7 +260,7 @@ class StepFunctions:
     def stop_execution(self, params: dict[str, Any]) -> dict[str, Any]:
         doc = self._execution(params["executionArn"])
         if doc["status"] in _TERMINAL:
-            return {"stopDate": _date(doc.get("stopDate"))}
+            return {"stopDate": timestamp(doc.get("stopDate"))}
         raise AwsError(
             "ValidationException",
             "Stopping a running local execution is not supported yet; it stops when its "
