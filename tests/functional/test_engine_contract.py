@@ -286,3 +286,17 @@ def test_a_fail_state_can_re_raise_a_caught_states_error(cloud: LocalCloud) -> N
         "States.TaskFailed",
         "job died",
     )
+
+
+def test_stop_execution_aborts_a_running_execution(cloud: LocalCloud) -> None:
+    definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}}
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(name="waits", definition=json.dumps(definition), roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    execution = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    sfn.stop_execution(executionArn=execution, error="Interrupted", cause="stopped by the test")
+    result = sfn.describe_execution(executionArn=execution)
+    assert result["status"] == "ABORTED"
+    events = sfn.get_execution_history(executionArn=execution)["events"]
+    assert events[-1]["type"] == "ExecutionAborted"

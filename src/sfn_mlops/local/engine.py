@@ -64,6 +64,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import (
     ProgramEnded,
     ProgramError,
+    ProgramRunning,
     ProgramStopped,
     ProgramTimedOut,
 )
@@ -297,6 +298,7 @@ def run_execution(
     start_time: dt.datetime,
     record: Callable[[dict[str, Any]], None],
     time_scale: Callable[[], float] | None = None,
+    on_start: Callable[[Callable[[str, str], None]], None] | None = None,
 ) -> dict[str, Any]:
     """Run one execution to its end in this thread; return status, output, error and cause."""
     global _time_scale
@@ -321,8 +323,27 @@ def run_execution(
         ),
     )
     worker = _Worker(details, record)
+    if on_start is not None:
+        on_start(lambda error, cause: _stop(worker, error, cause))
     worker.start()
     return outcome(worker.env)
+
+
+def _stop(worker: _Worker, error: str, cause: str, wait: float = 10.0) -> None:
+    """What StopExecution does: the running state is abandoned and the execution ABORTED.
+
+    The engine only accepts a stop once its program runs (after parsing), so a stop that comes
+    earlier waits for that moment, as a stop of a just-started AWS execution would.
+    """
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        state = worker.env.program_state() if worker.env is not None else None
+        if isinstance(state, ProgramRunning):
+            worker.stop(dt.datetime.now(dt.timezone.utc), error=error, cause=cause)
+            return
+        if state is not None:  # already ended
+            return
+        time.sleep(0.01)
 
 
 def outcome(env: Environment | None) -> dict[str, Any]:

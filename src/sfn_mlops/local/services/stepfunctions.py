@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sfn_mlops.local.errors import AwsError
@@ -34,6 +35,7 @@ class StepFunctions:
         self.cloud = cloud
         self.db = cloud.metadata
         self._threads: dict[str, threading.Thread] = {}
+        self._stoppers: dict[str, Callable[[str, str], None]] = {}
 
     # state machines ------------------------------------------------------------------------
     def _machine(self, arn: str) -> dict[str, Any]:
@@ -174,6 +176,7 @@ class StepFunctions:
                 start_time=timestamp(doc["startDate"]) or dt.datetime.now(dt.timezone.utc),
                 record=lambda event: self.db.append(arn, event),
                 time_scale=lambda: self.cloud.time_scale,
+                on_start=lambda stop: self._stoppers.__setitem__(arn, stop),
             )
         except Exception as err:  # an engine crash must still end the execution
             result = {
@@ -258,14 +261,20 @@ class StepFunctions:
         return _page(events, params, "events", params.get("maxResults") or 1000)
 
     def stop_execution(self, params: dict[str, Any]) -> dict[str, Any]:
-        doc = self._execution(params["executionArn"])
+        arn = params["executionArn"]
+        doc = self._execution(arn)
         if doc["status"] in _TERMINAL:
             return {"stopDate": timestamp(doc.get("stopDate"))}
-        raise AwsError(
-            "ValidationException",
-            "Stopping a running local execution is not supported yet; it stops when its "
-            "process ends",
-        )
+        stop = self._stoppers.get(arn)
+        if stop is None:
+            raise AwsError(
+                "ValidationException",
+                f"Execution {arn} runs in another local process (pid {doc['pid']}); stop it there "
+                "(Ctrl-C in that sfn-mlops run)",
+            )
+        stop(params.get("error", ""), params.get("cause", ""))
+        self.wait(arn, timeout=30)
+        return {"stopDate": timestamp(self._execution(arn).get("stopDate"))}
 
 
 def _page(items: list[Any], params: dict[str, Any], key: str, size: int) -> dict[str, Any]:
