@@ -68,6 +68,8 @@ LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    # read_evaluation's own name for S3 throttling or a 5xx while it reads the report
+    "EvaluationReportUnavailable",
 ]
 # SNS's ThrottledException and InternalErrorException, named the way the optimized
 # integration names service errors (SNS.<Code>Exception).

@@ -21,6 +21,20 @@ METRIC_GROUPS = (
 #: Gate direction -> the comparison a passing value satisfies, as written in the cause.
 COMPARISONS = {"minimize": "<=", "maximize": ">="}
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "ThrottlingException",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "InternalError",
+        "503",
+    }
+)
+
+
+class EvaluationReportUnavailable(Exception):
+    """S3 throttled or failed for a moment; the state machine retries this error by name."""
 
 
 class EvaluationReportNotFound(Exception):
@@ -50,8 +64,11 @@ def read_report(uri: str, s3_client: Any) -> dict[str, Any]:
     try:
         response = s3_client.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in _NOT_FOUND_CODES:
+        code = error.response.get("Error", {}).get("Code")
+        if code in _NOT_FOUND_CODES:
             raise EvaluationReportNotFound(f"no evaluation report at {uri}") from error
+        if code in _TRANSIENT_CODES:
+            raise EvaluationReportUnavailable(f"S3 answered {code} for {uri}; retry") from error
         raise
     try:
         report = json.loads(response["Body"].read())

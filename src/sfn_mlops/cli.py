@@ -19,7 +19,7 @@ from typing import Any
 
 from sfn_mlops import settings
 from sfn_mlops.config import ConfigError, PipelineConfig, load_config
-from sfn_mlops.data import LocalData
+from sfn_mlops.data import LocalData, stage_data
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_RUN_NAME = 52  # + "-preprocess" = 63, SageMaker's limit for job names
@@ -88,18 +88,6 @@ def _check_data(cloud: Any, config: PipelineConfig) -> LocalData | None:
     return local
 
 
-def _upload_data(local: LocalData, bucket: str, run_name: str) -> str:
-    import boto3
-
-    s3 = boto3.client("s3")
-    prefix = f"datasets/{run_name}"
-    for path in local.files:
-        s3.upload_file(str(path), bucket, f"{prefix}/{path.name}")
-    if len(local.files) > 1:
-        return f"s3://{bucket}/{prefix}/"
-    return f"s3://{bucket}/{prefix}/{local.files[0].name}"
-
-
 def _run_name(requested: str | None) -> str:
     """Job names derive from it: SageMaker allows 63 letters, digits and hyphens."""
     if requested is None:
@@ -115,10 +103,12 @@ def _run_name(requested: str | None) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config_from(args)
     if args.aws:
-        raise CliError("--aws is not available yet: deploy with `make deploy` first (issue #3)")
+        return _run_aws(args, config)
+    if args.stack_name or args.region:
+        raise CliError("--stack-name and --region apply to --aws runs only")
     import boto3
 
-    from sfn_mlops.follow import Follower
+    from sfn_mlops.follow import Follower, follow_timeout
     from sfn_mlops.local.deploy import deploy
     from sfn_mlops.report import summarize
 
@@ -129,7 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     deployment = deploy(cloud, settings.project_root(args.project))
     print(f"Local stack deployed in {cloud.root} ({time.monotonic() - started:.1f} s)")
     cloud.service("lambda").prewarm()
-    data_uri = _upload_data(local_data, deployment.bucket, run_name) if local_data else config.data
+    data_uri = config.data
+    if local_data is not None:
+        data_uri = stage_data(boto3.client("s3"), local_data, deployment.bucket, run_name)
     sfn = boto3.client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=deployment.state_machine_arn,
@@ -138,12 +130,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     )["executionArn"]
     print(f"Execution {run_name} started\n")
     follower = Follower(sfn=sfn, sagemaker=boto3.client("sagemaker"), execution_arn=arn)
-    execution = follower.wait()
+    try:
+        execution = follower.wait(timeout=follow_timeout(config))
+    except KeyboardInterrupt:
+        sfn.stop_execution(executionArn=arn, error="Interrupted", cause="stopped by Ctrl-C")
+        execution = sfn.describe_execution(executionArn=arn)
+        print(f"\nStopped: execution {run_name} is {execution['status']}", file=sys.stderr)
+        return 130
     summarize(execution, follower.events, local_path=lambda uri: _local_path(cloud, uri))
     _show_notifications(cloud, since=started)
     print(f"\nTotal wall time: {time.monotonic() - started:.1f} s")
     cloud.service("lambda").shutdown()
     return EXIT_OK if execution["status"] == "SUCCEEDED" else EXIT_FAILED
+
+
+def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
+    """The deployed stack in AWS: stage the data, start, follow, summarize (docs/aws.md)."""
+    import boto3
+
+    from sfn_mlops.aws.deploy import DeployError, SamDefaults, sam_defaults
+    from sfn_mlops.aws.run import AwsClients, AwsRunError, check_credentials, run_on_aws
+    from sfn_mlops.report import summarize
+
+    started = time.monotonic()
+    run_name = _run_name(args.name)
+    try:
+        defaults = sam_defaults(settings.project_root(args.project))
+    except FileNotFoundError:  # installed elsewhere: samconfig.toml's values are the defaults
+        defaults = SamDefaults()
+    session = boto3.Session(region_name=args.region)
+    if session.region_name is None:
+        session = boto3.Session(region_name=defaults.region)
+    try:
+        check_credentials(session)
+        result = run_on_aws(
+            config,
+            stack_name=args.stack_name or defaults.stack_name,
+            run_name=run_name,
+            clients=AwsClients.from_session(session),
+            workspace=settings.workspace_root(args.workspace),  # caches the example data
+        )
+    except (AwsRunError, DeployError) as err:
+        raise CliError(str(err)) from err
+    summarize(result.execution, result.events)
+    print(f"\nConsole: {result.console_url}")
+    print(f"Total wall time: {time.monotonic() - started:.1f} s")
+    return EXIT_OK if result.execution["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
 def _show_notifications(cloud: Any, since: float) -> None:
@@ -246,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--problem-type", choices=["regression", "binary", "multiclass"])
     run.add_argument("--name", help="execution name (default run-<time>-<random>)")
     run.add_argument("--aws", action="store_true", help="run the deployed state machine in AWS")
+    run.add_argument(
+        "--stack-name", help="with --aws: the stack `make deploy` created (default: samconfig.toml)"
+    )
+    run.add_argument(
+        "--region", help="with --aws: its region (default: your AWS profile's, then samconfig.toml)"
+    )
     run.set_defaults(handler=cmd_run)
 
     executions = commands.add_parser("executions", help="list executions, or describe one")
@@ -268,8 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_environment()
     args = build_parser().parse_args(argv)
+    if not getattr(args, "aws", False):
+        # Local mode only: in AWS the user's region and instance credentials must stay usable.
+        _quiet_environment()
     try:
         return int(args.handler(args))
     except (ConfigError, CliError, FileNotFoundError) as err:

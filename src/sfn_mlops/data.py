@@ -12,10 +12,12 @@ import importlib.resources
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sfn_mlops.config import EXAMPLE_DATASET, PipelineConfig
 
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+DATASETS_PREFIX = "datasets"
 
 
 class DataError(ValueError):
@@ -109,3 +111,16 @@ def check_columns(config: PipelineConfig, columns: list[str], source: str) -> No
                     f"{role}: column {column!r} is not in {source}{hint}. "
                     f"Columns there: {', '.join(columns)}"
                 )
+
+
+def stage_data(s3: Any, data: LocalData, bucket: str, run_name: str) -> str:
+    """Upload the data files under ``datasets/<run name>/``; return the URI the jobs read.
+
+    The same layout in both modes: ``s3`` is a plain boto3 client, local or real.
+    """
+    prefix = f"{DATASETS_PREFIX}/{run_name}"
+    for path in data.files:
+        s3.upload_file(str(path), bucket, f"{prefix}/{path.name}")
+    if len(data.files) > 1:
+        return f"s3://{bucket}/{prefix}/"
+    return f"s3://{bucket}/{prefix}/{data.files[0].name}"

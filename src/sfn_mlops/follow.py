@@ -10,7 +10,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sfn_mlops.config import PipelineConfig
 
 _JOB_LABELS = {"TrainingJobName": "training job", "ProcessingJobName": "processing job"}
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -18,6 +21,16 @@ _JOB_NAME_KEYS = {
     "TrainingJobName": "describe_training_job",
     "ProcessingJobName": "describe_processing_job",
 }
+
+
+#: Preprocess, Train and Evaluate each stop at max_runtime_seconds; provisioning comes on top.
+JOB_STATES = 3
+FOLLOW_SLACK_SECONDS = 3600.0
+
+
+def follow_timeout(config: PipelineConfig) -> float:
+    """How long following a run may take before it is reported as stuck."""
+    return JOB_STATES * config.max_runtime_seconds + FOLLOW_SLACK_SECONDS
 
 
 def cause_summary(cause: str | None, limit: int = 300) -> str:

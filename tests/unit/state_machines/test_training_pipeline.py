@@ -115,6 +115,7 @@ def test_retried_error_names(definition):
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
         "Lambda.TooManyRequestsException",
+        "EvaluationReportUnavailable",
     ]
     assert tasks["NotifyFailure"]["Retry"][0]["ErrorEquals"] == [
         "SNS.ThrottledException",

@@ -1,0 +1,239 @@
+"""What a Lambda's code asks of AWS, read statically from its Python source.
+
+- **AWS calls**: the services it makes clients for (`boto3.client("s3")`, `session.client(...)`,
+  `service_name="s3"`), and every method call in the function's modules whose name is an
+  operation of one of those services in botocore's service model (`get_object` ->
+  `s3:GetObject`). The client may be made in one module and used in another (it is passed
+  around), so calls are matched across all of the function's modules. A name that is an
+  operation of a service the function makes a client for counts even when called on another
+  object: the check errs towards asking for a grant.
+- **Environment variables** it reads without a default: `os.environ["X"]`,
+  `os.environ.get("X")`, `os.getenv("X")`, with `X` a literal or a module-level string constant.
+- **ARNs** written in the code as string literals.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+#: botocore service name -> IAM action prefix, where they differ.
+IAM_PREFIX = {
+    "stepfunctions": "states",
+    "sagemaker-runtime": "sagemaker",
+    "sagemaker-featurestore-runtime": "sagemaker",
+    "cloudwatch": "cloudwatch",
+    "logs": "logs",
+}
+#: (IAM prefix, operation) -> the IAM actions it needs, where that is not `prefix:Operation`.
+ACTION_EXCEPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("s3", "HeadObject"): ("s3:GetObject",),
+    ("s3", "HeadBucket"): ("s3:ListBucket",),
+    ("s3", "ListObjects"): ("s3:ListBucket",),
+    ("s3", "ListObjectsV2"): ("s3:ListBucket",),
+    ("s3", "ListObjectVersions"): ("s3:ListBucketVersions",),
+    ("s3", "CopyObject"): ("s3:GetObject", "s3:PutObject"),
+    ("s3", "DeleteObjects"): ("s3:DeleteObject",),
+    ("s3", "CreateMultipartUpload"): ("s3:PutObject",),
+    ("s3", "UploadPart"): ("s3:PutObject",),
+    ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
+    ("lambda", "Invoke"): ("lambda:InvokeFunction",),
+    ("lambda", "InvokeAsync"): ("lambda:InvokeFunction",),
+}
+#: boto3's client customizations that are not service operations: method -> IAM actions.
+CUSTOMIZATIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "s3": {
+        "upload_file": ("s3:PutObject",),
+        "upload_fileobj": ("s3:PutObject",),
+        "download_file": ("s3:GetObject",),
+        "download_fileobj": ("s3:GetObject",),
+        "copy": ("s3:GetObject", "s3:PutObject"),
+    }
+}
+_SKIPPED_DIRS = {"tests", "__pycache__", ".aws-sam", "build"}
+
+
+@dataclass(frozen=True)
+class Call:
+    """An AWS call in the code: `file:line` calls `client_method`, needing `actions`."""
+
+    path: Path
+    line: int
+    service: str
+    method: str
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EnvRead:
+    path: Path
+    line: int
+    name: str
+
+
+@dataclass(frozen=True)
+class ArnLiteral:
+    path: Path
+    line: int
+    value: str
+
+
+@lru_cache(maxsize=64)
+def operations(service: str) -> dict[str, str]:
+    """`{"get_object": "GetObject", ...}` from botocore's model of `service` ({} if unknown)."""
+    import botocore.session
+    from botocore import xform_name
+    from botocore.exceptions import UnknownServiceError
+
+    try:
+        model = botocore.session.get_session().get_service_model(service)
+    except UnknownServiceError:
+        return {}
+    return {xform_name(name): name for name in model.operation_names}
+
+
+def iam_actions(service: str, operation: str) -> tuple[str, ...]:
+    prefix = IAM_PREFIX.get(service, service)
+    return ACTION_EXCEPTIONS.get((prefix, operation), (f"{prefix}:{operation}",))
+
+
+def python_files(code_dir: Path) -> list[Path]:
+    """The function's own modules (its tests, build output and caches excluded)."""
+    return sorted(
+        path
+        for path in code_dir.rglob("*.py")
+        if not _SKIPPED_DIRS.intersection(path.relative_to(code_dir).parts[:-1])
+    )
+
+
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _string(node: ast.AST | None) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _client_service(call: ast.Call) -> str | None:
+    """`x.client("s3")` / `client(service_name="s3")` / `x.resource("s3")` -> "s3"."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name not in ("client", "resource"):
+        return None
+    if call.args:
+        return _string(call.args[0])
+    for keyword in call.keywords:
+        if keyword.arg == "service_name":
+            return _string(keyword.value)
+    return None
+
+
+def services(modules: dict[Path, ast.Module]) -> set[str]:
+    found: set[str] = set()
+    for module in modules.values():
+        for node in ast.walk(module):
+            if isinstance(node, ast.Call):
+                service = _client_service(node)
+                if service:
+                    found.add(service)
+    return found
+
+
+def _method_call(node: ast.Call) -> str | None:
+    if not isinstance(node.func, ast.Attribute):
+        return None
+    if node.func.attr == "get_paginator" and node.args:
+        return _string(node.args[0])
+    return node.func.attr
+
+
+def aws_calls(code_dir: Path) -> list[Call]:
+    """Every call in the function's code that is an operation of a service it has a client for."""
+    modules = {path: _parse(path) for path in python_files(code_dir)}
+    used = sorted(services(modules))
+    calls: list[Call] = []
+    for path, module in modules.items():
+        for node in ast.walk(module):
+            if not isinstance(node, ast.Call):
+                continue
+            method = _method_call(node)
+            if method is None:
+                continue
+            for service in used:
+                actions = _actions_of(service, method)
+                if actions:
+                    calls.append(Call(path, node.lineno, service, method, actions))
+    return sorted(calls, key=lambda c: (str(c.path), c.line, c.service))
+
+
+def _actions_of(service: str, method: str) -> tuple[str, ...]:
+    operation = operations(service).get(method)
+    if operation is not None:
+        return iam_actions(service, operation)
+    return CUSTOMIZATIONS.get(service, {}).get(method, ())
+
+
+def _constants(module: ast.Module) -> dict[str, str]:
+    constants = {}
+    for node in module.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], _string(node.value)
+            if isinstance(target, ast.Name) and value is not None:
+                constants[target.id] = value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            value = _string(node.value)
+            if value is not None:
+                constants[node.target.id] = value
+    return constants
+
+
+def _is_environ(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+
+def _required_env_name(node: ast.AST) -> ast.AST | None:
+    """The name expression of an environment read that has no default, else None."""
+    if isinstance(node, ast.Subscript) and _is_environ(node.value):
+        return node.slice
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+        return None
+    func = node.func
+    reads = (func.attr == "get" and _is_environ(func.value)) or func.attr == "getenv"
+    has_default = len(node.args) > 1 or any(k.arg == "default" for k in node.keywords)
+    if reads and node.args and not has_default:
+        return node.args[0]
+    return None
+
+
+def env_reads(code_dir: Path) -> list[EnvRead]:
+    """Environment variables the function's code reads without a default."""
+    reads: list[EnvRead] = []
+    modules = {path: _parse(path) for path in python_files(code_dir)}
+    constants: dict[str, str] = {}
+    for module in modules.values():
+        constants.update(_constants(module))
+    for path, module in modules.items():
+        for node in ast.walk(module):
+            expression = _required_env_name(node)
+            if expression is None:
+                continue
+            name = _string(expression)
+            if name is None and isinstance(expression, ast.Name):
+                name = constants.get(expression.id)
+            if name is not None:
+                reads.append(EnvRead(path, getattr(node, "lineno", 0), name))
+    return reads
+
+
+def arn_literals(code_dir: Path) -> list[ArnLiteral]:
+    found = []
+    for path in python_files(code_dir):
+        for node in ast.walk(_parse(path)):
+            value = _string(node)
+            if value is not None and value.startswith("arn:"):
+                found.append(ArnLiteral(path, getattr(node, "lineno", 0), value))
+    return found
