@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from sfn_mlops import settings
+from sfn_mlops.intrinsics import Stack, Unresolved
 
 _SHORT_TAGS = {
     "Ref": "Ref",
@@ -34,6 +35,8 @@ _SHORT_TAGS = {
     "ImportValue": "Fn::ImportValue",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+# SAM names a state machine's generated role after it; locally it only labels the executions.
+_IAM_ROLE_PREFIX = f"arn:aws:iam::{settings.LOCAL_ACCOUNT}:role/"
 
 
 class TemplateError(ValueError):
@@ -95,122 +98,37 @@ class StateMachineSpec:
 
 
 class LocalStack:
-    """A template resolved with the physical names local mode gives its resources."""
+    """template.yaml resolved with the physical names local mode gives its resources."""
 
     def __init__(
         self, path: Path, *, stack_name: str = "sfn-mlops", parameters: dict[str, str] | None = None
     ) -> None:
         self.path = path
         self.root = path.parent
-        self.stack_name = stack_name
         self.template = load(path)
         self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
-        self.parameters = self._parameters(parameters or {})
-        self.conditions = {
-            name: bool(self.resolve(expr, f"Conditions.{name}"))
-            for name, expr in self.template.get("Conditions", {}).items()
-        }
-
-    def _parameters(self, given: dict[str, str]) -> dict[str, str]:
-        declared = self.template.get("Parameters", {})
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise TemplateError(
-                f"{self.path}: unknown parameter(s) {unknown}; declared: {sorted(declared)}"
-            )
-        values = {}
-        for name, spec in declared.items():
-            if name in given:
-                values[name] = given[name]
-            elif "Default" in spec:
-                values[name] = str(spec["Default"])
-            else:
-                raise TemplateError(f"{self.path}: parameter {name} has no Default; pass a value")
-        return values
-
-    # physical names --------------------------------------------------------------------
-    def resource_type(self, logical_id: str) -> str:
-        if logical_id not in self.resources:
-            raise TemplateError(f"{self.path}: no resource named {logical_id}")
-        return str(self.resources[logical_id]["Type"])
+        try:
+            self._stack = Stack(self.template, stack_name=stack_name, parameters=parameters)
+        except Unresolved as err:
+            raise TemplateError(f"{path}: {err}") from err
 
     def physical_name(self, logical_id: str) -> str:
-        """Bucket names must be lowercase and globally unique; others keep their logical id."""
-        kind = self.resource_type(logical_id)
-        if kind == "AWS::S3::Bucket":
-            return f"{self.stack_name}-{logical_id}".lower()
-        return logical_id
+        return self._resolved(self._stack.physical_name, logical_id)
 
     def ref(self, logical_id: str) -> str:
-        kind = self.resource_type(logical_id)
-        name = self.physical_name(logical_id)
-        return {
-            "AWS::SNS::Topic": _arn("sns", name),
-            "AWS::Serverless::StateMachine": _arn("states", f"stateMachine:{name}"),
-            "AWS::StepFunctions::StateMachine": _arn("states", f"stateMachine:{name}"),
-        }.get(kind, name)
+        return str(self._resolved(self._stack.ref, logical_id))
 
-    def get_att(self, logical_id: str, attribute: str) -> str:
-        kind = self.resource_type(logical_id)
-        name = self.physical_name(logical_id)
-        arns = {
-            "AWS::Serverless::Function": _arn("lambda", f"function:{name}"),
-            "AWS::Lambda::Function": _arn("lambda", f"function:{name}"),
-            "AWS::IAM::Role": f"arn:aws:iam::{settings.LOCAL_ACCOUNT}:role/{name}",
-            "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
-            "AWS::SNS::Topic": _arn("sns", name),
-        }
-        if attribute == "Arn" and kind in arns:
-            return arns[kind]
-        if attribute in ("Name", "TopicName", "BucketName"):
-            return name
-        raise TemplateError(
-            f"{self.path}: !GetAtt {logical_id}.{attribute} is not resolved locally"
-        )
-
-    # intrinsic functions ----------------------------------------------------------------
     def resolve(self, value: Any, where: str) -> Any:
-        if isinstance(value, list):
-            return [self.resolve(item, where) for item in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            handler = _INTRINSICS.get(key)
-            if handler is not None:
-                return handler(self, arg, where)
-        return {k: self.resolve(v, f"{where}.{k}") for k, v in value.items()}
+        try:
+            return self._stack.resolve(value)
+        except Unresolved as err:
+            raise TemplateError(f"{self.path}: {where}: {err}") from err
 
-    def _ref(self, name: str) -> str:
-        pseudo = {
-            "AWS::Region": settings.LOCAL_REGION,
-            "AWS::AccountId": settings.LOCAL_ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::StackName": self.stack_name,
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": None,
-        }
-        if name in pseudo:
-            return pseudo[name]  # type: ignore[return-value]
-        if name in self.parameters:
-            return self.parameters[name]
-        return self.ref(name)
-
-    def _sub(self, arg: Any, where: str) -> str:
-        text, variables = (
-            (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1], where))
-        )
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return str(variables[name])
-            if "." in name:
-                logical_id, attribute = name.split(".", 1)
-                return self.get_att(logical_id, attribute)
-            return str(self._ref(name))
-
-        return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
+    def _resolved(self, method: Any, logical_id: str) -> Any:
+        try:
+            return method(logical_id)
+        except Unresolved as err:
+            raise TemplateError(f"{self.path}: {err}") from err
 
     # what local mode needs --------------------------------------------------------------
     def _properties(self, logical_id: str) -> dict[str, Any]:
@@ -218,7 +136,7 @@ class LocalStack:
         return self.resolve(properties, f"Resources.{logical_id}.Properties")  # type: ignore[no-any-return]
 
     def of_type(self, *types: str) -> list[str]:
-        return [lid for lid, res in self.resources.items() if res["Type"] in types]
+        return self._stack.of_type(*types)
 
     def functions(self) -> list[FunctionSpec]:
         defaults = self.resolve(self.template.get("Globals", {}).get("Function", {}), "Globals")
@@ -236,7 +154,7 @@ class LocalStack:
                 FunctionSpec(
                     logical_id=logical_id,
                     name=self.physical_name(logical_id),
-                    arn=self.get_att(logical_id, "Arn"),
+                    arn=self._resolved(lambda lid: self._stack.get_att(lid, "Arn"), logical_id),
                     code_dir=(self.root / props["CodeUri"]).resolve(),
                     handler=props["Handler"],
                     runtime=props.get("Runtime", "python3.12"),
@@ -262,16 +180,10 @@ class LocalStack:
                     substitutions={
                         k: str(v) for k, v in props.get("DefinitionSubstitutions", {}).items()
                     },
-                    role_arn=str(props.get("Role") or _arn("iam", f"role/{logical_id}Role")),
+                    role_arn=str(props.get("Role") or f"{_IAM_ROLE_PREFIX}{logical_id}Role"),
                 )
             )
         return specs
-
-
-def _arn(service: str, resource: str) -> str:
-    if service == "iam":
-        return f"arn:aws:iam::{settings.LOCAL_ACCOUNT}:{resource}"
-    return f"arn:aws:{service}:{settings.LOCAL_REGION}:{settings.LOCAL_ACCOUNT}:{resource}"
 
 
 def substitute(definition: str, substitutions: dict[str, str], where: str) -> str:
@@ -280,45 +192,3 @@ def substitute(definition: str, substitutions: dict[str, str], where: str) -> st
     if missing:
         raise TemplateError(f"{where}: no DefinitionSubstitutions entry for {missing}")
     return _SUB_VARIABLE.sub(lambda m: substitutions[m.group(1)], definition)
-
-
-def _get_att(stack: LocalStack, arg: Any, where: str) -> str:
-    logical_id, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
-    return stack.get_att(logical_id, attribute)
-
-
-def _join(stack: LocalStack, arg: Any, where: str) -> str:
-    delimiter, items = arg
-    return str(delimiter).join(str(i) for i in stack.resolve(items, where))
-
-
-def _if(stack: LocalStack, arg: Any, where: str) -> Any:
-    name, when_true, when_false = arg
-    if name not in stack.conditions:
-        raise TemplateError(f"{where}: unknown condition {name}")
-    return stack.resolve(when_true if stack.conditions[name] else when_false, where)
-
-
-def _find_in_map(stack: LocalStack, arg: Any, where: str) -> Any:
-    name, first, second = stack.resolve(arg, where)
-    try:
-        return stack.template["Mappings"][name][first][second]
-    except KeyError as err:
-        raise TemplateError(f"{where}: !FindInMap [{name}, {first}, {second}] not found") from err
-
-
-_INTRINSICS: dict[str, Any] = {
-    "Ref": lambda s, a, w: s._ref(a),
-    "Fn::GetAtt": _get_att,
-    "Fn::Sub": lambda s, a, w: s._sub(a, w),
-    "Fn::Join": _join,
-    "Fn::If": _if,
-    "Fn::Equals": lambda s, a, w: str(s.resolve(a[0], w)) == str(s.resolve(a[1], w)),
-    "Fn::Not": lambda s, a, w: not s.resolve(a[0], w),
-    "Fn::And": lambda s, a, w: all(s.resolve(a, w)),
-    "Fn::Or": lambda s, a, w: any(s.resolve(a, w)),
-    "Condition": lambda s, a, w: s.conditions[a],
-    "Fn::FindInMap": _find_in_map,
-    "Fn::Select": lambda s, a, w: s.resolve(a[1], w)[int(s.resolve(a[0], w))],
-    "Fn::Split": lambda s, a, w: str(s.resolve(a[1], w)).split(a[0]),
-}

@@ -28,9 +28,9 @@ there is any. Each `check_*` function returns a list of `Problem`s:
   settings), has a bucket policy denying requests without TLS (`aws:SecureTransport` false) and
   no public Allow; every topic has a `KmsMasterKeyId`.
 
-ARNs are compared in a stand-in stack (`resolve`): the template's `!Ref`/`!GetAtt`/`!Sub` and the
-definition's substituted placeholders resolve to the same made-up ARNs, so "granted on the right
-resource" is a string match with IAM's wildcards (`iam`).
+ARNs are compared in a stand-in stack (`sfn_mlops.intrinsics`): the template's
+`!Ref`/`!GetAtt`/`!Sub` and the definition's substituted placeholders resolve to the same made-up
+ARNs, so "granted on the right resource" is a string match with IAM's wildcards (`iam`).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops.aws import iam, lambda_code
-from sfn_mlops.aws.resolve import ACCOUNT, PARTITION, REGION, Owner, Stack, Unresolved
 from sfn_mlops.aws.translate import TranslationError, cfn_lint, is_local, state_lint, translate
+from sfn_mlops.intrinsics import ACCOUNT, PARTITION, REGION, Owner, Stack, Unresolved
 from sfn_mlops.template import load
 
 PLACEHOLDER = re.compile(r"\$\{([^}!][^}]*)\}")

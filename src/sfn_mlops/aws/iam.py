@@ -2,9 +2,10 @@
 
 Policies are read from the plain CloudFormation template (after the SAM transform, so SAM policy
 templates such as `S3ReadPolicy` are already statements) with every intrinsic function resolved
-in the stand-in stack of `resolve`. Matching follows IAM: `*` and `?` wildcards, actions
-case-insensitive, resources case-sensitive; an explicit unconditional Deny wins. Conditions on
-an Allow are taken as met (the checks ask "is it granted at all, on the right resource").
+in the stand-in stack of `sfn_mlops.intrinsics`. Matching follows IAM: `*` and `?` wildcards,
+actions case-insensitive, resources case-sensitive; an explicit unconditional Deny wins.
+Conditions on an Allow are taken as met (the checks ask "is it granted at all, on the right
+resource").
 
 A needed resource may itself contain `*` where the name is only known at run time (a job named
 after the execution). It counts as covered only by a grant that covers *every* name there, so
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sfn_mlops.aws.resolve import PARTITION, Stack, arn
+from sfn_mlops.intrinsics import PARTITION, Stack, arn
 
 #: A stand-in for "any name" in a needed resource; no grant narrower than `*` matches it.
 ANY = "\u2217any\u2217"

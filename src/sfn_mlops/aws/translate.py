@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfn_mlops.aws.resolve import REGION
+from sfn_mlops.intrinsics import REGION
 
 #: Managed policies a template may name (SAM also accepts full ARNs, which need no entry).
 MANAGED_POLICY_ARNS = {

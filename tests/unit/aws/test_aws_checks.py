@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sfn_mlops.aws import checks, iam, lambda_code
-from sfn_mlops.aws.resolve import Stack
+from sfn_mlops.intrinsics import Stack
 
 FN_ARN = "arn:aws:lambda:us-east-1:123456789012:function:Fn"
 
@@ -183,7 +183,7 @@ def test_resolve_maps_values_back_to_their_resource() -> None:
         }
     )
     uri = stack.resolve({"Fn::Sub": "s3://${Bucket}/${Prefix}/${!Literal}"})
-    assert uri == "s3://bucket/code/${Literal}"
+    assert uri == "s3://sfn-mlops-bucket/code/${Literal}"
     topic = stack.resolve({"Ref": "T"})
     assert stack.owner_of(topic) == checks.Owner("T", "AWS::SNS::Topic", "Ref")
 

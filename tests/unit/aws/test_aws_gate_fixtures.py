@@ -98,7 +98,8 @@ def test_lambda_calling_an_action_its_role_lacks(tmp_path: Path) -> None:
     assert problem.where == "Resources.ReadEvaluationFunction (role ReadEvaluationFunctionRole)"
     assert problem.message == (
         "calls s3.get_object, which needs s3:GetObject; the role does not grant it on any "
-        'bucket\'s objects of the template (!Sub "arn:${AWS::Partition}:s3:::artifactbucket/*"); '
+        "bucket's objects of the template "
+        '(!Sub "arn:${AWS::Partition}:s3:::sfn-mlops-artifactbucket/*"); '
         "grant it, e.g. `- S3ReadPolicy: {BucketName: !Ref ArtifactBucket}` in its Policies"
     )
 

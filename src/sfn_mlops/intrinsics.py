@@ -1,10 +1,12 @@
-"""Resolve a CloudFormation template's intrinsic functions to stand-in physical values.
+"""Resolve a CloudFormation or SAM template's intrinsic functions to stand-in physical values.
 
-The checks compare ARNs: what a state machine or a Lambda needs with what a policy grants. Both
-sides are resolved here in one made-up stack (account 123456789012, us-east-1, each resource
-named after its logical id), so a policy scoped by `!Ref`/`!GetAtt`/`!Sub` to a resource
-resolves to exactly the ARN that the definition, after `DefinitionSubstitutions`, refers to.
-`Stack.owner_of` maps such a value back to the resource it stands for.
+One resolver serves both users of template.yaml. Local mode deploys the template with these
+values as its physical names (template.py). The offline AWS checks compare ARNs, what a state
+machine or a Lambda needs with what a policy grants, and resolve both sides here in the same
+made-up stack (account 123456789012, us-east-1, each resource named after its logical id,
+buckets prefixed with the stack name), so a policy scoped by `!Ref`/`!GetAtt`/`!Sub` to a
+resource resolves to exactly the ARN that the definition, after `DefinitionSubstitutions`,
+refers to. `Stack.owner_of` maps such a value back to the resource it stands for.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
 class Unresolved(ValueError):
-    """An intrinsic function the stand-in stack cannot evaluate; the message says which."""
+    """The template cannot be resolved here; the message names the function, key or parameter."""
 
 
 class _NoValue:
@@ -93,8 +95,10 @@ _VALUES: dict[str, Callable[[str], dict[str, str]]] = {
     "AWS::S3::Bucket": _s3,
     "AWS::SNS::Topic": _sns,
     "AWS::Lambda::Function": _lambda,
+    "AWS::Serverless::Function": _lambda,
     "AWS::IAM::Role": _role,
     "AWS::StepFunctions::StateMachine": _state_machine,
+    "AWS::Serverless::StateMachine": _state_machine,
     "AWS::Events::Rule": _rule,
     "AWS::SQS::Queue": _queue,
     "AWS::SageMaker::ModelPackageGroup": _model_package_group,
@@ -104,9 +108,11 @@ _VALUES: dict[str, Callable[[str], dict[str, str]]] = {
 }
 
 
-def physical_name(logical_id: str, resource_type: str) -> str:
-    """Bucket names are lowercase; everything else keeps its logical id."""
-    return logical_id.lower() if resource_type == "AWS::S3::Bucket" else logical_id
+def physical_name(logical_id: str, resource_type: str, stack_name: str = STACK_NAME) -> str:
+    """Bucket names are lowercase and global (so prefixed); everything else keeps its logical id."""
+    if resource_type == "AWS::S3::Bucket":
+        return f"{stack_name}-{logical_id}".lower()
+    return logical_id
 
 
 @dataclass(frozen=True)
@@ -119,12 +125,17 @@ class Owner:
 class Stack:
     """A CloudFormation template (plain, after the SAM transform) in the stand-in stack."""
 
-    def __init__(self, template: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        template: dict[str, Any],
+        *,
+        stack_name: str = STACK_NAME,
+        parameters: dict[str, str] | None = None,
+    ) -> None:
         self.template = template
+        self.stack_name = stack_name
         self.resources: dict[str, dict[str, Any]] = template.get("Resources", {})
-        self.parameters = {
-            name: spec.get("Default", "") for name, spec in template.get("Parameters", {}).items()
-        }
+        self.parameters = _parameter_values(template.get("Parameters", {}), parameters or {})
         self.conditions: dict[str, bool] = {}
         for name, expression in template.get("Conditions", {}).items():
             self.conditions[name] = bool(self.resolve(expression))
@@ -144,20 +155,27 @@ class Stack:
         """The resource whose `Ref` or attribute resolves to `value`, if any."""
         return self._owners.get(value)
 
+    def physical_name(self, logical_id: str) -> str:
+        if logical_id not in self.resources:
+            raise Unresolved(f"no resource named {logical_id}")
+        return physical_name(
+            logical_id, str(self.resources[logical_id].get("Type")), self.stack_name
+        )
+
     def _values(self, logical_id: str) -> dict[str, str]:
         kind = str(self.resources[logical_id].get("Type"))
         make = _VALUES.get(kind)
         if make is None:
             return {"Ref": logical_id}
-        return make(physical_name(logical_id, kind))
+        return make(self.physical_name(logical_id))
 
     def ref(self, name: str) -> Any:
         pseudo = {
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": PARTITION,
-            "AWS::StackName": STACK_NAME,
-            "AWS::StackId": arn("cloudformation", f"stack/{STACK_NAME}/0"),
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": arn("cloudformation", f"stack/{self.stack_name}/0"),
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": NO_VALUE,
         }
@@ -208,6 +226,14 @@ class Stack:
             return str(self.ref(name))
 
         return _SUB_VARIABLE.sub(replace, str(text)).replace("${!", "${")
+
+
+def _parameter_values(declared: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """Given values over defaults (an empty string where there is neither); unknown names fail."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise Unresolved(f"unknown parameter(s) {unknown}; declared: {sorted(declared)}")
+    return {name: given.get(name, spec.get("Default", "")) for name, spec in declared.items()}
 
 
 def _get_att(stack: Stack, argument: Any) -> str:
