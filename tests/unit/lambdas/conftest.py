@@ -43,3 +43,11 @@ def load_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., list[
 
     yield load
     _forget_lambda_modules()
+
+
+@pytest.fixture
+def app(load_lambda: Callable[..., list[ModuleType]]) -> Iterator[ModuleType]:
+    """read_evaluation's handler module, with its S3 client reset after the test."""
+    (module,) = load_lambda("read_evaluation", "app")
+    yield module
+    module.set_s3_client(None)

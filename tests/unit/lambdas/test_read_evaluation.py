@@ -45,13 +45,6 @@ def gate(load_lambda) -> ModuleType:
 
 
 @pytest.fixture
-def app(load_lambda) -> ModuleType:
-    (module,) = load_lambda("read_evaluation", "app")
-    yield module
-    module.set_s3_client(None)
-
-
-@pytest.fixture
 def s3():
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")

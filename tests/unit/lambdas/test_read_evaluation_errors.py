@@ -41,13 +41,6 @@ class FakeLambdaContext:
 
 
 @pytest.fixture
-def app(load_lambda) -> ModuleType:
-    (module,) = load_lambda("read_evaluation", "app")
-    yield module
-    module.set_s3_client(None)
-
-
-@pytest.fixture
 def invoke(app, monkeypatch):
     """Invokes the handler as local mode's Lambda runtime does; returns its reply."""
     from sfn_mlops.local.lambda_worker import _invoke
