@@ -118,6 +118,23 @@ def test_executions_list_in_a_new_process_shows_the_run(happy: Any, workspace: P
     assert [line[:2] for line in lines if line and line[0] == HAPPY] == [[HAPPY, "SUCCEEDED"]]
 
 
+def test_describe_history_and_job_logs_of_a_finished_run(
+    happy: Any, cli: Any, workspace: Path
+) -> None:
+    describe = cli(workspace, "executions", "describe", HAPPY)
+    assert describe.code == 0
+    assert "status: SUCCEEDED" in describe.out
+    history = cli(workspace, "executions", "history", HAPPY)
+    types = [line.split()[2] for line in history.out.splitlines() if line.strip()]
+    assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
+    assert types.count("TaskSucceeded") == 4  # three jobs and the Lambda
+    logs = cli(workspace, "jobs", "logs", f"{HAPPY}-train")
+    assert logs.code == 0 and "Completed" in logs.out
+    missing = cli(workspace, "executions", "describe", "no-such-run")
+    assert missing.code == 2
+    assert "no execution named 'no-such-run'" in missing.err
+
+
 # the quality gate fails -------------------------------------------------------------------
 def test_gate_failure_fails_the_execution_with_metric_value_and_threshold(
     gate_fails: Any, aws: Any
