@@ -1,0 +1,60 @@
+"""Any tabular data set with a target column runs by config alone: binary and multiclass,
+CSV and Parquet, with the gate on each problem type's default metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from sfn_mlops.data import example_dataset
+from sfn_mlops.report import state_output
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def abalone(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    return pd.read_csv(example_dataset(tmp_path_factory.mktemp("example")))
+
+
+def _gate(aws: Any, name: str) -> dict[str, Any]:
+    output = state_output(aws.history(name), "ReadEvaluation")
+    assert output is not None, f"ReadEvaluation did not run in {name}"
+    return dict(output["evaluation"])
+
+
+def test_binary_target_of_strings_from_csv(
+    abalone: pd.DataFrame, cli: Any, workspace: Path, aws: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "old_abalone.csv"
+    binary = abalone.assign(old=(abalone.rings > 9).map({True: "yes", False: "no"}))
+    binary.drop(columns="rings").to_csv(data, index=False)
+    result = cli(
+        workspace, "run", "--name", "binary", "--data", str(data), "--target", "old",
+        "--problem-type", "binary", "--set", "categorical_columns=[sex]",
+    )  # fmt: skip
+    assert result.code == 0, result.out + result.err
+    gate = _gate(aws, "binary")
+    assert (gate["metric"], gate["direction"], gate["threshold"]) == ("auc", "maximize", 0.75)
+    assert set(gate["metrics"]) == {"auc", "accuracy", "f1", "precision", "recall", "logloss"}
+    assert gate["value"] > 0.75
+
+
+def test_multiclass_target_from_parquet(
+    abalone: pd.DataFrame, cli: Any, workspace: Path, aws: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "abalone.parquet"
+    abalone.to_parquet(data)
+    result = cli(
+        workspace, "run", "--name", "multiclass", "--data", str(data), "--target", "sex",
+        "--problem-type", "multiclass", "--set", "categorical_columns=[]",
+        "--set", "gate.threshold=0.4",
+    )  # fmt: skip
+    assert result.code == 0, result.out + result.err
+    gate = _gate(aws, "multiclass")
+    assert (gate["metric"], gate["direction"]) == ("accuracy", "maximize")
+    assert set(gate["metrics"]) == {"accuracy", "macro_f1", "logloss"}
+    assert gate["value"] > 0.4  # three classes: chance is about a third
