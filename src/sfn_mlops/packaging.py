@@ -11,8 +11,10 @@ import gzip
 import hashlib
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 COMMON = "common"
 SCRIPT_MODE_JOBS = ("training", "inference")
@@ -63,3 +65,43 @@ def build_bundle(containers: Path) -> Bundle:
         if job.name in SCRIPT_MODE_JOBS:
             files[f"{job.name}/sourcedir.tar.gz"] = _tarball(job_files)
     return Bundle(files)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    uploaded: list[str]
+    skipped: list[str]
+
+
+def existing_objects(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
+    """Key -> size of every object under ``prefix``."""
+    found: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            found[item["Key"]] = int(item["Size"])
+    return found
+
+
+def upload_bundle(
+    s3: Any, bundle: Bundle, bucket: str, code_prefix: str, echo: Callable[[str], None] = print
+) -> UploadResult:
+    """Uploads each file of the bundle to ``s3://bucket/code_prefix/``.
+
+    The prefix is the content hash, so an object already there with the same size is the same
+    file and is skipped; one with another size (an interrupted or foreign upload) is replaced.
+    """
+    have = existing_objects(s3, bucket, f"{code_prefix}/")
+    uploaded, skipped = [], []
+    for name in sorted(bundle.files):
+        key = f"{code_prefix}/{name}"
+        content = bundle.files[name]
+        if have.get(key) == len(content):
+            skipped.append(key)
+            continue
+        s3.put_object(Bucket=bucket, Key=key, Body=content)
+        uploaded.append(key)
+    echo(
+        f"Job code: {len(uploaded)} file(s) uploaded, {len(skipped)} already there "
+        f"(s3://{bucket}/{code_prefix}/)"
+    )
+    return UploadResult(uploaded=uploaded, skipped=skipped)

@@ -34,7 +34,7 @@ import tomllib
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from sfn_mlops import settings
-from sfn_mlops.packaging import Bundle, build_bundle
+from sfn_mlops.packaging import Bundle, build_bundle, upload_bundle
 
 SAM_ENV = "SAM"
 DEFAULT_SAM = ".venv-sam/bin/sam"
@@ -199,46 +199,6 @@ def deploy_parameters(
 
 
 # upload -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class UploadResult:
-    uploaded: list[str]
-    skipped: list[str]
-
-
-def existing_objects(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
-    """Key -> size of every object under ``prefix``."""
-    found: dict[str, int] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            found[item["Key"]] = int(item["Size"])
-    return found
-
-
-def upload_bundle(
-    s3: Any, bundle: Bundle, bucket: str, code_prefix: str, echo: Echo = print
-) -> UploadResult:
-    """Uploads each file of the bundle to ``s3://bucket/code_prefix/``.
-
-    The prefix is the content hash, so an object already there with the same size is the same
-    file and is skipped; one with another size (an interrupted or foreign upload) is replaced.
-    """
-    have = existing_objects(s3, bucket, f"{code_prefix}/")
-    uploaded, skipped = [], []
-    for name in sorted(bundle.files):
-        key = f"{code_prefix}/{name}"
-        content = bundle.files[name]
-        if have.get(key) == len(content):
-            skipped.append(key)
-            continue
-        s3.put_object(Bucket=bucket, Key=key, Body=content)
-        uploaded.append(key)
-    echo(
-        f"Job code: {len(uploaded)} file(s) uploaded, {len(skipped)} already there "
-        f"(s3://{bucket}/{code_prefix}/)"
-    )
-    return UploadResult(uploaded=uploaded, skipped=skipped)
-
-
 # the whole deploy -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DeployRequest:

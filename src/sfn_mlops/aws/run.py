@@ -22,6 +22,7 @@ from sfn_mlops.aws.deploy import BUCKET_OUTPUT, STATE_MACHINE_OUTPUT, stack_outp
 from sfn_mlops.config import PipelineConfig
 from sfn_mlops.data import DATASETS_PREFIX, DataError, LocalData, inspect_local, stage_data
 from sfn_mlops.follow import Follower, follow_timeout
+from sfn_mlops.local.objectstore import parse_s3_uri
 
 NO_CREDENTIALS = "no AWS credentials: configure a profile or run without --aws for local mode"
 CONSOLE_URL = (
@@ -106,7 +107,7 @@ def local_data(config: PipelineConfig, workspace: Path) -> LocalData | None:
 
 def check_s3_data(s3: Any, uri: str, bucket: str) -> None:
     """Data already in S3 must be in the artifact bucket: the jobs' role reads only that one."""
-    data_bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    data_bucket, prefix = parse_s3_uri(uri)
     if data_bucket != bucket:
         raise AwsRunError(
             f"data: {uri} is outside the stack's bucket; its SageMaker role reads only "

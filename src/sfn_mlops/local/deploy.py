@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 
 from sfn_mlops.local.services.lambda_ import FUNCTIONS
-from sfn_mlops.packaging import Bundle, build_bundle
+from sfn_mlops.packaging import build_bundle, upload_bundle
 from sfn_mlops.template import FunctionSpec, LocalStack, StateMachineSpec, substitute
 
 ARTIFACT_BUCKET = "ArtifactBucket"
@@ -39,7 +39,7 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
     sns = boto3.client("sns")
     for logical_id in stack.of_type("AWS::SNS::Topic"):
         sns.create_topic(Name=stack.physical_name(logical_id))
-    _upload_code(cloud, bundle, bucket, code_prefix)
+    upload_bundle(boto3.client("s3"), bundle, bucket, code_prefix, echo=lambda _: None)
     for function in stack.functions():
         _register_function(cloud, function)
     for machine in stack.state_machines():
@@ -50,15 +50,6 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         state_machine_arn=stack.ref(PIPELINE),
         code_prefix=code_prefix,
     )
-
-
-def _upload_code(cloud: Any, bundle: Bundle, bucket: str, code_prefix: str) -> None:
-    """Content-addressed: an unchanged bundle is already there."""
-    if cloud.objects.bucket_dir(bucket).joinpath(code_prefix).is_dir():
-        return
-    s3 = boto3.client("s3")
-    for key, content in bundle.files.items():
-        s3.put_object(Bucket=bucket, Key=f"{code_prefix}/{key}", Body=content)
 
 
 def _register_function(cloud: Any, function: FunctionSpec) -> None:
