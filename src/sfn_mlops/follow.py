@@ -68,6 +68,7 @@ class Follower:
     events: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[str, _OpenState] = field(default_factory=dict)
     _failed: set[str] = field(default_factory=set)
+    _current: str = ""  # the state last entered; Task* events belong to it
 
     def poll(self) -> str:
         new = self._new_events()
@@ -118,12 +119,12 @@ class Follower:
             else:
                 self.echo(f"  ✔ {name:<28} {took:7.1f} s")
         elif kind == "TaskSucceeded":
-            self._failed.discard(getattr(self, "_current", ""))
+            self._failed.discard(self._current)
         elif kind == "TaskScheduled":
             self._note_job(event["taskScheduledEventDetails"])
         elif kind in ("TaskFailed", "TaskTimedOut", "LambdaFunctionFailed"):
             details = next(v for k, v in event.items() if k.endswith("EventDetails"))
-            name = getattr(self, "_current", "?")
+            name = self._current or "?"
             self._failed.add(name)
             self.echo(
                 f"  ✘ {name:<28} {details.get('error', '')}: {cause_summary(details.get('cause'))}"
@@ -135,7 +136,7 @@ class Follower:
             self.echo(f"  ✘ failed: {details.get('error')}: {cause_summary(details.get('cause'))}")
 
     def _note_job(self, details: dict[str, Any]) -> None:
-        name = getattr(self, "_current", None)
+        name = self._current
         if name not in self._open:
             return
         try:
