@@ -20,6 +20,8 @@ from typing import Any
 from sfn_mlops import settings
 from sfn_mlops.config import ConfigError, PipelineConfig, load_config
 from sfn_mlops.data import LocalData, stage_data
+from sfn_mlops.follow import follow_timeout
+from sfn_mlops.local.control import ServiceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_RUN_NAME = 52  # + "-preprocess" = 63, SageMaker's limit for job names
@@ -35,28 +37,33 @@ def _quiet_environment() -> None:
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
-def _local_cloud(args: argparse.Namespace) -> Any:
-    from sfn_mlops.local import routing
-    from sfn_mlops.local.cloud import LocalCloud
+def _connect(args: argparse.Namespace) -> Any:
+    """The workspace's local service (started if needed); boto3 of this process talks to it."""
+    from sfn_mlops.local import control
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    return routing.activate(LocalCloud(settings.workspace_root(args.workspace)))
+    try:
+        return control.connect(
+            settings.workspace_root(args.workspace),
+            echo=lambda line: print(line, file=sys.stderr),
+        )
+    except control.ServiceError as err:
+        raise CliError(str(err)) from err
 
 
-def _execution_arn(cloud: Any, name: str) -> str:
+def _execution_arn(name: str) -> str:
     if name.startswith("arn:"):
         return name
     from sfn_mlops.local.deploy import PIPELINE
 
-    return str(cloud.arn("states", f"execution:{PIPELINE}:{name}"))
+    region, account = settings.LOCAL_REGION, settings.LOCAL_ACCOUNT
+    return f"arn:aws:states:{region}:{account}:execution:{PIPELINE}:{name}"
 
 
-def _local_path(cloud: Any, uri: str) -> str | None:
+def _local_path(workspace: Path, uri: str) -> str | None:
     from sfn_mlops.local.objectstore import parse_s3_uri
 
     bucket, key = parse_s3_uri(uri)
-    path = cloud.objects.root / bucket / key
+    path = workspace / "objects" / bucket / key
     return str(path) if path.exists() else None
 
 
@@ -70,18 +77,25 @@ def _config_from(args: argparse.Namespace) -> PipelineConfig:
     return load_config(Path(args.config) if args.config else None, overrides)
 
 
-def _check_data(cloud: Any, config: PipelineConfig) -> LocalData | None:
+def _check_data(workspace: Path, config: PipelineConfig) -> LocalData | None:
     """Find the data and check its header before anything is deployed or started."""
+    import boto3
+
     from sfn_mlops.data import DataError, inspect_local
     from sfn_mlops.local.objectstore import parse_s3_uri
 
     if config.data.startswith("s3://"):
         data_bucket, prefix = parse_s3_uri(config.data)
-        if not any(True for _ in cloud.objects.list(data_bucket, prefix)):
+        s3 = boto3.client("s3")
+        try:
+            found = s3.list_objects_v2(Bucket=data_bucket, Prefix=prefix, MaxKeys=1)["KeyCount"]
+        except s3.exceptions.NoSuchBucket as err:
+            raise CliError(f"data: no bucket {data_bucket!r} in the local object store") from err
+        if not found:
             raise CliError(f"data: no objects under {config.data} in the local object store")
         return None
     try:
-        local = inspect_local(config, cloud.root)
+        local = inspect_local(config, workspace)
     except DataError as err:
         raise CliError(str(err)) from err
     print(f"Data: {local.description}; columns: {', '.join(local.columns)}")
@@ -108,39 +122,64 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError("--stack-name and --region apply to --aws runs only")
     import boto3
 
-    from sfn_mlops.follow import Follower, follow_timeout
-    from sfn_mlops.local.deploy import deploy
-    from sfn_mlops.report import summarize
+    from sfn_mlops.local import control
 
     started = time.monotonic()
     run_name = _run_name(args.name)
-    cloud = _local_cloud(args)
-    local_data = _check_data(cloud, config)
-    deployment = deploy(cloud, settings.project_root(args.project))
-    print(f"Local stack deployed in {cloud.root} ({time.monotonic() - started:.1f} s)")
-    cloud.service("lambda").prewarm()
+    service = _connect(args)
+    local_data = _check_data(service.workspace, config)
+    try:
+        deployment = control.admin(
+            service, "deploy", {"project": str(settings.project_root(args.project))}
+        )
+    except control.ServiceError as err:
+        raise CliError(f"deploy: {err}") from err
+    print(f"Local stack deployed in {service.workspace} ({time.monotonic() - started:.1f} s)")
     data_uri = config.data
     if local_data is not None:
-        data_uri = stage_data(boto3.client("s3"), local_data, deployment.bucket, run_name)
+        data_uri = stage_data(boto3.client("s3"), local_data, deployment["bucket"], run_name)
     sfn = boto3.client("stepfunctions")
-    arn = sfn.start_execution(
-        stateMachineArn=deployment.state_machine_arn,
-        name=run_name,
-        input=json.dumps(config.execution_input(data_uri)),
-    )["executionArn"]
+    try:
+        arn = sfn.start_execution(
+            stateMachineArn=deployment["state_machine_arn"],
+            name=run_name,
+            input=json.dumps(config.execution_input(data_uri)),
+        )["executionArn"]
+    except sfn.exceptions.ExecutionAlreadyExists as err:
+        raise CliError(f"--name {run_name!r}: an execution with this name already exists") from err
+    if args.detach:
+        print(
+            f"Execution {run_name} started; follow it with: sfn-mlops executions follow {run_name}"
+        )
+        return EXIT_OK
     print(f"Execution {run_name} started\n")
+    return _follow(service.workspace, sfn, arn, started, timeout=follow_timeout(config))
+
+
+def _follow(
+    workspace: Path, sfn: Any, arn: str, started: float, timeout: float | None = None
+) -> int:
+    """Follow an execution to its end and summarize it; Ctrl-C stops following, not the run."""
+    import boto3
+
+    from sfn_mlops.follow import Follower
+    from sfn_mlops.report import summarize
+
+    name = arn.rpartition(":")[2]
     follower = Follower(sfn=sfn, sagemaker=boto3.client("sagemaker"), execution_arn=arn)
     try:
-        execution = follower.wait(timeout=follow_timeout(config))
+        execution = follower.wait(timeout=timeout)
     except KeyboardInterrupt:
-        sfn.stop_execution(executionArn=arn, error="Interrupted", cause="stopped by Ctrl-C")
-        execution = sfn.describe_execution(executionArn=arn)
-        print(f"\nStopped: execution {run_name} is {execution['status']}", file=sys.stderr)
+        print(
+            f"\nStopped following; execution {name} goes on in the local service.\n"
+            f"  follow it again: sfn-mlops executions follow {name}\n"
+            f"  stop it:         sfn-mlops executions stop {name}",
+            file=sys.stderr,
+        )
         return 130
-    summarize(execution, follower.events, local_path=lambda uri: _local_path(cloud, uri))
-    _show_notifications(cloud, since=started)
+    summarize(execution, follower.events, local_path=lambda uri: _local_path(workspace, uri))
+    _show_notifications(workspace, since=execution["startDate"].timestamp())
     print(f"\nTotal wall time: {time.monotonic() - started:.1f} s")
-    cloud.service("lambda").shutdown()
     return EXIT_OK if execution["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
@@ -178,13 +217,13 @@ def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
     return EXIT_OK if result.execution["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
-def _show_notifications(cloud: Any, since: float) -> None:
+def _show_notifications(workspace: Path, since: float) -> None:
     from sfn_mlops.follow import cause_summary
-    from sfn_mlops.local.services.sns import published_messages
+    from sfn_mlops.local.metadata import MetadataStore
+    from sfn_mlops.local.services.sns import MESSAGES
 
-    wall_start = time.time() - (time.monotonic() - since)
-    for message in published_messages(cloud):
-        if message["Timestamp"] < wall_start:
+    for message in MetadataStore(workspace / "metadata.db").read(MESSAGES):
+        if message["Timestamp"] < since:
             continue
         topic = message["TopicArn"].rpartition(":")[2]
         try:
@@ -199,21 +238,11 @@ def _show_notifications(cloud: Any, since: float) -> None:
 def cmd_executions(args: argparse.Namespace) -> int:
     import boto3
 
-    cloud = _local_cloud(args)
+    service = _connect(args)
     sfn = boto3.client("stepfunctions")
     if args.action == "list":
-        executions = sfn.list_executions(maxResults=args.limit)["executions"]
-        if not executions:
-            print("No executions yet. Start one with: sfn-mlops run")
-        for item in executions:
-            stop = item.get("stopDate")
-            took = f"{(stop - item['startDate']).total_seconds():.1f} s" if stop else "running"
-            print(
-                f"{item['name']:<36} {item['status']:<10} "
-                f"{item['startDate']:%Y-%m-%d %H:%M:%S}  {took}"
-            )
-        return EXIT_OK
-    arn = _execution_arn(cloud, args.name)
+        return _list_executions(sfn, args.limit)
+    arn = _execution_arn(args.name)
     try:
         execution = sfn.describe_execution(executionArn=arn)
     except sfn.exceptions.ExecutionDoesNotExist as err:
@@ -225,7 +254,43 @@ def cmd_executions(args: argparse.Namespace) -> int:
             if key in execution:
                 print(f"{key}: {execution[key]}")
         return EXIT_OK
-    for event in sfn.get_execution_history(executionArn=arn)["events"]:
+    if args.action == "follow":
+        return _follow(service.workspace, sfn, arn, time.monotonic())
+    if args.action == "stop":
+        return _stop_execution(sfn, execution)
+    _print_history(sfn, arn)
+    return EXIT_OK
+
+
+def _list_executions(sfn: Any, limit: int) -> int:
+    executions = sfn.list_executions(maxResults=limit)["executions"]
+    if not executions:
+        print("No executions yet. Start one with: sfn-mlops run")
+    for item in executions:
+        stop = item.get("stopDate")
+        took = f"{(stop - item['startDate']).total_seconds():.1f} s" if stop else "running"
+        print(
+            f"{item['name']:<36} {item['status']:<10} {item['startDate']:%Y-%m-%d %H:%M:%S}  {took}"
+        )
+    return EXIT_OK
+
+
+def _stop_execution(sfn: Any, execution: dict[str, Any]) -> int:
+    if execution["status"] != "RUNNING":
+        print(f"Execution {execution['name']} is already {execution['status']}")
+        return EXIT_OK
+    sfn.stop_execution(
+        executionArn=execution["executionArn"],
+        error="StoppedByUser",
+        cause="stopped with sfn-mlops executions stop",
+    )
+    status = sfn.describe_execution(executionArn=execution["executionArn"])["status"]
+    print(f"Execution {execution['name']} is {status}; its running job was stopped")
+    return EXIT_OK
+
+
+def _print_history(sfn: Any, arn: str) -> None:
+    for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
         details: dict[str, Any]
         details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
         label = details.get("name") or details.get("error") or details.get("resource") or ""
@@ -233,26 +298,68 @@ def cmd_executions(args: argparse.Namespace) -> int:
             f"{event['id']:>4} {event['timestamp']:%H:%M:%S.%f}"[:-3]
             + f"  {event['type']:<28} {label}"
         )
-    return EXIT_OK
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    from sfn_mlops.local.cloud import LocalCloud
     from sfn_mlops.local.jobs import job_log_path
 
-    cloud = _local_cloud(args)
-    path = job_log_path(cloud, args.name)
+    workspace = settings.workspace_root(args.workspace)
+    path = job_log_path(LocalCloud(workspace), args.name)
     if not path.is_file():
-        raise CliError(f"no log for job {args.name!r} in {cloud.root}; names look like <run>-train")
+        raise CliError(f"no log for job {args.name!r} in {workspace}; names look like <run>-train")
     sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
     return EXIT_OK
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from sfn_mlops.local.deploy import deploy
+    from sfn_mlops.local import control
 
-    cloud = _local_cloud(args)
-    deployment = deploy(cloud, settings.project_root(args.project))
-    print(f"Deployed {deployment.state_machine_arn}\nArtifacts bucket: s3://{deployment.bucket}")
+    service = _connect(args)
+    try:
+        deployment = control.admin(
+            service, "deploy", {"project": str(settings.project_root(args.project))}
+        )
+    except control.ServiceError as err:
+        raise CliError(f"deploy: {err}") from err
+    print(
+        f"Deployed {deployment['state_machine_arn']}\nArtifacts bucket: s3://{deployment['bucket']}"
+    )
+    return EXIT_OK
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    """The local service: up, down, status, logs."""
+    from sfn_mlops.local import control
+    from sfn_mlops.local.daemon import LOG_FILE
+
+    workspace = settings.workspace_root(args.workspace)
+    if args.action == "up":
+        info = control.ensure_running(workspace, args.idle_timeout)
+        print(f"Local service for {workspace}: pid {info.pid}, {info.url}")
+        print(f"Point any AWS client at it: export AWS_ENDPOINT_URL={info.url}")
+        return EXIT_OK
+    if args.action == "down":
+        stopped = control.stop(workspace)
+        print(
+            f"Stopped the local service (pid {stopped.pid})" if stopped else "No local service runs"
+        )
+        return EXIT_OK
+    if args.action == "logs":
+        path = workspace / LOG_FILE
+        if not path.is_file():
+            raise CliError(f"no service log yet at {path}")
+        sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+        return EXIT_OK
+    info = control.find(workspace)
+    if info is None:
+        print(f"No local service runs for {workspace}; `sfn-mlops local up` starts one")
+        return EXIT_FAILED
+    status = control.admin(info, "status")
+    print(f"workspace   {status['workspace']}\nendpoint    {info.url}\npid         {status['pid']}")
+    print(f"uptime      {status['uptime']:.0f} s (stops after {status['idle_timeout']:.0f} s idle)")
+    print(f"executions  {', '.join(status['executions']) or 'none running'}")
+    print(f"jobs        {', '.join(status['jobs']) or 'none running'}")
     return EXIT_OK
 
 
@@ -277,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", help="column to predict")
     run.add_argument("--problem-type", choices=["regression", "binary", "multiclass"])
     run.add_argument("--name", help="execution name (default run-<time>-<random>)")
+    run.add_argument(
+        "--detach", action="store_true", help="start the execution and return (local mode)"
+    )
     run.add_argument("--aws", action="store_true", help="run the deployed state machine in AWS")
     run.add_argument(
         "--stack-name", help="with --aws: the stack `make deploy` created (default: samconfig.toml)"
@@ -286,11 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    executions = commands.add_parser("executions", help="list executions, or describe one")
+    executions = commands.add_parser("executions", help="list, describe, follow or stop executions")
     actions = executions.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list")
     listing.add_argument("--limit", type=int, default=20)
-    for action in ("describe", "history"):
+    for action in ("describe", "history", "follow", "stop"):
         actions.add_parser(action).add_argument("name", help="execution name or ARN")
     executions.set_defaults(handler=cmd_executions)
 
@@ -302,6 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("deploy", help="deploy template.yaml to the local cloud").set_defaults(
         handler=cmd_deploy
     )
+
+    local = commands.add_parser(
+        "local", help="the workspace's local service: up, down, status, logs"
+    )
+    local_actions = local.add_subparsers(dest="action", required=True)
+    up = local_actions.add_parser("up", help="start it (or find the running one)")
+    up.add_argument(
+        "--idle-timeout",
+        type=float,
+        help=f"seconds idle before it stops itself (default ${settings.IDLE_TIMEOUT_ENV} or "
+        f"{settings.DEFAULT_IDLE_TIMEOUT_SECONDS:.0f})",
+    )
+    for action, text in (
+        ("down", "stop it, and what runs there"),
+        ("status", "port, pid, uptime and what runs now"),
+        ("logs", "print its log"),
+    ):
+        local_actions.add_parser(action, help=text)
+    local.set_defaults(handler=cmd_local)
     return parser
 
 
@@ -312,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_environment()
     try:
         return int(args.handler(args))
-    except (ConfigError, CliError, FileNotFoundError) as err:
+    except (ConfigError, CliError, ServiceError, FileNotFoundError) as err:
         print(f"sfn-mlops: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -11,10 +11,13 @@ from pathlib import Path
 WORKSPACE_ENV = "SFN_MLOPS_WORKSPACE"
 MODE_ENV = "SFN_MLOPS_MODE"
 TIME_SCALE_ENV = "SFN_MLOPS_TIME_SCALE"
+IDLE_TIMEOUT_ENV = "SFN_MLOPS_IDLE_TIMEOUT"
 
 DEFAULT_WORKSPACE = Path(".sfn-mlops")
 LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "123456789012"
+#: The local service stops itself after this long with no request and nothing running.
+DEFAULT_IDLE_TIMEOUT_SECONDS = 1800.0
 
 
 def workspace_root(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -35,6 +38,22 @@ def time_scale(explicit: float | None = None) -> float:
         raise ValueError(f"{TIME_SCALE_ENV}={raw!r} is not a number; use e.g. 1 or 0.01") from err
     if value < 0:
         raise ValueError(f"{TIME_SCALE_ENV}={raw!r} must be >= 0")
+    return value
+
+
+def idle_timeout(explicit: float | None = None) -> float:
+    """Seconds the local service waits, idle, before it stops itself."""
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(IDLE_TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_IDLE_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ValueError(f"{IDLE_TIMEOUT_ENV}={raw!r} is not a number of seconds") from err
+    if value <= 0:
+        raise ValueError(f"{IDLE_TIMEOUT_ENV}={raw!r} must be > 0")
     return value
 
 

@@ -1,7 +1,8 @@
 """End-to-end tests run the real local pipeline through the CLI, then inspect it through boto3.
 
-Each full run takes about 10 s on two cores, so a module shares one workspace and runs each
-scenario once in a module-scoped fixture; the tests then read what that run left behind.
+A module shares one workspace and its local service (a real service process, started before the
+module's first run and stopped after its last); each scenario runs once in a module-scoped
+fixture and the tests read what that run left behind, through boto3 pointed at the service.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import boto3
 import pytest
 
 from sfn_mlops.cli import main
-from sfn_mlops.local import routing
+from sfn_mlops.local import control
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.deploy import PIPELINE
 from sfn_mlops.local.services.sns import published_messages
@@ -47,14 +48,8 @@ class CliRun:
 def run_cli(workspace: Path, *args: str) -> CliRun:
     """``sfn-mlops --workspace WORKSPACE ARGS`` in this process, output captured."""
     out, err = io.StringIO(), io.StringIO()
-    previous = routing.active_cloud()  # a test may be looking at the workspace through boto3
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["--workspace", str(workspace), *args])
-    finally:
-        routing.deactivate()
-        if previous is not None:
-            routing.activate(previous)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--workspace", str(workspace), *args])
     return CliRun(code=code, out=out.getvalue(), err=err.getvalue())
 
 
@@ -122,12 +117,9 @@ def _details(event: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def local_aws(workspace: Path) -> Iterator[LocalAws]:
-    """Route boto3 to the workspace for the duration of the block."""
-    cloud = routing.activate(LocalCloud(workspace))
-    try:
-        yield LocalAws(cloud)
-    finally:
-        routing.deactivate()
+    """boto3 pointed at the workspace's service (started if it is not running)."""
+    control.connect(workspace)
+    yield LocalAws(LocalCloud(workspace))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -136,12 +128,6 @@ def _e2e_environment() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(TIME_SCALE_ENV, TIME_SCALE)
         yield
-
-
-@pytest.fixture(autouse=True)
-def _no_routing_left_behind() -> Iterator[None]:
-    yield
-    routing.deactivate()
 
 
 @pytest.fixture(scope="session")
@@ -157,9 +143,12 @@ def open_aws() -> Callable[[Path], contextlib.AbstractContextManager[LocalAws]]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One workspace per module: scenarios use distinct execution names and do not interfere."""
-    return tmp_path_factory.mktemp("workspace")
+def workspace(tmp_path_factory: pytest.TempPathFactory, _e2e_environment: None) -> Iterator[Path]:
+    """One workspace and service per module: scenarios use distinct execution names."""
+    root = tmp_path_factory.mktemp("workspace")
+    control.ensure_running(root)
+    yield root
+    control.stop(root)
 
 
 @pytest.fixture

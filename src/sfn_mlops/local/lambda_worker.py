@@ -12,7 +12,6 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any, TextIO
 
 
@@ -63,10 +62,7 @@ class _InitError(Exception):
 
 
 def serve(requests: TextIO, replies: TextIO) -> None:
-    from sfn_mlops.local.cloud import LocalCloud
-    from sfn_mlops.local.routing import activate
-
-    activate(LocalCloud(Path(os.environ["SFN_MLOPS_WORKSPACE"])))
+    """The function's AWS clients reach the local service through ``AWS_ENDPOINT_URL``."""
     sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
     try:
         handler = _load_handler(os.environ["_HANDLER"])

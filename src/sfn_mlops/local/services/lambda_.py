@@ -27,7 +27,16 @@ from sfn_mlops.local.errors import AwsError
 
 FUNCTIONS = "lambda/function"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-_BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT", "PYTHONPATH", "VIRTUAL_ENV")
+_BASE_ENV_KEYS = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "SYSTEMROOT",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "AWS_ENDPOINT_URL",  # the local service: the function's boto3 clients reach it
+)
 
 
 class _Worker:

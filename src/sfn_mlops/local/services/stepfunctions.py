@@ -1,12 +1,14 @@
 """AWS Step Functions: state machines and durable executions run by the local engine.
 
-An execution runs in a thread of the process that started it; its status and every history
-event are written to the metadata store as they happen, so any later process can list,
-describe and read the history of it.
+An execution runs in a thread of the local service; its status and every history event are
+written to the metadata store as they happen. Stopping one also stops the SageMaker job its
+running state waits for, as StopExecution does in AWS. Executions a dead predecessor of the
+service left RUNNING are marked FAILED when the service starts (``recover``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -17,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sfn_mlops.local.errors import AwsError
-from sfn_mlops.local.processes import pid_alive
 from sfn_mlops.local.shapes import timestamp
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -196,17 +197,44 @@ class StepFunctions:
         doc = self.db.get(_EXECUTIONS, arn)
         if doc is None:
             raise AwsError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
-        if doc["status"] == "RUNNING" and arn not in self._threads and not pid_alive(doc["pid"]):
-            doc = self.db.update(
+        return dict(doc)
+
+    def running(self) -> list[str]:
+        """Names of the executions this service runs now."""
+        return [
+            arn.rpartition(":")[2]
+            for arn, thread in list(self._threads.items())
+            if thread.is_alive()
+        ]
+
+    def recover(self) -> list[str]:
+        """Mark FAILED what a predecessor left RUNNING (its jobs are recovered by the runner)."""
+        recovered = []
+        for doc in self.db.list(_EXECUTIONS):
+            if doc["status"] != "RUNNING" or doc["executionArn"] in self._threads:
+                continue
+            self.db.update(
                 _EXECUTIONS,
-                arn,
+                doc["executionArn"],
                 status="FAILED",
                 stopDate=_now(),
-                error="SfnMlops.LocalProcessExited",
-                cause=f"The local process that ran this execution (pid {doc['pid']}) exited "
-                "before the execution finished.",
+                error="SfnMlops.LocalServiceStopped",
+                cause=f"The local service that ran this execution (pid {doc['pid']}) stopped "
+                "(killed or crashed) before the execution finished; its running job was stopped "
+                "and marked Failed. Start the execution again.",
             )
-        return doc
+            self.db.append(
+                doc["executionArn"], _failed_event(doc, self.db.read(doc["executionArn"]))
+            )
+            recovered.append(doc["executionArn"])
+        return recovered
+
+    def stop_all(self, error: str, cause: str) -> list[str]:
+        """Stop every execution this service runs (the service is shutting down)."""
+        arns = [arn for arn, thread in list(self._threads.items()) if thread.is_alive()]
+        for arn in arns:
+            self.stop_execution({"executionArn": arn, "error": error, "cause": cause})
+        return arns
 
     def describe_execution(self, params: dict[str, Any]) -> dict[str, Any]:
         doc = self._execution(params["executionArn"])
@@ -266,15 +294,60 @@ class StepFunctions:
         if doc["status"] in _TERMINAL:
             return {"stopDate": timestamp(doc.get("stopDate"))}
         stop = self._stoppers.get(arn)
-        if stop is None:
-            raise AwsError(
-                "ValidationException",
-                f"Execution {arn} runs in another local process (pid {doc['pid']}); stop it there "
-                "(Ctrl-C in that sfn-mlops run)",
-            )
+        if stop is None:  # not started in this service yet, or its thread already ended
+            self.wait(arn, timeout=30)
+            return {"stopDate": timestamp(self._execution(arn).get("stopDate"))}
         stop(params.get("error", ""), params.get("cause", ""))
         self.wait(arn, timeout=30)
+        self._stop_jobs(arn)
         return {"stopDate": timestamp(self._execution(arn).get("stopDate"))}
+
+    def _stop_jobs(self, arn: str) -> None:
+        """AWS stops the SageMaker job a ``.sync`` task waits for when its execution stops."""
+        sagemaker = self.cloud.service("sagemaker")
+        for job_name, stop in _scheduled_jobs(self.db.read(arn)):
+            with contextlib.suppress(AwsError):  # already ended: nothing to stop
+                getattr(sagemaker, stop)({_JOB_KEYS[stop]: job_name})
+
+
+_JOB_KEYS = {
+    "stop_training_job": "TrainingJobName",
+    "stop_processing_job": "ProcessingJobName",
+    "stop_transform_job": "TransformJobName",
+}
+
+
+def _scheduled_jobs(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(job name, stop method) of every SageMaker job a Task of this history started."""
+    found = []
+    for event in events:
+        details = event.get("taskScheduledEventDetails")
+        if not details or details.get("resourceType") != "sagemaker":
+            continue
+        try:
+            parameters = json.loads(details.get("parameters") or "{}")
+        except ValueError:
+            continue
+        for stop, key in _JOB_KEYS.items():
+            if key in parameters:
+                found.append((str(parameters[key]), stop))
+    return found
+
+
+def _failed_event(doc: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ExecutionFailed event that closes the history of a recovered execution."""
+    previous = max((int(e.get("id", 0)) for e in events), default=0)
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return {
+        "timestamp": stamp.replace("+00:00", "Z"),
+        "type": "ExecutionFailed",
+        "id": previous + 1,
+        "previousEventId": previous,
+        "executionFailedEventDetails": {
+            "error": "SfnMlops.LocalServiceStopped",
+            "cause": f"The local service (pid {doc['pid']}) stopped before the execution finished.",
+        },
+    }
 
 
 def _page(items: list[Any], params: dict[str, Any], key: str, size: int) -> dict[str, Any]:
