@@ -12,15 +12,13 @@ import sys
 import tarfile
 import textwrap
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from sfn_mlops.local import jobs, routing
+from sfn_mlops.local import jobs
 from sfn_mlops.local.cloud import LocalCloud
 
 BUCKET = "sm-bucket"
@@ -30,15 +28,12 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
 @pytest.fixture
-def sm_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloud]:
+def sm_cloud(cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> LocalCloud:
+    """The functional tests' local cloud (tests/functional/conftest.py) with a bucket."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    cloud = routing.activate(LocalCloud(tmp_path / "workspace"))
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield cloud
-    routing.deactivate()
+    return cloud
 
 
 @pytest.fixture
@@ -553,7 +548,7 @@ def test_job_whose_owner_process_died_is_marked_failed(sm: Any, sm_cloud: LocalC
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     arn = sm_cloud.arn("sagemaker", "training-job/orphan")
-    doc = jobs.new_job_doc("orphan", arn, training_request("orphan", {}))
+    doc = jobs.new_job_doc(jobs.KIND_TRAINING, "orphan", arn, training_request("orphan", {}))
     doc["OwnerPid"] = gone.pid
     sm_cloud.metadata.create(jobs.KIND_TRAINING, "orphan", doc)
 
@@ -561,5 +556,5 @@ def test_job_whose_owner_process_died_is_marked_failed(sm: Any, sm_cloud: LocalC
 
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith(
-        f"PlatformError: the process that ran this job (pid {gone.pid}) exited"
+        f"PlatformError: the local service (pid {gone.pid}) stopped while the job ran; see the log"
     )

@@ -1,8 +1,18 @@
-"""Which process owns a running execution or job, so another process can tell it has died."""
+"""Which process owns a running execution or job, so another process can tell it has died.
+
+A pid alone can be reused once its process is gone; a pid with its start time (Linux
+``/proc/<pid>/stat`` field 22, clock ticks since boot) names one process for good, so a
+recorded pair never kills or trusts a stranger that got the same number later.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+
+_STARTTIME_FIELD = 22  # 1-based, as proc(5) numbers the fields of /proc/<pid>/stat
+_PGRP_FIELD = 5
 
 
 def pid_alive(pid: int) -> bool:
@@ -12,4 +22,71 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # alive, owned by another user
         return True
+    return True
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat numbered from 1 (index 0 is unused); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            raw = stream.read().decode("ascii", errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or parentheses.
+    head, _, tail = raw.rpartition(")")
+    if not head:
+        return None
+    pid_part, _, comm = head.partition(" (")
+    return ["", pid_part, comm, *tail.split()]
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone (or no /proc)."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) <= _STARTTIME_FIELD:
+        return None
+    return int(fields[_STARTTIME_FIELD])
+
+
+def same_process(pid: int, started: int | None) -> bool:
+    """Whether ``pid`` still runs and is the process that started at ``started``.
+
+    Without a recorded start time (or without /proc) only liveness can be checked.
+    """
+    if started is None:
+        return pid_alive(pid)
+    return start_time(pid) == started
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids whose process group is ``pgid`` (Linux /proc; empty elsewhere)."""
+    members = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            fields = _stat_fields(int(entry)) if entry.isdigit() else None
+            if fields and len(fields) > _PGRP_FIELD and int(fields[_PGRP_FIELD]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def kill_leftover_group(leader: int, started: int | None) -> bool:
+    """SIGKILL what is left of the process group ``leader`` led, if it is still that group.
+
+    The group is ours when its leader is the recorded process (pid and start time), or when
+    the leader is gone but members remain: Linux does not hand out a pid while a process
+    group of that number exists, so the group cannot belong to a later process. A leader pid
+    now used by another process means the group is long gone: nothing is killed.
+    Returns whether a signal was sent.
+    """
+    if start_time(leader) is not None:
+        if started is None or not same_process(leader, started):
+            return False
+    elif not group_members(leader):
+        return False
+    signal_group(leader, signal.SIGKILL)
     return True

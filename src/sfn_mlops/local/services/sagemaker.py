@@ -254,7 +254,7 @@ class SageMaker:
     def _create(self, kind: str, name: str, resource: str, request: dict[str, Any]) -> str:
         arn = self.cloud.arn("sagemaker", f"{resource}/{name.lower()}")
         try:
-            jobs.submit(self.cloud, kind, jobs.new_job_doc(name, arn, request))
+            jobs.submit(self.cloud, kind, jobs.new_job_doc(kind, name, arn, request))
         except AlreadyExists as err:
             label = resource.replace("-", " ")
             raise AwsError(

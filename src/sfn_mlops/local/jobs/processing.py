@@ -1,0 +1,51 @@
+"""Processing jobs: inputs copied to their LocalPath, the entrypoint run, outputs uploaded.
+
+A processing container reports why it failed (or anything else) in ``/opt/ml/output/message``:
+DescribeProcessingJob returns its first KB as ``ExitMessage`` once the job is terminal. AWS
+reads no ``failure`` file for processing jobs, so neither does this runner; FailureReason says
+how the container ended.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.local.images import PYTHON_SCRIPT, runtime_for
+from sfn_mlops.local.jobs.launch import Launch
+from sfn_mlops.local.jobs.paths import local_command, reroot
+from sfn_mlops.local.jobs.runner import Run, read_limited
+
+EXIT_MESSAGE = Path("output") / "message"  # under /opt/ml
+
+
+class ProcessingRun(Run):
+    def download_inputs(self) -> None:
+        for item in self.request.get("ProcessingInputs", []):
+            s3 = item["S3Input"]
+            self.download(s3["S3Uri"], Path(reroot(s3["LocalPath"], self.opt_ml)))
+        for item in self._outputs():
+            Path(reroot(item["S3Output"]["LocalPath"], self.opt_ml)).mkdir(
+                parents=True, exist_ok=True
+            )
+
+    def launch(self) -> Launch:
+        app = self.request["AppSpecification"]
+        command = list(app.get("ContainerEntrypoint", [])) + list(app.get("ContainerArguments", []))
+        warm = runtime_for(app["ImageUri"]).kind == PYTHON_SCRIPT
+        return Launch(local_command(command, self.opt_ml), self.base_env(), self.folder, warm)
+
+    def _outputs(self) -> list[dict[str, Any]]:
+        return list((self.request.get("ProcessingOutputConfig") or {}).get("Outputs", []))
+
+    def upload_outputs(self, status: str) -> dict[str, Any]:
+        if status != "Completed":
+            return {}
+        for item in self._outputs():
+            s3 = item["S3Output"]
+            self.upload_dir(Path(reroot(s3["LocalPath"], self.opt_ml)), s3["S3Uri"])
+        return {}
+
+    def messages(self) -> dict[str, str]:
+        message = read_limited(self.opt_ml / EXIT_MESSAGE)
+        return {"ExitMessage": message} if message else {}
