@@ -195,7 +195,8 @@ def _channel(name: str, content_type: str) -> dict[str, Any]:
     }
 
 
-FAILURE_FILE = "/opt/ml/output/failure"
+# Where a processing container writes why it failed: DescribeProcessingJob's ExitMessage.
+EXIT_MESSAGE_FILE = "/opt/ml/output/message"
 
 
 def _processing_job(
@@ -211,8 +212,8 @@ def _processing_job(
         "AppSpecification": {
             "ImageUri": "${XGBoostImageUri}",
             "ContainerEntrypoint": ["python3", f"{PROCESSING_CODE_DIR}/{script}"],
-            # The failure file is named explicitly so the local runner can re-root it.
-            "ContainerArguments": [*arguments, "--failure-file", FAILURE_FILE],
+            # The message file is named explicitly so the local runner can re-root it.
+            "ContainerArguments": [*arguments, "--message-file", EXIT_MESSAGE_FILE],
         },
         "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {"Outputs": outputs},

@@ -1,5 +1,6 @@
-"""Shared helpers for the SageMaker job scripts: the error taxonomy, the failure file, and
-the headerless CSV and schema formats the jobs hand to each other.
+"""Shared helpers for the SageMaker job scripts: the error taxonomy, the file each job type
+reports its failure reason in, and the headerless CSV and schema formats the jobs hand to each
+other.
 
 At deploy and run time this file is copied next to each job's script, so jobs `import jobkit`.
 It must stay Python 3.10 compatible and need only numpy, pandas, pyarrow and xgboost.
@@ -18,7 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-FAILURE_REASON_LIMIT = 1024  # SageMaker truncates FailureReason at 1024 characters.
+FAILURE_REASON_LIMIT = 1024  # SageMaker truncates FailureReason and ExitMessage at 1 KB.
+# Where SageMaker reads a failing job's own words from, per job type:
+# - training: this file becomes DescribeTrainingJob's FailureReason;
+TRAINING_FAILURE_FILE = "/opt/ml/output/failure"
+# - processing: this file's first KB becomes DescribeProcessingJob's ExitMessage (on any
+#   terminal status; AWS reads no failure file for processing jobs).
+PROCESSING_MESSAGE_FILE = "/opt/ml/output/message"
 SCHEMA_FILE = "schema.json"
 MODEL_FILE = "xgboost-model"
 PROBLEM_TYPES = ("regression", "binary", "multiclass")
@@ -76,7 +83,7 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def write_failure(path: str, reason: str) -> None:
-    """Write the failure file SageMaker reads the FailureReason from; never raise from here."""
+    """Write the reason where SageMaker reads it for this job type; never raise from here."""
     try:
         folder = os.path.dirname(path)
         if folder:
@@ -87,18 +94,21 @@ def write_failure(path: str, reason: str) -> None:
         print(f"could not write failure file {path}: {exc}", file=sys.stderr)
 
 
-def run_job(body: Callable[[], Any], *, failure_file: str) -> int:
-    """Run a job body; on any exception log the traceback, write the failure file, return 1.
+def run_job(body: Callable[[], Any], *, reason_file: str) -> int:
+    """Run a job body; on any exception log the traceback, write the reason file, return 1.
+
+    ``reason_file`` is TRAINING_FAILURE_FILE for a training job and PROCESSING_MESSAGE_FILE
+    for a processing job (each re-rooted where the job runs).
 
     Returns the exit code so `main()` stays testable; scripts call `sys.exit(main())`.
     """
     try:
         body()
-    except Exception as exc:  # noqa: BLE001 - every failure must reach the failure file
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the reason file
         traceback.print_exc(file=sys.stderr)
         reason = failure_reason(exc)
         print(reason, file=sys.stderr)
-        write_failure(failure_file, reason)
+        write_failure(reason_file, reason)
         return 1
     return 0
 

@@ -270,7 +270,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", default="/opt/ml/processing/model")
     parser.add_argument("--test-dir", default="/opt/ml/processing/test")
     parser.add_argument("--output-dir", default="/opt/ml/processing/evaluation")
-    parser.add_argument("--failure-file", default="/opt/ml/output/failure")
+    # A processing job's failure reason goes where DescribeProcessingJob reads ExitMessage from.
+    parser.add_argument("--message-file", default=jobkit.PROCESSING_MESSAGE_FILE)
     return parser.parse_args(argv)
 
 
@@ -282,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_path=jobkit.find_file(args.test_dir, ".csv", what="test input"),
             output_dir=args.output_dir,
         ),
-        failure_file=args.failure_file,
+        reason_file=args.message_file,
     )
 
 

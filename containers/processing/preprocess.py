@@ -479,7 +479,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-dir", default="/opt/ml/processing/input/data")
     parser.add_argument("--output-dir", default="/opt/ml/processing/output")
-    parser.add_argument("--failure-file", default="/opt/ml/output/failure")
+    # A processing job's failure reason goes where DescribeProcessingJob reads ExitMessage from.
+    parser.add_argument("--message-file", default=jobkit.PROCESSING_MESSAGE_FILE)
     return parser.parse_args(argv)
 
 
@@ -499,7 +500,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             split=settings.split,
         )
 
-    return jobkit.run_job(body, failure_file=args.failure_file)
+    return jobkit.run_job(body, reason_file=args.message_file)
 
 
 if __name__ == "__main__":

@@ -285,8 +285,9 @@ def run(env: Mapping[str, str], argv: Sequence[str]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     environ = os.environ if env is None else env
     args = sys.argv[1:] if argv is None else list(argv)
-    failure_file = os.path.join(environ.get("SM_OUTPUT_DIR", "/opt/ml/output"), "failure")
-    return jobkit.run_job(lambda: run(environ, args), failure_file=failure_file)
+    output_dir = environ.get("SM_OUTPUT_DIR", os.path.dirname(jobkit.TRAINING_FAILURE_FILE))
+    failure_file = os.path.join(output_dir, os.path.basename(jobkit.TRAINING_FAILURE_FILE))
+    return jobkit.run_job(lambda: run(environ, args), reason_file=failure_file)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,12 @@ def follow_timeout(config: PipelineConfig) -> float:
 
 
 def cause_summary(cause: str | None, limit: int = 300) -> str:
-    """The line a person needs from a cause: a job's FailureReason, a Lambda's message."""
+    """The line a person needs from a cause: a job's own reason, a Lambda's message.
+
+    A failed processing job's own words are its ExitMessage (the container's
+    /opt/ml/output/message), more telling than its FailureReason (how the container ended);
+    a training job's are its FailureReason (/opt/ml/output/failure).
+    """
     if not cause:
         return ""
     try:
@@ -42,7 +47,7 @@ def cause_summary(cause: str | None, limit: int = 300) -> str:
     except ValueError:
         return cause[:limit]
     if isinstance(parsed, dict):
-        for key in ("FailureReason", "errorMessage", "ExitMessage"):
+        for key in ("ExitMessage", "FailureReason", "errorMessage"):
             if parsed.get(key):
                 return str(parsed[key])[:limit]
     return cause[:limit]
@@ -77,7 +82,7 @@ class Follower:
         self._show_progress()
         return str(self.sfn.describe_execution(executionArn=self.execution_arn)["status"])
 
-    def wait(self, interval: float = 0.2, timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, interval: float = 0.1, timeout: float | None = None) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while (status := self.poll()) not in TERMINAL:
             if deadline is not None and time.monotonic() > deadline:

@@ -111,9 +111,11 @@ def text_target(cli: Any, workspace: Path, data_dir: Path) -> Any:
 
 
 def _preprocess_failure(aws: Any, name: str) -> str:
+    """The job's own reason: a processing job reports it as ExitMessage (output/message)."""
     job = aws.sagemaker.describe_processing_job(ProcessingJobName=f"{name}-preprocess")
     assert job["ProcessingJobStatus"] == "Failed"
-    return str(job["FailureReason"])
+    assert job["FailureReason"].startswith("AlgorithmError: script exited with code 1; see the log")
+    return str(job["ExitMessage"])
 
 
 def test_non_numeric_regression_target_fails_in_preprocessing_naming_the_column(
@@ -135,5 +137,5 @@ def test_failed_execution_and_summary_carry_the_preprocessing_reason(
     reason = _preprocess_failure(aws, name)
     execution = aws.describe(name)
     assert execution["error"] == "States.TaskFailed"
-    assert json.loads(execution["cause"])["FailureReason"] == reason
+    assert json.loads(execution["cause"])["ExitMessage"] == reason
     assert f"Cause: {reason}" in result.summary(name)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -20,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from sfn_mlops.local import jobs
 from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.processes import start_time
 
 BUCKET = "sm-bucket"
 XGBOOST = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -558,3 +561,146 @@ def test_job_whose_owner_process_died_is_marked_failed(sm: Any, sm_cloud: LocalC
     assert job["FailureReason"].startswith(
         f"PlatformError: the local service (pid {gone.pid}) stopped while the job ran; see the log"
     )
+
+
+# failure reasons by job type --------------------------------------------------------------------
+def test_processing_reason_is_the_exit_message_and_no_failure_file_is_read(
+    sm: Any, s3: Any, sm_cloud: LocalCloud
+) -> None:
+    source = """
+        import pathlib, sys
+        output = pathlib.Path(__file__).resolve().parents[3] / "output"
+        (output / "message").write_text("UserError: column 'price' is not numeric")
+        (output / "failure").write_text("not read for processing jobs")
+        sys.exit(1)
+    """
+    code = put_script(s3, "code/msg/job.py", source)
+    sm.create_processing_job(**processing_request("says-why", code))
+    job = wait(sm, "processing", "says-why")
+
+    log = jobs.job_log_path(sm_cloud, "says-why")
+    assert job["ProcessingJobStatus"] == "Failed"
+    assert job["ExitMessage"] == "UserError: column 'price' is not numeric"
+    assert job["FailureReason"] == f"AlgorithmError: script exited with code 1; see the log: {log}"
+    text = log.read_text()
+    assert "Processing job failed. Reason: AlgorithmError" not in text  # no transitions kept
+    assert "training" not in text.lower()
+
+
+def test_training_reads_no_exit_message(sm: Any, s3: Any, sm_cloud: LocalCloud) -> None:
+    put(s3, "data/train/train.csv", "1,2\n")
+    source = """
+        import os, pathlib, sys
+        pathlib.Path(os.environ["SM_OUTPUT_DIR"], "message").write_text("not read for training")
+        sys.exit(2)
+    """
+    sm.create_training_job(**training_request("no-message", script_mode(s3, source)))
+    job = wait(sm, "training", "no-message")
+
+    log = jobs.job_log_path(sm_cloud, "no-message")
+    assert job["FailureReason"] == f"AlgorithmError: script exited with code 2; see the log: {log}"
+    assert job["SecondaryStatusTransitions"][-1]["StatusMessage"] == (
+        f"Training job failed. Reason: {job['FailureReason']}"
+    )
+
+
+def test_processing_job_is_worded_as_a_processing_job(
+    sm: Any, s3: Any, sm_cloud: LocalCloud
+) -> None:
+    code = put_script(s3, "code/ok/job.py", "print('ok')\n")
+    sm.create_processing_job(**processing_request("worded", code))
+    job = wait(sm, "processing", "worded")
+
+    assert job["ProcessingJobStatus"] == "Completed"
+    assert "SecondaryStatusTransitions" not in job
+    doc = sm_cloud.metadata.get(jobs.KIND_PROCESSING, "worded")
+    assert doc["Transitions"] == []
+    text = jobs.job_log_path(sm_cloud, "worded").read_text()
+    assert "Processing container started. Processing in progress." in text
+    assert "Uploading processing outputs" in text
+    assert "training" not in text.lower()
+
+
+# the service's jobs: shutdown and recovery after a crash -----------------------------------------
+def _sleeper() -> subprocess.Popen[bytes]:
+    """A stand-in for a job's process left behind by a dead service: its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+
+
+def _orphan_doc(
+    sm_cloud: LocalCloud, name: str, owner: int, child: int, started: int | None
+) -> None:
+    arn = sm_cloud.arn("sagemaker", f"training-job/{name}")
+    doc = jobs.new_job_doc(jobs.KIND_TRAINING, name, arn, training_request(name, {}))
+    doc.update(OwnerPid=owner, OwnerStartTime=None, ChildPid=child, ChildStartTime=started)
+    sm_cloud.metadata.create(jobs.KIND_TRAINING, name, doc)
+
+
+def test_recover_orphans_kills_the_dead_services_jobs_and_fails_them(
+    sm: Any, sm_cloud: LocalCloud
+) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    ours, stranger = _sleeper(), _sleeper()
+    try:
+        _orphan_doc(sm_cloud, "left-running", gone.pid, ours.pid, start_time(ours.pid))
+        # A pid now used by another process (its start time differs) is never killed.
+        _orphan_doc(sm_cloud, "pid-reused", gone.pid, stranger.pid, 1)
+
+        assert jobs.recover_orphans(sm_cloud) == ["left-running", "pid-reused"]
+
+        assert ours.wait(timeout=5) == -signal.SIGKILL
+        assert stranger.poll() is None
+        job = sm.describe_training_job(TrainingJobName="left-running")
+        assert job["TrainingJobStatus"] == "Failed"
+        assert job["SecondaryStatus"] == "Failed"
+        log = jobs.job_log_path(sm_cloud, "left-running")
+        assert job["FailureReason"] == (
+            f"PlatformError: the local service (pid {gone.pid}) stopped while the job ran; "
+            f"see the log: {log}"
+        )
+        assert jobs.recover_orphans(sm_cloud) == []
+    finally:
+        for proc in (ours, stranger):
+            proc.kill()
+            proc.wait()
+
+
+def test_recover_orphans_leaves_the_jobs_this_service_runs(
+    sm: Any, s3: Any, sm_cloud: LocalCloud
+) -> None:
+    put(s3, "data/train/train.csv", "1,2\n")
+    source = "import time\nprint('started', flush=True)\ntime.sleep(30)\n"
+    sm.create_training_job(**training_request("ours", script_mode(s3, source)))
+
+    assert jobs.recover_orphans(sm_cloud) == []
+    assert sm.describe_training_job(TrainingJobName="ours")["TrainingJobStatus"] == "InProgress"
+    sm.stop_training_job(TrainingJobName="ours")
+    assert wait(sm, "training", "ours")["TrainingJobStatus"] == "Stopped"
+
+
+def test_shutdown_all_ends_the_running_jobs_as_platform_errors(
+    sm: Any, s3: Any, sm_cloud: LocalCloud
+) -> None:
+    put(s3, "data/train/train.csv", "1,2\n")
+    source = "import time\nprint('started', flush=True)\ntime.sleep(30)\n"
+    sm.create_training_job(**training_request("at-shutdown", script_mode(s3, source)))
+    log = jobs.job_log_path(sm_cloud, "at-shutdown")
+    deadline = time.monotonic() + 5
+    while not (log.is_file() and "started" in log.read_text()):
+        assert time.monotonic() < deadline, "the script never started"
+        time.sleep(0.02)
+    child = sm_cloud.metadata.get(jobs.KIND_TRAINING, "at-shutdown")["ChildPid"]
+
+    assert jobs.shutdown_all(sm_cloud) == ["at-shutdown"]
+
+    job = sm.describe_training_job(TrainingJobName="at-shutdown")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == (
+        f"PlatformError: the local service (pid {os.getpid()}) shut down while the job ran; "
+        f"see the log: {log}"
+    )
+    assert start_time(child) is None  # the job's process is gone (and reaped)
+    assert jobs.shutdown_all(sm_cloud) == []

@@ -123,8 +123,8 @@ def test_report_layout_from_model_archive(
         str(folder / "out/test"),
         "--output-dir",
         str(tmp_path / "evaluation"),
-        "--failure-file",
-        str(tmp_path / "failure"),
+        "--message-file",
+        str(tmp_path / "message"),
     ]
     assert evaluate.main(argv) == 0
     report = json.loads((tmp_path / "evaluation/evaluation.json").read_text())
@@ -160,12 +160,12 @@ def test_archive_without_schema_is_a_user_error(
         str(tmp_path / "model"),
         "--test-dir",
         str(tmp_path),
-        "--failure-file",
-        str(tmp_path / "failure"),
+        "--message-file",
+        str(tmp_path / "message"),
     ]
     (tmp_path / "test.csv").write_text("1,2,3,4\n")
     assert evaluate.main(argv) == 1
-    reason = (tmp_path / "failure").read_text()
+    reason = (tmp_path / "message").read_text()
     assert reason.startswith("UserError: ") and "model.tar.gz has no schema.json" in reason
 
 

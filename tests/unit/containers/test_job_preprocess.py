@@ -118,13 +118,13 @@ def test_main_reads_env_and_writes_outputs(tmp_path: Path) -> None:
         str(tmp_path / "data.csv"),
         "--output-dir",
         str(tmp_path / "out"),
-        "--failure-file",
-        str(tmp_path / "failure"),
+        "--message-file",
+        str(tmp_path / "message"),
     ]
     assert preprocess.main(argv, env=ENV) == 0
     schema = json.loads((tmp_path / "out/schema/schema.json").read_text())
     assert schema["rows"] == {"train": 28, "validation": 6, "test": 6}
-    assert not (tmp_path / "failure").exists()
+    assert not (tmp_path / "message").exists()
 
 
 # ---------------------------------------------------------------- settings
@@ -133,9 +133,9 @@ def test_main_reads_env_and_writes_outputs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(ENV))
 def test_missing_env_names_the_variable(tmp_path: Path, name: str) -> None:
     env = {k: v for k, v in ENV.items() if k != name}
-    failure = tmp_path / "failure"
-    assert preprocess.main(["--failure-file", str(failure)], env=env) == 1
-    assert failure.read_text() == f"UserError: environment variable {name} is not set"
+    message = tmp_path / "message"
+    assert preprocess.main(["--message-file", str(message)], env=env) == 1
+    assert message.read_text() == f"UserError: environment variable {name} is not set"
 
 
 @pytest.mark.parametrize(

@@ -29,21 +29,29 @@ def test_failure_reason_is_cut_to_sagemakers_limit() -> None:
     assert reason.startswith("UserError: xxx")
 
 
-def test_run_job_writes_the_failure_file_and_returns_1(tmp_path: Path, capsys) -> None:
+def test_run_job_writes_the_reason_file_and_returns_1(tmp_path: Path, capsys) -> None:
     failure = tmp_path / "output" / "failure"
 
     def body() -> None:
         raise UserError("target column 'rings' is not in the data")
 
-    assert jobkit.run_job(body, failure_file=str(failure)) == 1
+    assert jobkit.run_job(body, reason_file=str(failure)) == 1
     assert failure.read_text() == "UserError: target column 'rings' is not in the data"
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_run_job_success_leaves_no_failure_file(tmp_path: Path) -> None:
+def test_run_job_success_leaves_no_reason_file(tmp_path: Path) -> None:
     failure = tmp_path / "failure"
-    assert jobkit.run_job(lambda: None, failure_file=str(failure)) == 0
+    assert jobkit.run_job(lambda: None, reason_file=str(failure)) == 0
     assert not failure.exists()
+
+
+def test_each_job_type_reports_where_sagemaker_reads_it() -> None:
+    # Training: FailureReason from /opt/ml/output/failure; processing: ExitMessage from
+    # /opt/ml/output/message (SageMaker's "Save and Access Metadata Information About Your
+    # Processing Job").
+    assert jobkit.TRAINING_FAILURE_FILE == "/opt/ml/output/failure"
+    assert jobkit.PROCESSING_MESSAGE_FILE == "/opt/ml/output/message"
 
 
 def test_read_target_first_csv_reads_empty_fields_as_nan(tmp_path: Path) -> None:
