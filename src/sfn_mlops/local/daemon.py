@@ -121,7 +121,7 @@ class Service:
         """What a predecessor that died left running is killed and marked failed, with why."""
         from sfn_mlops.local import jobs
 
-        for name in getattr(jobs, "recover_orphans", lambda cloud: [])(self.cloud):
+        for name in jobs.recover_orphans(self.cloud):
             log.warning("job %s was running when the previous service died: marked Failed", name)
         for arn in self.cloud.service("sfn").recover():
             log.warning("execution %s was running when the previous service died: FAILED", arn)
@@ -132,9 +132,7 @@ class Service:
             import sfn_mlops.local.engine  # noqa: F401
             from sfn_mlops.local import jobs
 
-            prewarm = getattr(jobs, "prewarm", None)
-            if prewarm is not None:
-                prewarm(self.cloud)
+            jobs.prewarm(self.cloud)
             self.cloud.service("lambda").prewarm()
         except Exception:  # noqa: BLE001 - prewarming is an optimisation, never a failure
             log.exception("prewarm failed")
@@ -145,9 +143,7 @@ class Service:
         stopped = self.cloud.service("sfn").stop_all(
             "SfnMlops.ServiceStopped", "the local service stopped while the execution ran"
         )
-        shutdown_all = getattr(jobs, "shutdown_all", None)
-        if shutdown_all is not None:
-            shutdown_all(self.cloud)
+        jobs.shutdown_all(self.cloud)
         self.cloud.service("lambda").shutdown()
         self.server.stop()
         log.info("stopped (%d executions aborted)", len(stopped))

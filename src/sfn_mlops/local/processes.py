@@ -13,16 +13,20 @@ import signal
 
 _STARTTIME_FIELD = 22  # 1-based, as proc(5) numbers the fields of /proc/<pid>/stat
 _PGRP_FIELD = 5
+_STATE_FIELD = 3
+_DEAD_STATES = ("Z", "X")  # a zombie has exited; only its parent has not reaped it yet
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; an exited process that nobody reaped (a zombie) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by another user
         return True
-    return True
+    fields = _stat_fields(pid)
+    return fields is None or fields[_STATE_FIELD] not in _DEAD_STATES
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -43,7 +47,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None if it is gone (or no /proc)."""
     fields = _stat_fields(pid)
-    if fields is None or len(fields) <= _STARTTIME_FIELD:
+    if fields is None or len(fields) <= _STARTTIME_FIELD or fields[_STATE_FIELD] in _DEAD_STATES:
         return None
     return int(fields[_STARTTIME_FIELD])
 

@@ -24,7 +24,11 @@ import botocore.session
 from botocore import xform_name
 from botocore.model import OperationModel, ServiceModel
 from localstack.aws.api import CommonServiceException
-from localstack.aws.protocol.parser import create_parser
+from localstack.aws.protocol.parser import (
+    OperationNotFoundParserError,
+    RequestParserError,
+    create_parser,
+)
 from localstack.aws.protocol.serializer import create_serializer
 from localstack.aws.protocol.service_router import determine_aws_protocol
 from localstack.http import Request, Response
@@ -113,7 +117,7 @@ class AwsGateway:
         request_id = str(uuid.uuid4())
         operation: OperationModel | None = None
         try:
-            operation, parsed = _parser(model_name, protocol).parse(request)
+            operation, parsed = _parse(model_name, protocol, request)
             params = _without_none(parsed)
             validate_request(operation, params, request, protocol)
             result = dispatch(self.cloud, local_name, operation.name, params)
@@ -157,6 +161,16 @@ class AwsGateway:
             log.exception("admin %s failed", action)
             return _plain_error(500, type(err).__name__, str(err))
         return Response(json.dumps(result, default=str), 200, mimetype="application/json")
+
+
+def _parse(model_name: str, protocol: str, request: Request) -> tuple[OperationModel, Any]:
+    """The operation and its parameters; a request the model cannot read is the caller's fault."""
+    try:
+        return _parser(model_name, protocol).parse(request)  # type: ignore[no-any-return]
+    except OperationNotFoundParserError as err:
+        raise AwsError("UnknownOperationException", str(err)) from err
+    except RequestParserError as err:
+        raise AwsError("SerializationException", f"{type(err).__name__}: {err}") from err
 
 
 def _without_none(value: Any) -> Any:

@@ -1,0 +1,248 @@
+"""The local service owns what runs: commands come and go, nothing is left running unowned.
+
+Each scenario drives real processes: the ``sfn-mlops`` CLI as a subprocess, the service it
+starts, the jobs the service runs. A slow training job (many boosting rounds) gives each
+scenario a Train state to interrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from sfn_mlops.config import load_config
+from sfn_mlops.data import inspect_local, stage_data
+from sfn_mlops.local import control
+from sfn_mlops.local.deploy import PIPELINE
+from sfn_mlops.settings import LOCAL_ACCOUNT, LOCAL_REGION, TIME_SCALE_ENV
+
+pytestmark = pytest.mark.e2e
+
+SLOW_TRAINING = ("--set", "hyperparameters.num_round=2000000")
+WAIT_SECONDS = 120.0
+
+
+def _arn(kind: str, name: str) -> str:
+    return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{kind}:{PIPELINE}:{name}"
+
+
+def _cli(workspace: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "sfn_mlops.cli", "--workspace", str(workspace), *args]
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ, **{TIME_SCALE_ENV: "0.01"})
+    env.pop("AWS_ENDPOINT_URL", None)  # the CLI finds the workspace's service itself
+    return env
+
+
+def _until(check: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Pids of the processes whose working directory is inside ``folder`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == folder or folder in cwd.parents:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Path]:
+    """A new workspace; its service (if any) is stopped afterwards."""
+    root = tmp_path / "workspace"
+    yield root
+    control.stop(root)
+
+
+class Workspace:
+    """boto3 on the workspace's running service."""
+
+    def __init__(self, root: Path) -> None:
+        info = control.find(root)
+        assert info is not None, "no service runs for the workspace"
+        self.info = info
+        self.sfn = boto3.client("stepfunctions", endpoint_url=info.url)
+        self.sagemaker = boto3.client("sagemaker", endpoint_url=info.url)
+
+    def status(self, name: str) -> str:
+        return str(self.sfn.describe_execution(executionArn=_arn("execution", name))["status"])
+
+    def training(self, name: str) -> dict[str, Any]:
+        return dict(self.sagemaker.describe_training_job(TrainingJobName=f"{name}-train"))
+
+    def training_started(self, name: str) -> bool:
+        try:
+            job = self.training(name)
+        except self.sagemaker.exceptions.ClientError:
+            return False
+        return job["SecondaryStatus"] == "Training"
+
+
+def _start_slow_run(root: Path, name: str) -> tuple[subprocess.Popen[str], Workspace]:
+    cli = subprocess.Popen(
+        _cli(root, "run", "--name", name, *SLOW_TRAINING),
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _until(lambda: control.find(root), "the service to start")
+    workspace = Workspace(root)
+    _until(lambda: workspace.training_started(name), "the training job to run")
+    return cli, workspace
+
+
+def test_kill_9_of_the_cli_leaves_the_execution_running_and_stoppable(fresh: Path) -> None:
+    cli, aws = _start_slow_run(fresh, "cli-killed")
+    cli.kill()
+    cli.wait()
+    time.sleep(1.0)
+    assert aws.status("cli-killed") == "RUNNING"
+    assert aws.training("cli-killed")["TrainingJobStatus"] == "InProgress"
+    stopped = subprocess.run(
+        _cli(fresh, "executions", "stop", "cli-killed"),
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert aws.status("cli-killed") == "ABORTED"
+    _until(lambda: aws.training("cli-killed")["TrainingJobStatus"] == "Stopped", "job Stopped")
+    _until(lambda: not _processes_in(fresh / "jobs"), "no job process left")
+
+
+def test_ctrl_c_stops_following_and_says_how_to_follow_and_stop(fresh: Path) -> None:
+    cli, aws = _start_slow_run(fresh, "interrupted")
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=WAIT_SECONDS)
+    assert cli.returncode == 130, out + err
+    assert "sfn-mlops executions follow interrupted" in err
+    assert "sfn-mlops executions stop interrupted" in err
+    assert aws.status("interrupted") == "RUNNING"
+    job_pid = _until(lambda: _processes_in(fresh / "jobs"), "the job's process")[0]
+    subprocess.run(
+        _cli(fresh, "executions", "stop", "interrupted"), env=_environment(), check=True, timeout=60
+    )
+    assert aws.status("interrupted") == "ABORTED"
+    job = _until(
+        lambda: (j := aws.training("interrupted"))["TrainingJobStatus"] == "Stopped" and j,
+        "job Stopped",
+    )
+    assert job["SecondaryStatus"] == "Stopped"
+    _until(lambda: not Path(f"/proc/{job_pid}").exists(), "the job's process group to end")
+
+
+def test_kill_9_of_the_service_then_up_fails_what_ran_and_leaves_nothing(fresh: Path) -> None:
+    cli, aws = _start_slow_run(fresh, "service-killed")
+    old = aws.info
+    os.kill(old.pid, signal.SIGKILL)
+    cli.kill()
+    cli.wait()
+    up = subprocess.run(
+        _cli(fresh, "local", "up"), env=_environment(), capture_output=True, text=True, timeout=60
+    )
+    assert up.returncode == 0, up.stderr
+    new = Workspace(fresh)
+    assert new.info.pid != old.pid
+    execution = new.sfn.describe_execution(executionArn=_arn("execution", "service-killed"))
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "SfnMlops.LocalServiceStopped"
+    assert f"(pid {old.pid}) stopped" in execution["cause"]
+    job = new.training("service-killed")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("PlatformError:")
+    assert not _processes_in(fresh / "jobs")
+
+
+def test_four_first_runs_at_once_in_a_new_workspace_all_succeed(fresh: Path) -> None:
+    runs = [
+        subprocess.Popen(
+            _cli(fresh, "run", "--name", f"together-{i}"),
+            env=_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    results = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, results, strict=True):
+        assert run.returncode == 0, out + err
+        assert "Traceback" not in err
+    aws = Workspace(fresh)
+    assert sorted(aws.status(f"together-{i}") for i in range(4)) == ["SUCCEEDED"] * 4
+    service_files = list(fresh.glob("service*.json"))
+    assert [path.name for path in service_files] == ["service.json"]
+
+
+def test_a_plain_boto3_client_with_only_an_endpoint_runs_the_pipeline(fresh: Path) -> None:
+    deployed = subprocess.run(
+        _cli(fresh, "deploy"), env=_environment(), capture_output=True, text=True, timeout=120
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    info = control.find(fresh)
+    assert info is not None
+    session = boto3.Session(
+        region_name="us-east-1", aws_access_key_id="any", aws_secret_access_key="any"
+    )
+    s3 = session.client("s3", endpoint_url=info.url)
+    sfn = session.client("stepfunctions", endpoint_url=info.url)
+    config = load_config(None, [])
+    bucket = deployed.stdout.rpartition("s3://")[2].strip()
+    data_uri = stage_data(s3, inspect_local(config, fresh), bucket, "plain-boto3")
+    (machine,) = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == PIPELINE]
+    arn = sfn.start_execution(
+        stateMachineArn=machine["stateMachineArn"],
+        name="plain-boto3",
+        input=json.dumps(config.execution_input(data_uri)),
+    )["executionArn"]
+    done = _until(
+        lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d,
+        "the execution to end",
+    )
+    assert done["status"] == "SUCCEEDED", done
+    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    assert history[-1]["type"] == "ExecutionSucceeded"
+
+
+def test_up_attaches_to_the_running_service_and_a_stale_record_is_cleaned(fresh: Path) -> None:
+    first = control.ensure_running(fresh)
+    assert control.ensure_running(fresh) == first
+    second_up = subprocess.run(
+        _cli(fresh, "local", "up"), env=_environment(), capture_output=True, text=True, timeout=60
+    )
+    assert f"pid {first.pid}" in second_up.stdout
+    os.kill(first.pid, signal.SIGKILL)
+    _until(lambda: control.find(fresh) is None, "the dead service's record to be seen as stale")
+    assert not (fresh / "service.json").exists()
+    status = subprocess.run(
+        _cli(fresh, "local", "status"), env=_environment(), capture_output=True, text=True
+    )
+    assert status.returncode == 1
+    assert "No local service runs" in status.stdout
