@@ -24,6 +24,7 @@ from sfn_mlops.config import load_config
 from sfn_mlops.data import inspect_local, stage_data
 from sfn_mlops.local import control
 from sfn_mlops.local.deploy import PIPELINE
+from sfn_mlops.local.processes import processes_in
 from sfn_mlops.settings import LOCAL_ACCOUNT, LOCAL_REGION, TIME_SCALE_ENV
 
 pytestmark = pytest.mark.e2e
@@ -54,21 +55,6 @@ def _until(check: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _processes_in(folder: Path) -> list[int]:
-    """Pids of the processes whose working directory is inside ``folder`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:
-            continue
-        if cwd == folder or folder in cwd.parents:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture
@@ -134,7 +120,7 @@ def test_kill_9_of_the_cli_leaves_the_execution_running_and_stoppable(fresh: Pat
     assert stopped.returncode == 0, stopped.stderr
     assert aws.status("cli-killed") == "ABORTED"
     _until(lambda: aws.training("cli-killed")["TrainingJobStatus"] == "Stopped", "job Stopped")
-    _until(lambda: not _processes_in(fresh / "jobs"), "no job process left")
+    _until(lambda: not processes_in(fresh / "jobs"), "no job process left")
 
 
 def test_ctrl_c_stops_following_and_says_how_to_follow_and_stop(fresh: Path) -> None:
@@ -145,7 +131,7 @@ def test_ctrl_c_stops_following_and_says_how_to_follow_and_stop(fresh: Path) -> 
     assert "sfn-mlops executions follow interrupted" in err
     assert "sfn-mlops executions stop interrupted" in err
     assert aws.status("interrupted") == "RUNNING"
-    job_pid = _until(lambda: _processes_in(fresh / "jobs"), "the job's process")[0]
+    job_pid = _until(lambda: processes_in(fresh / "jobs"), "the job's process")[0]
     subprocess.run(
         _cli(fresh, "executions", "stop", "interrupted"), env=_environment(), check=True, timeout=60
     )
@@ -177,7 +163,7 @@ def test_kill_9_of_the_service_then_up_fails_what_ran_and_leaves_nothing(fresh: 
     job = new.training("service-killed")
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith("PlatformError:")
-    assert not _processes_in(fresh / "jobs")
+    assert not processes_in(fresh / "jobs")
 
 
 def test_four_first_runs_at_once_in_a_new_workspace_all_succeed(fresh: Path) -> None:
@@ -246,3 +232,16 @@ def test_up_attaches_to_the_running_service_and_a_stale_record_is_cleaned(fresh:
     )
     assert status.returncode == 1
     assert "No local service runs" in status.stdout
+
+
+def test_an_idle_service_stops_itself_and_the_next_command_starts_one(fresh: Path) -> None:
+    first = control.ensure_running(fresh, idle_timeout=1.0)
+    _until(lambda: control.find(fresh) is None, "the idle service to stop", timeout=30)
+    assert "idle for" in (fresh / "logs" / "service.log").read_text()
+    listed = subprocess.run(
+        _cli(fresh, "executions", "list"), env=_environment(), capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "No executions yet" in listed.stdout
+    second = control.find(fresh)
+    assert second is not None and second.pid != first.pid

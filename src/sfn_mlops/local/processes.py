@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 _STARTTIME_FIELD = 22  # 1-based, as proc(5) numbers the fields of /proc/<pid>/stat
 _PGRP_FIELD = 5
@@ -94,3 +95,32 @@ def kill_leftover_group(leader: int, started: int | None) -> bool:
         return False
     signal_group(leader, signal.SIGKILL)
     return True
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Pids of the live processes whose working directory is ``folder`` or below (Linux /proc).
+
+    A job's processes run in its folder: this finds them even when a service was killed
+    before it could record the job's pid.
+    """
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
+            except OSError:
+                continue
+            if (cwd == folder or folder in cwd.parents) and pid_alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def kill_processes_in(folder: Path) -> list[int]:
+    """SIGKILL the process groups of every process working in ``folder``; their pids."""
+    found = processes_in(folder)
+    for pid in found:
+        with contextlib.suppress(OSError):
+            signal_group(os.getpgid(pid), signal.SIGKILL)
+    return found

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from sfn_mlops.local.jobs import forkserver
-from sfn_mlops.local.jobs.paths import job_log_path
+from sfn_mlops.local.jobs.paths import job_dir, job_log_path
 from sfn_mlops.local.jobs.processing import ProcessingRun
 from sfn_mlops.local.jobs.runner import STOP_GRACE_SECONDS, Run
 from sfn_mlops.local.jobs.state import (
@@ -31,7 +31,12 @@ from sfn_mlops.local.jobs.state import (
 )
 from sfn_mlops.local.jobs.training import TrainingRun
 from sfn_mlops.local.metadata import AlreadyExists
-from sfn_mlops.local.processes import kill_leftover_group, same_process, start_time
+from sfn_mlops.local.processes import (
+    kill_leftover_group,
+    kill_processes_in,
+    same_process,
+    start_time,
+)
 
 KINDS = (KIND_PROCESSING, KIND_TRAINING)
 SHUTDOWN_SLACK_SECONDS = 5.0  # on top of the stop grace: uploads of a job that just finished
@@ -151,6 +156,7 @@ def _fail_orphan(cloud: Any, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         return current
     if current.get("ChildPid"):
         kill_leftover_group(int(current["ChildPid"]), current.get("ChildStartTime"))
+    kill_processes_in(job_dir(cloud, doc["Name"]))  # also those started before it was recorded
     reason = (
         f"PlatformError: the local service (pid {current['OwnerPid']}) stopped while the job "
         f"ran; see the log: {job_log_path(cloud, doc['Name'])}"
