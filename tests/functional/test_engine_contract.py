@@ -5,6 +5,7 @@ If a moto upgrade changes any of this, these tests say what broke.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,7 @@ def test_errors_in_aws_shapes(cloud: LocalCloud) -> None:
 
 
 def test_batch_tasks_are_refused_clearly(cloud: LocalCloud) -> None:
-    # The engine's Batch integration is stubbed out (see sfn_mlops/local/__init__.py).
+    # The engine's Batch integration is stubbed out (see engine._stub_batch_integration).
     definition = {
         "StartAt": "B",
         "States": {
@@ -300,3 +301,176 @@ def test_stop_execution_aborts_a_running_execution(cloud: LocalCloud) -> None:
     assert result["status"] == "ABORTED"
     events = sfn.get_execution_history(executionArn=execution)["events"]
     assert events[-1]["type"] == "ExecutionAborted"
+
+
+CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}]
+CAUGHT = {"Type": "Pass", "End": True}
+
+
+def invoke_with_payload(payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A Task whose Parameters fail before any call is made when a path is missing."""
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": "never-called", "Payload": payload},
+        **extra,
+    }
+
+
+def fails(error: str, cause: str) -> dict[str, Any]:
+    return {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": error, "Cause": cause}}}
+
+
+def test_states_all_neither_retries_nor_catches_a_runtime_error(cloud: LocalCloud) -> None:
+    task = invoke_with_payload(
+        {"x.$": "$.missing"},
+        Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3}],
+        Catch=CATCH_ALL,
+        End=True,
+    )
+    result = run(cloud, {"StartAt": "A", "States": {"A": task, "Caught": CAUGHT}})
+    assert (result["status"], result["error"], result["cause"]) == (
+        "FAILED",
+        "States.Runtime",
+        "An error occurred while executing the state 'A' (entered at the event id #2). "
+        "The JSONPath '$.missing' could not be found in the input '{}'",
+    )
+    assert [e["type"] for e in result["events"]] == [
+        "ExecutionStarted",
+        "TaskStateEntered",
+        "TaskFailed",
+        "ExecutionFailed",
+    ]
+
+
+def test_states_all_does_not_catch_data_limit_exceeded_but_its_own_name_does(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    big = add_function(cloud, tmp_path, "big", "def handler(e, c):\n    return 'x' * 300_000\n")
+    by_all = {"StartAt": "A", "States": {"A": lambda_task(big, Catch=CATCH_ALL), "Caught": CAUGHT}}
+    result = run(cloud, by_all)
+    assert (result["status"], result["error"]) == ("FAILED", "States.DataLimitExceeded")
+
+    by_name = [
+        {"ErrorEquals": ["States.DataLimitExceeded"], "ResultPath": "$.error", "Next": "Caught"}
+    ]
+    caught = {"StartAt": "A", "States": {"A": lambda_task(big, Catch=by_name), "Caught": CAUGHT}}
+    result = run(cloud, caught)
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"])["error"]["Error"] == "States.DataLimitExceeded"
+
+
+def test_states_all_still_catches_task_failures(cloud: LocalCloud, tmp_path: Path) -> None:
+    bad = add_function(cloud, tmp_path, "oops", "def handler(e, c):\n    raise ValueError('no')\n")
+    definition = {
+        "StartAt": "A",
+        "States": {"A": lambda_task(bad, Catch=CATCH_ALL), "Caught": CAUGHT},
+    }
+    result = run(cloud, definition)
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"])["error"]["Error"] == "ValueError"
+
+
+def test_a_states_error_from_a_parallel_branch_reaches_the_outer_catch(cloud: LocalCloud) -> None:
+    parallel = {
+        "Type": "Parallel",
+        "Branches": [fails("States.TaskFailed", "the job died")],
+        "Catch": [
+            {"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "Caught"}
+        ],
+        "End": True,
+    }
+    result = run(cloud, {"StartAt": "P", "States": {"P": parallel, "Caught": CAUGHT}})
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"]) == {
+        "error": {"Error": "States.TaskFailed", "Cause": "the job died"}
+    }
+
+
+def test_a_states_error_from_a_map_iteration_reaches_the_outer_catch(cloud: LocalCloud) -> None:
+    mapped = {
+        "Type": "Map",
+        "ItemsPath": "$.items",
+        "ItemProcessor": fails("States.Permissions", "denied"),
+        "Catch": [
+            {"ErrorEquals": ["States.Permissions"], "ResultPath": "$.error", "Next": "Caught"}
+        ],
+        "End": True,
+    }
+    result = run(cloud, {"StartAt": "M", "States": {"M": mapped, "Caught": CAUGHT}}, {"items": [1]})
+    assert result["status"] == "SUCCEEDED"
+    assert json.loads(result["output"]) == {
+        "items": [1],
+        "error": {"Error": "States.Permissions", "Cause": "denied"},
+    }
+
+
+def test_an_uncaught_branch_error_fails_the_execution_with_its_name_and_cause(
+    cloud: LocalCloud,
+) -> None:
+    parallel = {"Type": "Parallel", "Branches": [fails("States.Timeout", "slow")], "End": True}
+    result = run(cloud, {"StartAt": "P", "States": {"P": parallel}})
+    assert (result["status"], result["error"], result["cause"]) == (
+        "FAILED",
+        "States.Timeout",
+        "slow",
+    )
+
+
+def test_a_runtime_error_in_a_branch_fails_the_execution_with_the_branch_cause(
+    cloud: LocalCloud,
+) -> None:
+    branch = {
+        "StartAt": "A",
+        "States": {"A": invoke_with_payload({"x.$": "$.missing"}, End=True)},
+    }
+    parallel = {"Type": "Parallel", "Branches": [branch], "Catch": CATCH_ALL, "End": True}
+    result = run(cloud, {"StartAt": "P", "States": {"P": parallel, "Caught": CAUGHT}})
+    assert (result["status"], result["error"], result["cause"]) == (
+        "FAILED",
+        "States.Runtime",
+        "An error occurred while executing the state 'A' (entered at the event id #4). "
+        "The JSONPath '$.missing' could not be found in the input '{}'",
+    )
+
+
+def test_the_context_object_execution_has_aws_members(cloud: LocalCloud) -> None:
+    definition = {
+        "StartAt": "P",
+        "States": {"P": {"Type": "Pass", "Parameters": {"e.$": "$$.Execution"}, "End": True}},
+    }
+    result = run(cloud, definition, {"a": 1})
+    start = result["startDate"].astimezone(dt.timezone.utc)
+    assert json.loads(result["output"])["e"] == {
+        "Id": result["executionArn"],
+        "Input": {"a": 1},
+        "Name": result["name"],
+        "RoleArn": ROLE,
+        "StartTime": start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{start.microsecond // 1000:03d}Z",
+        "RedriveCount": 0,  # no RedriveTime: AWS adds it only to a redriven execution
+    }
+
+
+def test_a_request_the_service_rejects_is_amazon_sagemaker_exception(cloud: LocalCloud) -> None:
+    # Integrations send what the definition says (no client-side validation, as AWS); the
+    # service's ValidationException and its message reach the Catch.
+    definition = {
+        "StartAt": "Create",
+        "States": {
+            "Create": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sagemaker:createEndpointConfig",
+                "Parameters": {"EndpointConfigName": "c"},
+                "Catch": CATCH_ALL,
+                "End": True,
+            },
+            "Caught": CAUGHT,
+        },
+    }
+    error = json.loads(run(cloud, definition)["output"])["error"]
+    assert error["Error"] == "SageMaker.AmazonSageMakerException"
+    assert error["Cause"].startswith(
+        "1 validation error detected: Value null at 'productionVariants' failed to satisfy "
+        "constraint: Member must not be null (Service: AmazonSageMaker; Status Code: 400; "
+    )
+    assert "Error Code: ValidationException" in error["Cause"]

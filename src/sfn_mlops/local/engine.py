@@ -1,12 +1,18 @@
 """The one module that touches moto's private ASL interpreter (the LocalStack-derived engine).
 
 It (a) dispatches SageMaker Task resources, including ``.sync``, to the local services through
-boto3, (b) turns integration failures into the States errors AWS gives so Retry and Catch work,
-(c) corrects the engine's divergences from AWS (``$.a[0].b`` gives the value, not a one-item
-list; a Fail state may re-raise a caught ``States.*`` error), (d) scales Retry delays by the
-workspace time scale, and (e) writes each history event to the metadata store as it happens.
+boto3, and points every integration's boto3 client where ``AWS_ENDPOINT_URL`` says, (b) turns
+integration failures into the States errors AWS gives so Retry and Catch work, (c) corrects the
+engine's divergences from AWS (``$.a[0].b`` gives the value, not a one-item list; a Fail state or
+a Parallel/Map branch may raise a ``States.*`` error; ``States.ALL`` does not catch the terminal
+``States.Runtime`` and ``States.DataLimitExceeded``; ``$$.Execution.RedriveCount``), (d) scales
+Retry delays by the workspace time scale, (e) writes each history event to the metadata store as
+it happens, and (f) parses definitions safely from many threads of one long-lived process.
 moto is pinned exactly; tests/functional/test_engine_contract.py pins what this module relies on.
 """
+
+# The Batch stub below must be in sys.modules before moto's engine modules are imported.
+# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -14,22 +20,54 @@ import datetime as dt
 import json
 import logging
 import sys
+import threading
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
+
+_BATCH_INTEGRATION = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch"
+)
+
+
+class _BatchNotEmulated:
+    def __init__(self) -> None:
+        raise ValueError("arn:aws:states:::batch:* tasks are not emulated by the local cloud")
+
+
+def _stub_batch_integration() -> None:
+    """Stand in for the engine's AWS Batch integration before the engine is imported.
+
+    That one module imports all of moto's Batch and EC2 models (1.5 s of every cold start,
+    measured) and local mode does not emulate Batch. Only this module of the engine is replaced.
+    """
+    if _BATCH_INTEGRATION not in sys.modules:
+        stub = types.ModuleType(_BATCH_INTEGRATION)
+        stub.StateTaskServiceBatch = _BatchNotEmulated  # type: ignore[attr-defined]
+        sys.modules[_BATCH_INTEGRATION] = stub
+
+
+_stub_batch_integration()
+
 from moto.stepfunctions.parser.api import (
+    ExecutionFailedEventDetails,
     HistoryEventType,
     StateMachineType,
     TaskFailedEventDetails,
 )
+from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
     CustomErrorName,
 )
 from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
+    FailureEventException,
 )
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
     StatesErrorName,
@@ -38,6 +76,13 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
     StatesErrorNameType,
 )
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.component.program.program import Program
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+    iteration_worker,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback as callback_module,
@@ -52,6 +97,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceCallback,
 )
 from moto.stepfunctions.parser.asl.component.state.fail import state_fail
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+    WaitFunction,
+)
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.evaluation_details import (
     AWSExecutionDetails,
@@ -64,17 +112,18 @@ from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import (
     ProgramEnded,
     ProgramError,
-    ProgramRunning,
     ProgramStopped,
     ProgramTimedOut,
 )
-from moto.stepfunctions.parser.asl.utils import json_path
-from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution_worker import SyncExecutionWorker
 from moto.stepfunctions.parser.backend.execution_worker_comm import ExecutionWorkerCommunication
 
 SYNC_POLL_SECONDS = 0.05
+WAIT_SLICE_SECONDS = 0.1
 _SAGEMAKER_JOBS = {
     "createTrainingJob": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
     "createProcessingJob": ("describe_processing_job", "ProcessingJobName", "ProcessingJobStatus"),
@@ -104,8 +153,8 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
 
     def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
         return boto_client_for(
-            service="sagemaker",
             region=resource_runtime_part.region,
+            service="sagemaker",
             state_credentials=state_credentials,
         )
 
@@ -193,6 +242,29 @@ def _service_for(service_name: str) -> Any:
     return _original_service_for(service_name)
 
 
+# (a') Every integration's boto3 client -------------------------------------------------------
+_original_boto_client_for = boto_client.boto_client_for
+_CLIENT_CONFIG = Config(
+    parameter_validation=False,  # as Step Functions: the service validates and answers
+    retries={"max_attempts": 0, "total_max_attempts": 1},  # the definition's Retry decides
+    connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+    read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+)
+_client_lock = threading.Lock()
+
+
+def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    """The client a Task's integration calls the service with.
+
+    moto's points at its own server (localhost:5000) with fixed keys. Ours sets no endpoint, so
+    botocore's standard ``AWS_ENDPOINT_URL`` (the local service sets it to itself) or AWS's own
+    endpoint decides, and credentials resolve as for any boto3 client. Sessions are not thread
+    safe, so clients of the shared default session are made one at a time.
+    """
+    with _client_lock:
+        return boto3.client(service, region_name=region, config=_CLIENT_CONFIG)
+
+
 # (c) JSONPath ---------------------------------------------------------------------------
 _original_extract_json = json_path.extract_json
 _NON_DEFINITE = ("*", ":", "?", "..", ",")
@@ -207,19 +279,62 @@ def extract_json(path: str, data: Any) -> Any:
     return value
 
 
-# (c') Fail states that re-raise a caught error ------------------------------------------------
+# (c') States errors raised by a Fail state or carried out of a Parallel or Map branch ---------
 class _RaisedErrorName(ErrorName):
-    """Any name a Fail state's ErrorPath resolves to, ``States.TaskFailed`` included.
+    """A ``States.*`` name the engine has no type for (AWS adds new ones)."""
 
-    AWS lets a Fail state re-raise a caught ``States.*`` error; the engine builds every Fail
-    error as a custom name and rejects that prefix, ending the run with ``States.Runtime``.
+
+def _error_name(error_name: str | None) -> ErrorName:
+    """The error a Fail state raises or a failed branch hands to its Parallel or Map state.
+
+    The engine rebuilds both as custom names, which reject the ``States.`` prefix: a branch's
+    ``States.TaskFailed`` became a ``ValueError`` and the run ended in ``States.Runtime``.
+    A known name keeps its States type, so Retry and Catch match it as AWS does.
     """
+    if error_name and error_name.startswith("States."):
+        try:
+            return StatesErrorName.from_name(error_name)
+        except ValueError:
+            return _RaisedErrorName(error_name=error_name)
+    return CustomErrorName(error_name=error_name)
 
 
-def _fail_error_name(name: str | None) -> ErrorName:
-    if name and name.startswith("States."):
-        return _RaisedErrorName(error_name=name)
-    return CustomErrorName(error_name=name)
+_original_failed_details = FailureEventException.get_execution_failed_event_details
+
+
+def _execution_failed_details(self: FailureEventException) -> ExecutionFailedEventDetails | None:
+    """A failed branch reaches its Parallel or Map state with the branch's final error and cause.
+
+    The engine decorated a ``States.Runtime`` cause once more at each level it crossed
+    ("An error occurred while executing the state 'P' ... An error occurred ... 'A' ...").
+    """
+    event_details: dict[str, Any] = dict(self.failure_event.event_details or {})
+    details = event_details.get("executionFailedEventDetails")
+    if details is None:
+        return _original_failed_details(self)
+    kept = {key: details[key] for key in ("error", "cause") if details.get(key) is not None}
+    return ExecutionFailedEventDetails(**kept)  # type: ignore[typeddict-item]
+
+
+# (c'') Terminal errors ------------------------------------------------------------------------
+_original_error_equals = error_equals_decl.ErrorEqualsDecl._eval_body
+_RUNTIME = StatesErrorNameType.StatesRuntime.to_name()
+_DATA_LIMIT = StatesErrorNameType.StatesStatesDataLimitExceeded.to_name()
+
+
+def _error_equals(self: error_equals_decl.ErrorEqualsDecl, env: Environment) -> None:
+    """AWS: ``States.Runtime`` is never retried or caught; ``States.ALL`` does not match it nor
+    the terminal ``States.DataLimitExceeded`` (which a Catch naming it does match).
+
+    The engine's ``States.ALL`` matched both, so a missing path was caught and notified.
+    """
+    name = getattr(env.stack[-1], "error_name", None)
+    named = any(error.error_name == name for error in self.error_names)
+    if name == _RUNTIME or (name == _DATA_LIMIT and not named):
+        env.stack.pop()
+        env.stack.append(False)
+        return
+    _original_error_equals(self, env)
 
 
 # (d) Retry delays -------------------------------------------------------------------------
@@ -234,17 +349,71 @@ class _ScaledTime:
         time.sleep(seconds * _time_scale())
 
 
+def _wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
+    """A Wait state's wait, which a stop always ends within ``WAIT_SLICE_SECONDS``.
+
+    The engine waits on an event that a stop sets and at once clears again: a stop that came
+    after the state checked it was running but before it began waiting was lost, and the
+    stopped execution stayed RUNNING for the whole wait (measured: 1 stop in 300).
+    """
+    deadline = time.monotonic() + wait_seconds
+    while env.is_running():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        env.program_state_event.wait(min(remaining, WAIT_SLICE_SECONDS))
+
+
+# (f) Parsing ----------------------------------------------------------------------------
+_parse_lock = threading.Lock()
+
+
+def _fresh_scopes(self: Preprocessor) -> None:
+    """Each parse gets its own query-language scope stack.
+
+    The engine keeps that stack on the class: shared by all threads and never emptied after
+    a rejected definition, so one bad JSONata definition made every later JSONPath one fail.
+    """
+    self._query_language_per_scope = []
+
+
+def _parse(definition: str) -> Program:
+    """Parse under one lock: ANTLR's Python runtime shares its DFA cache between parsers."""
+    with _parse_lock:
+        program, _ = AmazonStateLanguageParser.parse(definition)
+    return program  # type: ignore[return-value]
+
+
+def parse_definition(definition: str) -> None:
+    """Raise ``ValueError`` naming the problem if the engine cannot run ``definition``."""
+    try:
+        _parse(definition)
+    except Exception as err:  # the parser raises many types; all mean "invalid definition"
+        raise ValueError(f"{type(err).__name__}: {err}") from err
+
+
+def _rebind(original: Any, replacement: Any) -> None:
+    """Replace a function in every engine module that imported it by name."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser"):
+            for attribute, value in list(vars(module).items()):
+                if value is original:
+                    setattr(module, attribute, replacement)
+
+
 def _install_patches() -> None:
     # The engine logs every caught failure with its whole parse tree; the history has it all.
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     state_task_factory.state_task_service_for = _service_for  # type: ignore[assignment]
-    for name, module in list(sys.modules.items()):
-        if name.startswith("moto.stepfunctions.parser") and (
-            getattr(module, "extract_json", None) is _original_extract_json
-        ):
-            module.extract_json = extract_json  # type: ignore[attr-defined]
+    _rebind(_original_extract_json, extract_json)
+    _rebind(_original_boto_client_for, boto_client_for)
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
-    state_fail.CustomErrorName = _fail_error_name  # type: ignore[misc,assignment]
+    WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign,assignment]
+    for module in (state_fail, branches_decl, iteration_worker):
+        module.CustomErrorName = _error_name  # type: ignore[attr-defined,misc,assignment]
+    FailureEventException.get_execution_failed_event_details = _execution_failed_details  # type: ignore[method-assign]
+    error_equals_decl.ErrorEqualsDecl._eval_body = _error_equals  # type: ignore[method-assign]
+    Preprocessor.__init__ = _fresh_scopes  # type: ignore[method-assign,assignment]
     # AWS polls a .sync job about once a minute; the engine every 0.5 s; local jobs finish in
     # seconds, so each 0.5 s was up to 15% of a whole abalone run.
     callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS  # type: ignore[misc]
@@ -266,6 +435,8 @@ class _RecordingEventManager(EventManager):
 class _Worker(SyncExecutionWorker):
     def __init__(self, details: EvaluationDetails, record: Callable[[dict], None]) -> None:
         self._record = record
+        # Set once a stop can no longer be lost: the program's loop runs, or it never will.
+        self.stoppable = threading.Event()
         super().__init__(
             evaluation_details=details,
             exec_comm=_NoComm(),
@@ -273,9 +444,22 @@ class _Worker(SyncExecutionWorker):
             activity_store={},
         )
 
+    def _get_evaluation_entrypoint(self) -> EvalComponent:
+        program = _parse(self._evaluation_details.state_machine_details.definition)
+        run_body = program._eval_body
+
+        def signal_then_run_body(env: Environment) -> None:
+            self.stoppable.set()
+            run_body(env)
+
+        program._eval_body = signal_then_run_body  # type: ignore[method-assign]
+        return program
+
     def _get_evaluation_environment(self) -> Environment:
         env = super()._get_evaluation_environment()
         env.event_manager = _RecordingEventManager(self._record)
+        execution = env.states.context_object.context_object_data["Execution"]
+        execution["RedriveCount"] = 0  # type: ignore[typeddict-unknown-key]  # AWS: 0 until redriven
         return env
 
 
@@ -313,7 +497,7 @@ def run_execution(
             name=execution_name,
             role_arn=role_arn,
             inpt=execution_input,
-            start_time=start_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            start_time=_iso_millis(start_time),
         ),
         state_machine_details=StateMachineDetails(
             arn=state_machine_arn,
@@ -325,25 +509,30 @@ def run_execution(
     worker = _Worker(details, record)
     if on_start is not None:
         on_start(lambda error, cause: _stop(worker, error, cause))
-    worker.start()
+    try:
+        worker.start()
+    finally:
+        worker.stoppable.set()  # a parse failure ends the run before the program loop
     return outcome(worker.env)
+
+
+def _iso_millis(moment: dt.datetime) -> str:
+    """``$$.Execution.StartTime`` as AWS writes it: UTC, milliseconds, ``Z``."""
+    utc = moment.astimezone(dt.timezone.utc) if moment.tzinfo else moment
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _stop(worker: _Worker, error: str, cause: str, wait: float = 10.0) -> None:
     """What StopExecution does: the running state is abandoned and the execution ABORTED.
 
-    The engine only accepts a stop once its program runs (after parsing), so a stop that comes
-    earlier waits for that moment, as a stop of a just-started AWS execution would.
+    The stop waits until the program's own loop runs. The engine marks the program running
+    (``Program.eval`` sets the first state) before its worker thread starts that loop, and the
+    thread skips the loop, and with it the closing ``ExecutionAborted`` event, if the program is
+    no longer running by then: a stop in that window ended the execution ABORTED with
+    ``ExecutionStarted`` as its last event. Once the loop runs, a stop always ends in that event.
     """
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        state = worker.env.program_state() if worker.env is not None else None
-        if isinstance(state, ProgramRunning):
-            worker.stop(dt.datetime.now(dt.timezone.utc), error=error, cause=cause)
-            return
-        if state is not None:  # already ended
-            return
-        time.sleep(0.01)
+    if worker.stoppable.wait(wait) and worker.env is not None:
+        worker.stop(dt.datetime.now(dt.timezone.utc), error=error, cause=cause)
 
 
 def outcome(env: Environment | None) -> dict[str, Any]:
@@ -358,16 +547,6 @@ def outcome(env: Environment | None) -> dict[str, Any]:
     if isinstance(state, ProgramTimedOut):
         return {"status": "TIMED_OUT"}
     return {"status": "FAILED", "error": "States.Runtime", "cause": f"engine ended in {state!r}"}
-
-
-def parse_definition(definition: str) -> None:
-    """Raise ``ValueError`` naming the problem if the engine cannot run ``definition``."""
-    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-
-    try:
-        AmazonStateLanguageParser.parse(definition)
-    except Exception as err:  # the parser raises many types; all mean "invalid definition"
-        raise ValueError(f"{type(err).__name__}: {err}") from err
 
 
 _install_patches()
