@@ -474,3 +474,35 @@ def test_a_request_the_service_rejects_is_amazon_sagemaker_exception(cloud: Loca
         "constraint: Member must not be null (Service: AmazonSageMaker; Status Code: 400; "
     )
     assert "Error Code: ValidationException" in error["Cause"]
+
+
+def test_create_state_machine_rejects_a_parameters_field_the_api_does_not_accept(
+    cloud: LocalCloud,
+) -> None:
+    sfn = boto3.client("stepfunctions")
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sagemaker:createProcessingJob.sync",
+        "Parameters": {
+            "ProcessingJobName": "j",
+            "RoleArn": ROLE,
+            "AppSpecificaton": {"ImageUri": "image"},
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCont": 1,
+                    "InstanceType": "ml.m5.xlarge",
+                    "VolumeSizeInGB": 30,
+                }
+            },
+        },
+        "End": True,
+    }
+    definition = json.dumps({"StartAt": "Preprocess", "States": {"Preprocess": task}})
+    with pytest.raises(sfn.exceptions.InvalidDefinition) as raised:
+        sfn.create_state_machine(name="typo", definition=definition, roleArn=ROLE)
+    assert raised.value.response["Error"]["Message"] == (
+        "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The field "
+        '"AppSpecificaton" is not supported by Step Functions at /States/Preprocess/Parameters, '
+        'SCHEMA_VALIDATION_FAILED: The field "InstanceCont" is not supported by Step Functions '
+        "at /States/Preprocess/Parameters'"
+    )

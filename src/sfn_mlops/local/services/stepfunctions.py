@@ -47,15 +47,21 @@ class StepFunctions:
         return doc
 
     def _check_definition(self, definition: str) -> None:
+        from sfn_mlops.local.asl_schema import check_definition_schema
         from sfn_mlops.local.engine import parse_definition
 
         try:
-            json.loads(definition)
+            parsed = json.loads(definition)
             parse_definition(definition)
         except ValueError as err:
             raise AwsError(
                 "InvalidDefinition", f"Invalid State Machine Definition: '{err}'"
             ) from err
+        problems = check_definition_schema(parsed) if isinstance(parsed, dict) else []
+        if problems:
+            raise AwsError(
+                "InvalidDefinition", f"Invalid State Machine Definition: '{', '.join(problems)}'"
+            )
 
     def create_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["name"]
