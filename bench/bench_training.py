@@ -141,6 +141,7 @@ def bench_size(label: str, args: list[str], repeats: int, nthread: int) -> dict:
                 if spec is None:
                     spec = bare_spec(t, keep, nthread)
             finally:
+                common.stop_service(workspace)
                 shutil.rmtree(workspace, ignore_errors=True)
             rows["state"].append(t.states["Train"].seconds)
             rows["job"].append(t.jobs["Train"].process)
