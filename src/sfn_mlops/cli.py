@@ -338,19 +338,24 @@ def cmd_local(args: argparse.Namespace) -> int:
         info = control.ensure_running(workspace, args.idle_timeout)
         print(f"Local service for {workspace}: pid {info.pid}, {info.url}")
         print(f"Point any AWS client at it: export AWS_ENDPOINT_URL={info.url}")
-        return EXIT_OK
-    if args.action == "down":
+    elif args.action == "down":
         stopped = control.stop(workspace)
         print(
             f"Stopped the local service (pid {stopped.pid})" if stopped else "No local service runs"
         )
-        return EXIT_OK
-    if args.action == "logs":
+    elif args.action == "logs":
         path = workspace / LOG_FILE
         if not path.is_file():
             raise CliError(f"no service log yet at {path}")
         sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
-        return EXIT_OK
+    else:
+        return _local_status(workspace)
+    return EXIT_OK
+
+
+def _local_status(workspace: Path) -> int:
+    from sfn_mlops.local import control
+
     info = control.find(workspace)
     if info is None:
         print(f"No local service runs for {workspace}; `sfn-mlops local up` starts one")

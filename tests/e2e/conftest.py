@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,15 @@ class CliRun:
 def run_cli(workspace: Path, *args: str) -> CliRun:
     """``sfn-mlops --workspace WORKSPACE ARGS`` in this process, output captured."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--workspace", str(workspace), *args])
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--workspace", str(workspace), *args])
+    finally:  # the CLI points this process at its service: leave the caller's setting as it was
+        if endpoint is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
     return CliRun(code=code, out=out.getvalue(), err=err.getvalue())
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 _STARTTIME_FIELD = 22  # 1-based, as proc(5) numbers the fields of /proc/<pid>/stat
 _PGRP_FIELD = 5
 _STATE_FIELD = 3
+_SESSION_FIELD = 6
 _DEAD_STATES = ("Z", "X")  # a zombie has exited; only its parent has not reaped it yet
 
 
@@ -117,10 +118,29 @@ def processes_in(folder: Path) -> list[int]:
     return found
 
 
-def kill_processes_in(folder: Path) -> list[int]:
-    """SIGKILL the process groups of every process working in ``folder``; their pids."""
-    found = processes_in(folder)
-    for pid in found:
-        with contextlib.suppress(OSError):
-            signal_group(os.getpgid(pid), signal.SIGKILL)
-    return found
+def kill_job_groups_in(folder: Path, created: float) -> list[int]:
+    """SIGKILL the process groups a job started in ``folder`` and nothing else; their leaders.
+
+    A job's process leads its own session and group (``setsid``) and started after the job was
+    created; a user's shell that happens to sit in the folder fails one test or the other.
+    """
+    killed = []
+    for pid in processes_in(folder):
+        fields = _stat_fields(pid)
+        if fields is None or not (int(fields[_PGRP_FIELD]) == int(fields[_SESSION_FIELD]) == pid):
+            continue
+        started = _started_epoch(fields)
+        if started is not None and started >= created - 1.0:  # clock ticks: allow rounding
+            signal_group(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def _started_epoch(fields: list[str]) -> float | None:
+    """A process's start as epoch seconds: its start ticks after the boot time."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stream:
+            boot = next(int(line.split()[1]) for line in stream if line.startswith("btime"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return boot + int(fields[_STARTTIME_FIELD]) / os.sysconf("SC_CLK_TCK")

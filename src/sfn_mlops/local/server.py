@@ -99,6 +99,7 @@ class AwsGateway:
         self.cloud = cloud
         self.admin = admin or {}
         self.last_request = time.monotonic()
+        self.port = 0  # set once the server is bound
 
     def handle(self, request: Request) -> Response:
         self.last_request = time.monotonic()
@@ -206,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
             query_string=query,
             raw_path=path,
             remote_addr=self.client_address[0],
-            server=self.server.server_address[:2],  # type: ignore[arg-type]
+            server=("127.0.0.1", self.gateway.port),
         )
         response = self.gateway.handle(request)
         payload = response.get_data()
@@ -220,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -244,6 +245,7 @@ class LocalServer:
         self.gateway = AwsGateway(cloud, admin)
         handler = type("Handler", (_Handler,), {"gateway": self.gateway})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.gateway.port = self.port
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
@@ -108,6 +109,7 @@ def test_integration_clients_go_where_aws_endpoint_url_points(
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # resolved credentials are cached there
 
     client = engine.boto_client_for(region="eu-west-1", service="sagemaker")
 

@@ -32,8 +32,8 @@ from sfn_mlops.local.jobs.state import (
 from sfn_mlops.local.jobs.training import TrainingRun
 from sfn_mlops.local.metadata import AlreadyExists
 from sfn_mlops.local.processes import (
+    kill_job_groups_in,
     kill_leftover_group,
-    kill_processes_in,
     same_process,
     start_time,
 )
@@ -156,7 +156,8 @@ def _fail_orphan(cloud: Any, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         return current
     if current.get("ChildPid"):
         kill_leftover_group(int(current["ChildPid"]), current.get("ChildStartTime"))
-    kill_processes_in(job_dir(cloud, doc["Name"]))  # also those started before it was recorded
+    # Also a job process the dead service started but had not recorded yet.
+    kill_job_groups_in(job_dir(cloud, doc["Name"]), float(current["CreationTime"]))
     reason = (
         f"PlatformError: the local service (pid {current['OwnerPid']}) stopped while the job "
         f"ran; see the log: {job_log_path(cloud, doc['Name'])}"
