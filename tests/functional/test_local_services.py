@@ -112,3 +112,17 @@ def test_lambda_invoke_shapes(cloud: LocalCloud, tmp_path: Path) -> None:
         client.invoke(FunctionName="nope", Payload=b"{}")
     with pytest.raises(client.exceptions.InvalidRequestContentException):
         client.invoke(FunctionName="fn", Payload=b"not json")
+
+
+def test_a_stop_right_after_the_start_aborts_the_execution(cloud: LocalCloud) -> None:
+    sfn = boto3.client("stepfunctions")
+    wait = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 600, "End": True}}}
+    machine = sfn.create_state_machine(
+        name="Holding", definition=json.dumps(wait), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+    for attempt in range(20):
+        arn = sfn.start_execution(stateMachineArn=machine, name=f"early-{attempt}")["executionArn"]
+        sfn.stop_execution(executionArn=arn, error="Early", cause="stopped at once")
+        assert sfn.describe_execution(executionArn=arn)["status"] == "ABORTED", attempt
+        events = sfn.get_execution_history(executionArn=arn, reverseOrder=True)["events"]
+        assert events[0]["type"] == "ExecutionAborted", attempt

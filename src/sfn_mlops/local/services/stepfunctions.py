@@ -37,6 +37,8 @@ class StepFunctions:
         self.db = cloud.metadata
         self._threads: dict[str, threading.Thread] = {}
         self._stoppers: dict[str, Callable[[str, str], None]] = {}
+        self._early_stops: dict[str, tuple[str, str]] = {}  # asked before the engine could stop
+        self._stop_lock = threading.Lock()
 
     # state machines ------------------------------------------------------------------------
     def _machine(self, arn: str) -> dict[str, Any]:
@@ -183,7 +185,7 @@ class StepFunctions:
                 start_time=timestamp(doc["startDate"]) or dt.datetime.now(dt.timezone.utc),
                 record=lambda event: self.db.append(arn, event),
                 time_scale=lambda: self.cloud.time_scale,
-                on_start=lambda stop: self._stoppers.__setitem__(arn, stop),
+                on_start=lambda stop: self._stopper_ready(arn, stop),
             )
         except Exception as err:  # an engine crash must still end the execution
             result = {
@@ -299,14 +301,23 @@ class StepFunctions:
         doc = self._execution(arn)
         if doc["status"] in _TERMINAL:
             return {"stopDate": timestamp(doc.get("stopDate"))}
-        stop = self._stoppers.get(arn)
-        if stop is None:  # not started in this service yet, or its thread already ended
-            self.wait(arn, timeout=30)
-            return {"stopDate": timestamp(self._execution(arn).get("stopDate"))}
-        stop(params.get("error", ""), params.get("cause", ""))
+        request = (params.get("error", ""), params.get("cause", ""))
+        with self._stop_lock:
+            stop = self._stoppers.get(arn)
+            if stop is None:  # the engine has not started it yet: it stops as soon as it can
+                self._early_stops[arn] = request
+        if stop is not None:
+            stop(*request)
         self.wait(arn, timeout=30)
         self._stop_jobs(arn)
         return {"stopDate": timestamp(self._execution(arn).get("stopDate"))}
+
+    def _stopper_ready(self, arn: str, stop: Callable[[str, str], None]) -> None:
+        with self._stop_lock:
+            self._stoppers[arn] = stop
+            request = self._early_stops.pop(arn, None)
+        if request is not None:  # called before the engine runs: stop from another thread
+            threading.Thread(target=stop, args=request, daemon=True).start()
 
     def _stop_jobs(self, arn: str) -> None:
         """AWS stops the SageMaker job a ``.sync`` task waits for when its execution stops."""
