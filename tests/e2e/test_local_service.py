@@ -24,7 +24,7 @@ from sfn_mlops.config import load_config
 from sfn_mlops.data import inspect_local, stage_data
 from sfn_mlops.local import control
 from sfn_mlops.local.deploy import PIPELINE
-from sfn_mlops.local.processes import processes_in
+from sfn_mlops.local.processes import kill_job_groups_in, processes_in
 from sfn_mlops.settings import LOCAL_ACCOUNT, LOCAL_REGION, TIME_SCALE_ENV
 
 pytestmark = pytest.mark.e2e
@@ -63,6 +63,7 @@ def fresh(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "workspace"
     yield root
     control.stop(root)
+    kill_job_groups_in(root / "jobs", created=0.0)  # a failed scenario leaves no job running
 
 
 class Workspace:
