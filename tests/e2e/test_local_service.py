@@ -246,3 +246,15 @@ def test_an_idle_service_stops_itself_and_the_next_command_starts_one(fresh: Pat
     assert "No executions yet" in listed.stdout
     second = control.find(fresh)
     assert second is not None and second.pid != first.pid
+
+
+def test_an_idle_service_running_older_code_is_replaced(fresh: Path) -> None:
+    first = control.ensure_running(fresh)
+    record = json.loads((fresh / "service.json").read_text())
+    (fresh / "service.json").write_text(json.dumps({**record, "code": "older"}))
+    notes: list[str] = []
+    second = control.ensure_running(fresh, echo=notes.append)
+    assert second.pid != first.pid
+    assert notes[0] == (
+        f"Restarting the local service (pid {first.pid}): the code changed since it started"
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops import settings
-from sfn_mlops.local.daemon import LOG_FILE, SERVICE_FILE, hold_lock
+from sfn_mlops.local.daemon import LOG_FILE, SERVICE_FILE, code_stamp, hold_lock
 from sfn_mlops.local.processes import pid_alive
 
 START_TIMEOUT_SECONDS = 60.0
@@ -36,6 +36,7 @@ class ServiceInfo:
     pid: int
     port: int
     started: float
+    code: str = ""
 
     @property
     def url(self) -> str:
@@ -49,7 +50,13 @@ def find(workspace: Path) -> ServiceInfo | None:
         record = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    info = ServiceInfo(workspace, int(record["pid"]), int(record["port"]), record["started"])
+    info = ServiceInfo(
+        workspace,
+        int(record["pid"]),
+        int(record["port"]),
+        record["started"],
+        record.get("code", ""),
+    )
     if pid_alive(info.pid) and _lock_held(workspace):
         return info
     path.unlink(missing_ok=True)
@@ -67,10 +74,26 @@ def _lock_held(workspace: Path) -> bool:
 def ensure_running(
     workspace: Path, idle_timeout: float | None = None, echo: Any = None
 ) -> ServiceInfo:
-    """The workspace's service, started (detached, logging to a file) if none runs."""
+    """The workspace's service, started (detached, logging to a file) if none runs.
+
+    A service that runs older code than this command's is replaced when it is idle.
+    """
     info = find(workspace)
-    if info is not None:
+    if info is not None and info.code == code_stamp():
         return info
+    if info is not None and _busy(info):
+        if echo is not None:
+            echo(
+                f"The local service (pid {info.pid}) runs older code but is busy, so it is kept; "
+                "`sfn-mlops local down` when it is done starts the new code next time"
+            )
+        return info
+    if info is not None:
+        if echo is not None:
+            echo(
+                f"Restarting the local service (pid {info.pid}): the code changed since it started"
+            )
+        stop(workspace)
     workspace.mkdir(parents=True, exist_ok=True)
     log_path = workspace / LOG_FILE
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +111,14 @@ def ensure_running(
             env=_service_environment(),
         )
     return _wait_for_start(workspace, process, log_path)
+
+
+def _busy(info: ServiceInfo) -> bool:
+    try:
+        status = admin(info, "status")
+    except ServiceError:
+        return False
+    return bool(status["executions"] or status["jobs"])
 
 
 def _service_environment() -> dict[str, str]:

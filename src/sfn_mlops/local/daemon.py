@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +45,20 @@ def hold_lock(root: Path) -> IO[bytes] | None:
         handle.close()
         return None
     return handle
+
+
+def code_stamp() -> str:
+    """Which code a service runs: the package's files, by name, size and modification time.
+
+    A service started before the code changed (a ``git pull``, an edit) is replaced by the next
+    command that finds it idle, so nobody debugs yesterday's service.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        info = path.stat()
+        digest.update(f"{path.relative_to(root)}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
@@ -93,7 +108,12 @@ class Service:
         self.server.start()
         write_json_atomic(
             self.root / SERVICE_FILE,
-            {"pid": os.getpid(), "port": self.server.port, "started": self.started},
+            {
+                "pid": os.getpid(),
+                "port": self.server.port,
+                "started": self.started,
+                "code": code_stamp(),
+            },
         )
         log.info("serving %s on %s (pid %d)", self.root, self.server.url, os.getpid())
         threading.Thread(target=self._prewarm, name="prewarm", daemon=True).start()
