@@ -69,4 +69,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline_bench.py
 
 clean:
+	-[ ! -x $(BIN)/sfn-mlops ] || $(BIN)/sfn-mlops local down
 	rm -rf .sfn-mlops

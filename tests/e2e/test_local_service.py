@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from sfn_mlops.config import load_config
 from sfn_mlops.data import inspect_local, stage_data
 from sfn_mlops.local import control
 from sfn_mlops.local.deploy import PIPELINE
-from sfn_mlops.local.processes import kill_job_groups_in, processes_in
+from sfn_mlops.local.processes import kill_job_groups_in, pid_alive, processes_in
 from sfn_mlops.settings import LOCAL_ACCOUNT, LOCAL_REGION, TIME_SCALE_ENV
 
 pytestmark = pytest.mark.e2e
@@ -258,3 +259,9 @@ def test_an_idle_service_running_older_code_is_replaced(fresh: Path) -> None:
     assert notes[0] == (
         f"Restarting the local service (pid {first.pid}): the code changed since it started"
     )
+
+
+def test_a_service_whose_workspace_is_deleted_stops(fresh: Path) -> None:
+    info = control.ensure_running(fresh)
+    shutil.rmtree(fresh)
+    _until(lambda: not pid_alive(info.pid), "the service to notice and exit", timeout=30)

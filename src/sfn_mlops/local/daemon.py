@@ -118,6 +118,11 @@ class Service:
         log.info("serving %s on %s (pid %d)", self.root, self.server.url, os.getpid())
         threading.Thread(target=self._prewarm, name="prewarm", daemon=True).start()
         while not self._stop.wait(IDLE_CHECK_SECONDS):
+            if not (self.root / SERVICE_FILE).is_file():
+                log.warning(
+                    "%s was removed: stopping what runs and exiting", self.root / SERVICE_FILE
+                )
+                break
             try:
                 idle = self._idle_for()
             except Exception:  # noqa: BLE001 - a failed check must not end the service
