@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,15 @@ def test_two_servers_keep_their_workspaces_apart(tmp_path: Path, cloud: LocalClo
         assert s3.list_buckets()["Buckets"] == []
     finally:
         other.stop()
+
+
+@pytest.mark.parametrize("signature", ["s3", "s3v4"])  # boto3's default for S3 is version 2
+def test_a_presigned_url_reads_the_object(cloud: LocalCloud, signature: str) -> None:
+    s3 = boto3.client("s3", config=Config(signature_version=signature))
+    s3.create_bucket(Bucket="shared-bucket")
+    s3.put_object(Bucket="shared-bucket", Key="report.json", Body=b'{"rmse": 2.3}')
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "shared-bucket", "Key": "report.json"}, ExpiresIn=60
+    )
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        assert response.read() == b'{"rmse": 2.3}'

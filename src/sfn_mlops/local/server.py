@@ -30,7 +30,7 @@ from localstack.aws.protocol.parser import (
     create_parser,
 )
 from localstack.aws.protocol.serializer import create_serializer
-from localstack.aws.protocol.service_router import determine_aws_protocol
+from localstack.aws.protocol.service_router import ProtocolError, determine_aws_protocol
 from localstack.http import Request, Response
 
 from sfn_mlops.local.errors import AwsError
@@ -68,9 +68,13 @@ def _serializer(name: str, protocol: str) -> Any:
 
 
 def signing_name(request: Request) -> str | None:
-    """The service a SigV4 request was signed for: ``Credential=AKID/date/region/SERVICE/...``."""
+    """The service a request was signed for: SigV4's ``Credential=AKID/date/region/SERVICE/...``
+    in its Authorization header or, presigned, in ``X-Amz-Credential``."""
     auth = request.headers.get("Authorization", "")
+    if auth.startswith("AWS ") or "Signature" in request.args:
+        return "s3"  # signature version 2, which only S3 still takes (boto3's presigned URLs)
     _, _, credential = auth.partition("Credential=")
+    credential = credential or request.args.get("X-Amz-Credential", "")
     parts = credential.split(",")[0].split("/")
     return parts[3] if len(parts) >= 5 else None
 
@@ -114,7 +118,10 @@ class AwsGateway:
                 f"this one was signed for {name!r}",
             )
         model_name, local_name = SIGNING_NAMES[name]
-        protocol = determine_aws_protocol(request, service_model(model_name))
+        try:
+            protocol = determine_aws_protocol(request, service_model(model_name))
+        except ProtocolError as err:
+            return _plain_error(400, "SerializationException", str(err))
         request_id = str(uuid.uuid4())
         operation: OperationModel | None = None
         try:
