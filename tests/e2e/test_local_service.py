@@ -265,3 +265,17 @@ def test_a_service_whose_workspace_is_deleted_stops(fresh: Path) -> None:
     info = control.ensure_running(fresh)
     shutil.rmtree(fresh)
     _until(lambda: not pid_alive(info.pid), "the service to notice and exit", timeout=30)
+
+
+def test_a_second_service_for_the_same_workspace_exits_at_once(fresh: Path) -> None:
+    first = control.ensure_running(fresh)
+    second = subprocess.run(
+        [sys.executable, "-m", "sfn_mlops.local.daemon", "--workspace", str(fresh)],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 0, second.stderr
+    assert control.find(fresh) == first
+    assert "another service already runs" in (fresh / "logs" / "service.log").read_text()
