@@ -52,10 +52,17 @@ def to_cmd_args(hyperparameters: dict[str, Any]) -> list[str]:
     return args
 
 
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
+def job_cpus() -> int:
+    """The cores a local job may use: all but one, which the service and the CLI keep.
+
+    A container has its instance's cores to itself; a local job shares them with the service
+    that follows it and the CLI that polls it. Measured on 2 cores (docs/benchmarks.md): with
+    both cores, xgboost's OpenMP threads waited at every barrier for a descheduled partner, and
+    abalone's 150 rounds took 0.54 s instead of 0.17 s with one thread; 1M rows take 10 s with
+    one thread against 6.6 s with two.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
 
 
 def _env_value(value: Any) -> str:
@@ -189,7 +196,7 @@ class TrainingRun(Run):
             "SM_OUTPUT_INTERMEDIATE_DIR": str(opt / "output" / "intermediate"),
             "SM_CHANNELS": json.dumps(channels),
             "SM_HPS": _env_value(user_hps),
-            "SM_NUM_CPUS": str(_cpu_count()),
+            "SM_NUM_CPUS": str(job_cpus()),
             "SM_NUM_GPUS": "0",
             "SM_CURRENT_HOST": CURRENT_HOST,
             "SM_HOSTS": json.dumps([CURRENT_HOST]),
