@@ -56,11 +56,12 @@ validate: $(STAMP) $(SAM_STAMP)
 test: lint typecheck validate
 	$(BIN)/pytest
 
-# Deploy to the AWS account of your credentials (docs/aws.md). ARGS: --stack-name, --region,
-# --parameter KEY=VALUE, --use-container, --dry-run. SAM=/path/to/sam uses another sam.
+# `sam build && sam deploy` with .venv-sam's sam, in the AWS account of your credentials
+# (docs/aws.md); a shortcut, not a step: any sam does the same. ARGS go to sam deploy, e.g.
+# ARGS=--guided on the first deploy. SAM=/path/to/sam uses another sam.
 SAM ?= $(SAM_BIN)/sam
-deploy: $(STAMP) $(SAM_STAMP)
-	env -u AWS_EC2_METADATA_DISABLED -u AWS_DEFAULT_REGION $(BIN)/python -m sfn_mlops.aws.deploy --sam $(SAM) $(ARGS)
+deploy: $(SAM_STAMP)
+	env -u AWS_EC2_METADATA_DISABLED -u AWS_DEFAULT_REGION sh -c '$(SAM) build && $(SAM) deploy $(ARGS)'
 
 asl: $(STAMP)
 	$(BIN)/python -m state_machines.training_pipeline

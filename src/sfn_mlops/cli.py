@@ -203,8 +203,8 @@ def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
     """The deployed stack in AWS: stage the data, start, follow, summarize (docs/aws.md)."""
     import boto3
 
-    from sfn_mlops.aws.deploy import DeployError, SamDefaults, sam_defaults
     from sfn_mlops.aws.run import AwsClients, AwsRunError, check_credentials, run_on_aws
+    from sfn_mlops.aws.stack import SamDefaults, StackError, sam_defaults
     from sfn_mlops.report import summarize
 
     started = time.monotonic()
@@ -225,7 +225,7 @@ def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
             clients=AwsClients.from_session(session),
             workspace=settings.workspace_root(args.workspace),  # caches the example data
         )
-    except (AwsRunError, DeployError) as err:
+    except (AwsRunError, StackError) as err:
         raise CliError(str(err)) from err
     summarize(result.execution, result.events)
     print(f"\nConsole: {result.console_url}")
@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--aws", action="store_true", help="run the deployed state machine in AWS")
     run.add_argument(
-        "--stack-name", help="with --aws: the stack `make deploy` created (default: samconfig.toml)"
+        "--stack-name", help="with --aws: the stack `sam deploy` created (default: samconfig.toml)"
     )
     run.add_argument(
         "--region", help="with --aws: its region (default: your AWS profile's, then samconfig.toml)"

@@ -108,6 +108,12 @@ _VALUES: dict[str, Callable[[str], dict[str, str]]] = {
 }
 
 
+def is_custom_resource(resource_type: str | None) -> bool:
+    return resource_type == "AWS::CloudFormation::CustomResource" or str(resource_type).startswith(
+        "Custom::"
+    )
+
+
 def physical_name(logical_id: str, resource_type: str, stack_name: str = STACK_NAME) -> str:
     """Bucket names are lowercase and global (so prefixed); everything else keeps its logical id."""
     if resource_type == "AWS::S3::Bucket":
@@ -139,10 +145,20 @@ class Stack:
         self.conditions: dict[str, bool] = {}
         for name, expression in template.get("Conditions", {}).items():
             self.conditions[name] = bool(self.resolve(expression))
+        self._provided: dict[str, dict[str, str]] = {}
         self._owners: dict[str, Owner] = {}
         for logical_id, resource in self.resources.items():
             for attribute, value in self._values(logical_id).items():
                 self._owners.setdefault(value, Owner(logical_id, resource["Type"], attribute))
+
+    def provide(self, logical_id: str, attributes: dict[str, str]) -> None:
+        """The attributes a custom resource answered with (its `Data`), for `!GetAtt`."""
+        if not is_custom_resource(self.type_of(logical_id)):
+            raise Unresolved(f"{logical_id} is no custom resource of the template")
+        self._provided[logical_id] = dict(attributes)
+        resource_type = str(self.type_of(logical_id))
+        for attribute, value in attributes.items():
+            self._owners.setdefault(value, Owner(logical_id, resource_type, attribute))
 
     def type_of(self, logical_id: str) -> str | None:
         resource = self.resources.get(logical_id)
@@ -166,7 +182,7 @@ class Stack:
         kind = str(self.resources[logical_id].get("Type"))
         make = _VALUES.get(kind)
         if make is None:
-            return {"Ref": logical_id}
+            return {"Ref": logical_id, **self._provided.get(logical_id, {})}
         return make(self.physical_name(logical_id))
 
     def ref(self, name: str) -> Any:
@@ -185,6 +201,15 @@ class Stack:
             return self.parameters[name]
         if name in self.resources:
             return self._values(name)["Ref"]
+        logical_id, _, prop = name.partition(".")
+        if self.type_of(logical_id) == "AWS::Serverless::Function" and prop in ("Version", "Alias"):
+            # SAM's AutoPublishAlias references: the qualified ARN of the version or alias.
+            function = self._values(logical_id)["Arn"]
+            properties = self.resources[logical_id].get("Properties") or {}
+            alias = properties.get("AutoPublishAlias")
+            if alias is None:
+                raise Unresolved(f"!Ref {name}: {logical_id} has no AutoPublishAlias")
+            return f"{function}:$LATEST" if prop == "Version" else f"{function}:{alias}"
         raise Unresolved(f"!Ref {name}: no parameter or resource of that name")
 
     def get_att(self, logical_id: str, attribute: str) -> str:

@@ -1,20 +1,19 @@
 """Bundle the job code in containers/ the way SageMaker jobs receive it.
 
 Every job folder gets the shared helpers of containers/common beside its script. Script-mode
-jobs (training, inference) also get a ``sourcedir.tar.gz``. The prefix is a hash of the content,
-so a changed script never reuses a stale upload and an unchanged one is not uploaded again.
+jobs (training, inference) also get a ``sourcedir.tar.gz``. The bundle travels as the package of
+the job code custom resource's Lambda (lambdas/job_code), which copies it to ``code/<hash>/`` in
+the artifact bucket; local mode's deploy runs that same copy against the local S3.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
+import sys
 import tarfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 COMMON = "common"
 SCRIPT_MODE_JOBS = ("training", "inference")
@@ -24,13 +23,6 @@ _IGNORED = ("__pycache__", ".pyc", ".pytest_cache")
 @dataclass(frozen=True)
 class Bundle:
     files: dict[str, bytes]  # key under the code prefix -> content
-
-    @property
-    def digest(self) -> str:
-        hasher = hashlib.sha256()
-        for key in sorted(self.files):
-            hasher.update(key.encode() + b"\0" + self.files[key] + b"\0")
-        return hasher.hexdigest()[:16]
 
 
 def _sources(folder: Path) -> dict[str, bytes]:
@@ -67,41 +59,28 @@ def build_bundle(containers: Path) -> Bundle:
     return Bundle(files)
 
 
-@dataclass(frozen=True)
-class UploadResult:
-    uploaded: list[str]
-    skipped: list[str]
+def write_bundle(bundle: Bundle, folder: Path) -> None:
+    """Writes each file of the bundle under `folder` (the job code function's `bundle/`)."""
+    for name, content in bundle.files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
 
 
-def existing_objects(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
-    """Key -> size of every object under ``prefix``."""
-    found: dict[str, int] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            found[item["Key"]] = int(item["Size"])
-    return found
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sfn_mlops.packaging CONTAINERS OUT`: the bundle of CONTAINERS, written to OUT.
 
-
-def upload_bundle(
-    s3: Any, bundle: Bundle, bucket: str, code_prefix: str, echo: Callable[[str], None] = print
-) -> UploadResult:
-    """Uploads each file of the bundle to ``s3://bucket/code_prefix/``.
-
-    The prefix is the content hash, so an object already there with the same size is the same
-    file and is skipped; one with another size (an interrupted or foreign upload) is replaced.
+    Standard library only, so `sam build` runs it with any python3 (lambdas/job_code/Makefile).
     """
-    have = existing_objects(s3, bucket, f"{code_prefix}/")
-    uploaded, skipped = [], []
-    for name in sorted(bundle.files):
-        key = f"{code_prefix}/{name}"
-        content = bundle.files[name]
-        if have.get(key) == len(content):
-            skipped.append(key)
-            continue
-        s3.put_object(Bucket=bucket, Key=key, Body=content)
-        uploaded.append(key)
-    echo(
-        f"Job code: {len(uploaded)} file(s) uploaded, {len(skipped)} already there "
-        f"(s3://{bucket}/{code_prefix}/)"
-    )
-    return UploadResult(uploaded=uploaded, skipped=skipped)
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m sfn_mlops.packaging CONTAINERS OUT", file=sys.stderr)
+        return 2
+    bundle = build_bundle(Path(args[0]))
+    write_bundle(bundle, Path(args[1]))
+    print(f"job code bundle: {len(bundle.files)} files in {args[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from sfn_mlops import settings
-from sfn_mlops.intrinsics import Stack, Unresolved
+from sfn_mlops.intrinsics import Stack, Unresolved, is_custom_resource
 
 _SHORT_TAGS = {
     "Ref": "Ref",
@@ -97,6 +97,14 @@ class StateMachineSpec:
     role_arn: str
 
 
+@dataclass(frozen=True)
+class CustomResourceSpec:
+    logical_id: str
+    resource_type: str
+    service_token: str
+    properties: dict[str, Any]  # resolved, ServiceToken included
+
+
 class LocalStack:
     """template.yaml resolved with the physical names local mode gives its resources."""
 
@@ -164,6 +172,28 @@ class LocalStack:
                 )
             )
         return specs
+
+    def custom_resources(self) -> list[CustomResourceSpec]:
+        specs = []
+        for logical_id, resource in self.resources.items():
+            if not is_custom_resource(resource.get("Type")):
+                continue
+            props = self._properties(logical_id)
+            if "ServiceToken" not in props:
+                raise TemplateError(f"{self.path}: Resources.{logical_id} has no ServiceToken")
+            specs.append(
+                CustomResourceSpec(
+                    logical_id=logical_id,
+                    resource_type=str(resource["Type"]),
+                    service_token=str(props["ServiceToken"]),
+                    properties=props,
+                )
+            )
+        return specs
+
+    def provide(self, logical_id: str, attributes: dict[str, str]) -> None:
+        """A custom resource's answer (its `Data`): what `!GetAtt <logical_id>.<key>` gives."""
+        self._resolved(lambda lid: self._stack.provide(lid, attributes), logical_id)
 
     def state_machines(self) -> list[StateMachineSpec]:
         specs = []

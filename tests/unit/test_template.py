@@ -86,3 +86,73 @@ def test_substitute_reports_missing_placeholders() -> None:
     assert substitute('{"a": "${X}"}', {"X": "1"}, "here") == '{"a": "1"}'
     with pytest.raises(TemplateError, match=r"here: no DefinitionSubstitutions entry for \['Y'\]"):
         substitute('{"a": "${Y}"}', {"X": "1"}, "here")
+
+
+CUSTOM_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Bucket: {Type: AWS::S3::Bucket}
+  CopyFn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: lambdas/copy/, Handler: app.handler, AutoPublishAlias: live}
+  Code:
+    Type: Custom::JobCode
+    Properties:
+      ServiceToken: !GetAtt CopyFn.Arn
+      BucketName: !Ref Bucket
+      CodeVersion: !Ref CopyFn.Version
+      Alias: !Ref CopyFn.Alias
+  Pipeline:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: machine.asl.json
+      DefinitionSubstitutions:
+        CodeUri: !GetAtt Code.CodeUri
+"""
+
+
+def test_custom_resources_resolve_and_their_answer_feeds_get_att(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(CUSTOM_TEMPLATE)
+    stack = LocalStack(path)
+
+    (resource,) = stack.custom_resources()
+    stack.provide("Code", {"CodeUri": "s3://sfn-mlops-bucket/code/0123456789abcdef"})
+
+    function = "arn:aws:lambda:us-east-1:123456789012:function:CopyFn"
+    assert resource.logical_id == "Code"
+    assert resource.resource_type == "Custom::JobCode"
+    assert resource.service_token == function
+    assert resource.properties == {
+        "ServiceToken": function,
+        "BucketName": "sfn-mlops-bucket",
+        "CodeVersion": f"{function}:$LATEST",
+        "Alias": f"{function}:live",
+    }
+    (machine,) = stack.state_machines()
+    assert machine.substitutions == {"CodeUri": "s3://sfn-mlops-bucket/code/0123456789abcdef"}
+
+
+def test_only_a_custom_resource_can_be_provided(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(CUSTOM_TEMPLATE)
+
+    with pytest.raises(TemplateError, match="Bucket is no custom resource of the template"):
+        LocalStack(path).provide("Bucket", {"Arn": "x"})
+
+
+def test_the_xgboost_image_mapping_is_the_sagemaker_sdks_table() -> None:
+    """template.yaml's XGBoostImage mapping: the account of each region's 3.0-5 image."""
+    import json
+
+    import sagemaker
+
+    from sfn_mlops.template import load
+
+    table = Path(sagemaker.__file__).parent / "image_uri_config" / "xgboost.json"
+    registries = json.loads(table.read_text())["training"]["versions"]["3.0-5"]["registries"]
+    root = Path(__file__).resolve().parents[2]
+    mapping = load(root / "template.yaml")["Mappings"]["XGBoostImage"]
+    assert {region: row["Account"] for region, row in mapping.items()} == {
+        region: account for region, account in registries.items() if "-iso" not in region
+    }

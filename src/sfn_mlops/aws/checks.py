@@ -17,7 +17,8 @@ there is any. Each `check_*` function returns a list of `Problem`s:
   for a SageMaker `.sync` job the create/describe/stop calls, AddTags, the managed EventBridge
   rule and iam:PassRole on the role handed to SageMaker; lambda:InvokeFunction on the function;
   sns:Publish on the topic), each Lambda's role what its code calls (`lambda_code.aws_calls`),
-  on the resources the template defines. An integration not described in `iam` fails the check
+  on the resources the template defines (for S3 objects, a grant on a key prefix of the bucket,
+  `${Bucket.Arn}/code/*`, counts). An integration not described in `iam` fails the check
   until it is.
 - `check_iam_wildcards`: no Allow names a `*` (or `service:*`, `service:Get*`) action; a
   `Resource: "*"` is allowed only for actions listed in `iam.UNSCOPED_ACTIONS`, **which is where
@@ -611,6 +612,8 @@ def _call_problem(
         kind, candidates = scoped
         if any(iam.is_granted(granted, iam.Need(action, c, "code")) for c in candidates):
             return None
+        if any(_granted_under_a_key_prefix(granted, action, c) for c in candidates):
+            return None
         names = [_as_template_value(stack, c) for c in candidates]
         on = f"any {kind} of the template ({', '.join(names) or 'none defined'})"
     return Problem(
@@ -618,6 +621,25 @@ def _call_problem(
         where,
         f"calls {call.service}.{call.method}, which needs {action}; the role does not grant it "
         f"on {on}; grant it, {_suggestion(stack, action, kind, candidates)}",
+    )
+
+
+def _granted_under_a_key_prefix(granted: iam.Principal, action: str, objects: str) -> bool:
+    """An s3 object action granted on a key prefix of the bucket (`arn:...:bucket/code/*`).
+
+    Least privilege scopes a Lambda that owns one part of a bucket to that part; which keys the
+    code writes is not known statically, so such a grant counts as on the right bucket.
+    """
+    if not (action.startswith("s3:") and objects.endswith("/*")):
+        return False
+    bucket = objects[:-1]  # "arn:aws:s3:::name/"
+    return any(
+        statement.effect == "Allow"
+        and not statement.not_action
+        and not statement.not_resource
+        and any(iam.glob_covers(a, action, case_sensitive=False) for a in statement.actions)
+        and any(r.startswith(bucket) and len(r) > len(bucket) + 1 for r in statement.resources)
+        for statement in granted.statements
     )
 
 

@@ -1,7 +1,7 @@
 """``sfn-mlops run --aws``: start the deployed state machine in AWS and follow it.
 
-The same steps as a local run, against the stack ``make deploy`` created: resolve the stack's
-outputs through CloudFormation, stage local data in the artifact bucket
+The same steps as a local run, against the stack ``sam build && sam deploy`` created: resolve
+the stack's outputs through CloudFormation, stage local data in the artifact bucket
 (``datasets/<run name>/``, the layout of local mode), start an execution with the pipeline
 config's execution input, and follow it with the same ``Follower`` as local runs. Every client
 is passed in, so the whole path is tested offline with moto.
@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from sfn_mlops.aws.deploy import BUCKET_OUTPUT, STATE_MACHINE_OUTPUT, stack_outputs
+from sfn_mlops.aws.stack import BUCKET_OUTPUT, STATE_MACHINE_OUTPUT, stack_outputs
 from sfn_mlops.config import PipelineConfig
 from sfn_mlops.data import DATASETS_PREFIX, DataError, LocalData, inspect_local, stage_data
 from sfn_mlops.follow import Follower, follow_timeout

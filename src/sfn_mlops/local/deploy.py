@@ -1,22 +1,43 @@
 """``sam deploy`` for the local cloud: the resources of template.yaml, made through boto3.
 
 Idempotent and quick when nothing changed, so every ``sfn-mlops run`` deploys first.
+
+Custom resources: ``Custom::JobCode`` is the one local mode knows. In AWS, CloudFormation invokes
+its function, which copies the job code bundle from its package into the artifact bucket. Here
+deploy runs that function's own plain module (``job_code.publish``, loaded from the function's
+``CodeUri``) on the bundle of ``containers/`` against the local S3, so ``!GetAtt JobCode.CodeUri``
+resolves to the same ``s3://<bucket>/code/<hash>`` as in AWS. The function is registered like
+every other (its handler is never invoked locally: it would answer a CloudFormation ResponseURL).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
 
 from sfn_mlops.local.services.lambda_ import FUNCTIONS
-from sfn_mlops.packaging import build_bundle, upload_bundle
-from sfn_mlops.template import FunctionSpec, LocalStack, StateMachineSpec, substitute
+from sfn_mlops.packaging import build_bundle
+from sfn_mlops.template import (
+    CustomResourceSpec,
+    FunctionSpec,
+    LocalStack,
+    StateMachineSpec,
+    TemplateError,
+    substitute,
+)
 
 ARTIFACT_BUCKET = "ArtifactBucket"
 PIPELINE = "TrainingPipeline"
+JOB_CODE_TYPE = "Custom::JobCode"
+#: The plain module, in the job code function's CodeUri, whose ``publish`` copies the bundle.
+JOB_CODE_MODULE = "job_code.py"
 
 
 @dataclass(frozen=True)
@@ -28,20 +49,21 @@ class Deployment:
 
 
 def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployment:
-    bundle = build_bundle(project / "containers")
-    code_prefix = f"code/{bundle.digest}"
-    stack = LocalStack(
-        project / "template.yaml", stack_name=stack_name, parameters={"CodePrefix": code_prefix}
-    )
+    stack = LocalStack(project / "template.yaml", stack_name=stack_name)
     bucket = stack.physical_name(ARTIFACT_BUCKET)
     for logical_id in stack.of_type("AWS::S3::Bucket"):
         cloud.objects.create_bucket(stack.physical_name(logical_id))
     sns = boto3.client("sns")
     for logical_id in stack.of_type("AWS::SNS::Topic"):
         sns.create_topic(Name=stack.physical_name(logical_id))
-    upload_bundle(boto3.client("s3"), bundle, bucket, code_prefix, echo=lambda _: None)
-    for function in stack.functions():
+    functions = stack.functions()
+    for function in functions:
         _register_function(cloud, function)
+    code_prefix = ""
+    for resource in stack.custom_resources():
+        data = _job_code(stack, resource, functions, project)
+        stack.provide(resource.logical_id, data)
+        code_prefix = data["CodePrefix"]
     for machine in stack.state_machines():
         _deploy_state_machine(stack, machine)
     return Deployment(
@@ -50,6 +72,42 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         state_machine_arn=stack.ref(PIPELINE),
         code_prefix=code_prefix,
     )
+
+
+def _job_code(
+    stack: LocalStack, resource: CustomResourceSpec, functions: list[FunctionSpec], project: Path
+) -> dict[str, str]:
+    """What the Custom::JobCode resource answers in AWS, made by the same code."""
+    where = f"{stack.path}: Resources.{resource.logical_id}"
+    if resource.resource_type != JOB_CODE_TYPE:
+        raise TemplateError(
+            f"{where}: local mode does not emulate custom resources of type "
+            f"{resource.resource_type} (it knows {JOB_CODE_TYPE})"
+        )
+    function = next((f for f in functions if f.arn == resource.service_token), None)
+    if function is None:
+        raise TemplateError(
+            f"{where}: its ServiceToken {resource.service_token} is no function of the template"
+        )
+    module = _load(function.code_dir / JOB_CODE_MODULE)
+    bundle = build_bundle(project / "containers")
+    published = module.publish(
+        boto3.client("s3"), str(resource.properties["BucketName"]), bundle.files
+    )
+    return dict(published.data)
+
+
+def _load(path: Path) -> ModuleType:
+    """The module at ``path``, imported under a name of its own (Lambda folders repeat names)."""
+    if not path.is_file():
+        raise TemplateError(f"{path}: the job code function has no {JOB_CODE_MODULE}")
+    name = f"_sfn_mlops_local_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _register_function(cloud: Any, function: FunctionSpec) -> None:

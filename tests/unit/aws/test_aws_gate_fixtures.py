@@ -104,6 +104,20 @@ def test_lambda_calling_an_action_its_role_lacks(tmp_path: Path) -> None:
     )
 
 
+def test_job_code_function_without_put_object(tmp_path: Path) -> None:
+    """The custom resource's Lambda writes the bundle with s3.put_object; its role lacks it."""
+    problems = checks.run_all(lay_out(tmp_path, "job_code_put_not_granted"))
+    (problem,) = problems
+    assert re.search(r"/lambdas/job_code/job_code\.py:\d+$", problem.file)
+    assert problem.where == "Resources.JobCodeFunction (role JobCodeFunctionRole)"
+    assert problem.message == (
+        "calls s3.put_object, which needs s3:PutObject; the role does not grant it on any "
+        "bucket's objects of the template "
+        '(!Sub "arn:${AWS::Partition}:s3:::sfn-mlops-artifactbucket/*"); '
+        "grant it, e.g. `- S3CrudPolicy: {BucketName: !Ref ArtifactBucket}` in its Policies"
+    )
+
+
 def test_public_bucket(tmp_path: Path) -> None:
     problems = checks.run_all(lay_out(tmp_path, "public_bucket"))
     bucket = [p for p in problems if p.where == "Resources.ArtifactBucket"]

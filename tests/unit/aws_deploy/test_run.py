@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from sfn_mlops import cli
-from sfn_mlops.aws import deploy, run
+from sfn_mlops.aws import run, stack
 from sfn_mlops.config import load_config
 from sfn_mlops.data import example_dataset
 from sfn_mlops.report import summarize
@@ -76,7 +76,7 @@ def clients_for(stacks: Any) -> run.AwsClients:
 
 @pytest.fixture
 def deployed(stacks) -> dict[str, str]:
-    """A stack like `make deploy` leaves: its bucket and state machine exist."""
+    """A stack like `sam deploy` leaves: its bucket and state machine exist."""
     arn = create_state_machine(pipeline(passed=True))
     return stacks.create("sfn-mlops", {"StateMachineArn": arn})
 
@@ -248,14 +248,14 @@ def test_missing_local_data_fails_before_any_aws_call(tmp_path):
 
 
 def test_stack_not_found(stacks, tmp_path):
-    with pytest.raises(deploy.StackNotFound, match="stack 'sfn-mlops' not found in us-east-1"):
+    with pytest.raises(stack.StackNotFound, match="stack 'sfn-mlops' not found in us-east-1"):
         _run(stacks, tmp_path)
 
 
 def test_stack_without_a_state_machine_output(stacks, tmp_path):
     stacks.create("sfn-mlops", {})
 
-    with pytest.raises(deploy.MissingStackOutput, match="no output 'StateMachineArn'"):
+    with pytest.raises(stack.MissingStackOutput, match="no output 'StateMachineArn'"):
         _run(stacks, tmp_path)
 
 
@@ -400,7 +400,8 @@ def test_cli_run_aws_stack_not_found(cli_clients, tmp_path, capsys):
 
     assert code == cli.EXIT_USAGE
     assert capsys.readouterr().err.startswith(
-        "sfn-mlops: error: stack 'nope' not found in us-east-1: deploy it with `make deploy`"
+        "sfn-mlops: error: stack 'nope' not found in us-east-1: deploy it with "
+        "`sam build && sam deploy --guided`"
     )
 
 
