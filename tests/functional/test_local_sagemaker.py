@@ -704,3 +704,62 @@ def test_shutdown_all_ends_the_running_jobs_as_platform_errors(
     )
     assert start_time(child) is None  # the job's process is gone (and reaped)
     assert jobs.shutdown_all(sm_cloud) == []
+
+
+# models -----------------------------------------------------------------------------------------
+MODEL_DATA = f"s3://{BUCKET}/runs/r1/training/r1-train/output/model.tar.gz"
+
+
+def create_model(sm: Any, name: str) -> dict[str, Any]:
+    return sm.create_model(  # type: ignore[no-any-return]
+        ModelName=name,
+        PrimaryContainer={"Image": XGBOOST, "ModelDataUrl": MODEL_DATA},
+        ExecutionRoleArn=ROLE,
+    )
+
+
+def test_create_describe_list_and_delete_a_model(sm: Any) -> None:
+    arn = create_model(sm, "Run-1-Model")["ModelArn"]
+    assert arn == "arn:aws:sagemaker:us-east-1:123456789012:model/run-1-model"
+    model = sm.describe_model(ModelName="Run-1-Model")
+    model.pop("ResponseMetadata")
+    created = model.pop("CreationTime")
+    assert created.tzinfo is not None
+    assert model == {
+        "ModelName": "Run-1-Model",
+        "ModelArn": arn,
+        "PrimaryContainer": {"Image": XGBOOST, "ModelDataUrl": MODEL_DATA},
+        "ExecutionRoleArn": ROLE,
+        "EnableNetworkIsolation": False,
+    }
+    create_model(sm, "other")
+    listed = sm.list_models(SortBy="Name", SortOrder="Ascending")["Models"]
+    assert [m["ModelName"] for m in listed] == ["Run-1-Model", "other"]
+    assert [m["ModelName"] for m in sm.list_models(NameContains="Run")["Models"]] == ["Run-1-Model"]
+    page = sm.list_models(MaxResults=1)
+    assert [m["ModelName"] for m in page["Models"]] == ["other"]  # newest first
+    assert page["NextToken"]
+    sm.delete_model(ModelName="Run-1-Model")
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["other"]
+
+
+def test_model_errors_are_sagemakers(sm: Any) -> None:
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model/missing"
+    for call in (sm.describe_model, sm.delete_model):
+        with pytest.raises(ClientError) as err:
+            call(ModelName="missing")
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+        assert err.value.response["Error"]["Message"] == f'Could not find model "{arn}".'
+    create_model(sm, "twice")
+    with pytest.raises(ClientError) as err:
+        create_model(sm, "twice")
+    assert err.value.response["Error"]["Message"] == (
+        "Cannot create already existing model "
+        '"arn:aws:sagemaker:us-east-1:123456789012:model/twice".'
+    )
+    with pytest.raises(ClientError) as err:
+        sm.create_model(ModelName="bare", ExecutionRoleArn=ROLE)
+    assert "PrimaryContainer or Containers" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        sm.create_model(ModelName="bad_name", PrimaryContainer={"Image": XGBOOST})
+    assert err.value.response["Error"]["Code"] == "ValidationException"

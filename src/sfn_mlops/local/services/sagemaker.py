@@ -1,4 +1,6 @@
-"""Amazon SageMaker processing and training jobs, run on this machine by the local job runner.
+"""Amazon SageMaker processing and training jobs, run on this machine by the local job runner,
+and models (CreateModel, DescribeModel, DeleteModel, ListModels: records the local Clarify
+runtime reads to find a model's data).
 
 Create checks names and the request the way SageMaker does (plus what the local runtime cannot
 run: an unknown image, Pipe mode, manifest files, more than one instance) and returns at once;
@@ -11,6 +13,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,15 @@ from sfn_mlops.local.shapes import timestamp
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _NAME_PATTERN = "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
 NOT_FOUND = "Requested resource not found."
+KIND_MODEL = "sagemaker-model"
+_MODEL_ECHO = (
+    "PrimaryContainer",
+    "Containers",
+    "InferenceExecutionConfig",
+    "ExecutionRoleArn",
+    "VpcConfig",
+    "EnableNetworkIsolation",
+)
 
 _TRAINING_ECHO = (
     "HyperParameters",
@@ -396,6 +408,82 @@ class SageMaker:
             )
 
         return self._list(jobs.KIND_TRAINING, params, summary, "TrainingJobSummaries")
+
+    # models -----------------------------------------------------------------------------------
+    def _model_arn(self, name: str) -> str:
+        return str(self.cloud.arn("sagemaker", f"model/{name.lower()}"))
+
+    def _model(self, name: str) -> dict[str, Any]:
+        doc = self.cloud.metadata.get(KIND_MODEL, name)
+        if doc is None:
+            raise validation(f'Could not find model "{self._model_arn(name)}".')
+        return doc
+
+    def create_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["ModelName"]
+        _check_name(name, "modelName")
+        containers = params.get("Containers") or []
+        primary = params.get("PrimaryContainer")
+        if primary is None and not containers:
+            raise validation("Either PrimaryContainer or Containers must be provided.")
+        if primary is not None and containers:
+            raise validation("Only one of PrimaryContainer or Containers may be provided.")
+        for container in [primary] if primary else containers:
+            uri = container.get("ModelDataUrl")
+            if uri is not None:
+                _check_s3_uri(uri, "ModelDataUrl")
+        arn = self._model_arn(name)
+        doc = {key: copy.deepcopy(params[key]) for key in _MODEL_ECHO if key in params}
+        doc.update(ModelName=name, ModelArn=arn, CreationTime=time.time())
+        doc.setdefault("EnableNetworkIsolation", False)
+        try:
+            self.cloud.metadata.create(KIND_MODEL, name, doc)
+        except AlreadyExists as err:
+            raise validation(f'Cannot create already existing model "{arn}".') from err
+        return {"ModelArn": arn}
+
+    def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        doc = self._model(params["ModelName"])
+        return {**doc, "CreationTime": timestamp(doc["CreationTime"])}
+
+    def delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["ModelName"]
+        self._model(name)
+        self.cloud.metadata.delete(KIND_MODEL, name)
+        return {}
+
+    def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
+        docs = [doc for doc in self.cloud.metadata.list(KIND_MODEL) if _model_matches(doc, params)]
+        if params.get("SortBy", "CreationTime") == "Name":
+            docs.sort(key=lambda doc: doc["ModelName"])
+        else:
+            docs.sort(key=lambda doc: doc["CreationTime"])
+        if params.get("SortOrder", "Descending") == "Descending":
+            docs.reverse()
+        start = int(params.get("NextToken") or 0)
+        size = int(params.get("MaxResults", 10))
+        result: dict[str, Any] = {
+            "Models": [
+                {
+                    "ModelName": doc["ModelName"],
+                    "ModelArn": doc["ModelArn"],
+                    "CreationTime": timestamp(doc["CreationTime"]),
+                }
+                for doc in docs[start : start + size]
+            ]
+        }
+        if start + size < len(docs):
+            result["NextToken"] = str(start + size)
+        return result
+
+
+def _model_matches(doc: dict[str, Any], params: dict[str, Any]) -> bool:
+    if "NameContains" in params and params["NameContains"] not in doc["ModelName"]:
+        return False
+    created = doc["CreationTime"]
+    if "CreationTimeAfter" in params and created <= _epoch(params["CreationTimeAfter"]):
+        return False
+    return not ("CreationTimeBefore" in params and created >= _epoch(params["CreationTimeBefore"]))
 
 
 def _matches(doc: dict[str, Any], params: dict[str, Any]) -> bool:
