@@ -48,6 +48,21 @@ BASE_HYPERPARAMETERS: dict[str, str] = {
 SAGEMAKER_ENV_VALUE_LIMIT = 256
 EXAMPLE_DATASET = "abalone"
 
+#: Clarify's bias metrics (pre-training, then post-training), as analysis.json names them.
+PRE_TRAINING_METRICS = ("CI", "DPL", "KL", "JS", "LP", "TVD", "KS", "CDDL")
+POST_TRAINING_METRICS = (
+    "DPPL", "DI", "DCAcc", "DCR", "RD", "DAR", "DRR", "AD", "CDDPL", "TE", "FT",
+)  # fmt: skip
+BIAS_METRICS = PRE_TRAINING_METRICS + POST_TRAINING_METRICS
+#: The bundled abalone data's Clarify settings: is a model's "older" (rings > 10, i.e. more
+#: than 11.5 years) outcome as frequent for females as for the others? rings > 10 holds for
+#: about a third of the abalone (the median is 9), so both outcomes are well represented.
+ABALONE_CLARIFY: dict[str, Any] = {
+    "facets": [{"name": "sex", "values": ["F"]}],
+    "label_threshold": 10,
+}
+SHAP_RECORDS_CAP = 1000
+
 
 class ConfigError(ValueError):
     """The user's config is wrong; the message says which key and what would be right."""
@@ -77,6 +92,74 @@ class GateConfig(_Strict):
     threshold: float | None = None
 
 
+class FacetConfig(_Strict):
+    """A sensitive column: categorical ``values`` (the disadvantaged group), or a ``threshold``
+    for a continuous column (values above it form the group)."""
+
+    name: str
+    values: list[str | int | float] | None = None
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _values_or_threshold(self) -> FacetConfig:
+        if (self.values is None) == (self.threshold is None):
+            raise ValueError(
+                f"facet {self.name!r}: give either values (categorical) or threshold (continuous)"
+            )
+        if self.values is not None and not self.values:
+            raise ValueError(f"facet {self.name!r}: values must name at least one value")
+        return self
+
+
+class ShapConfig(_Strict):
+    """The explainability job's SHAP settings."""
+
+    num_clusters: int = Field(10, ge=1, le=1000)  # baseline: k-means centroids of the data
+    baseline: list[list[str | int | float | None]] | None = None  # or explicit rows (features)
+    max_records: int = Field(SHAP_RECORDS_CAP, ge=1, le=1_000_000)  # of the test split
+    num_samples: int | None = Field(None, ge=1)  # Kernel SHAP's coalitions (AWS only)
+    agg_method: Literal["mean_abs", "median", "mean_sq"] = "mean_abs"
+
+
+class ClarifyConfig(_Strict):
+    """Clarify's bias check and explainability; absent (or ``enabled: false``) skips both."""
+
+    enabled: bool = True
+    facets: list[FacetConfig] = []
+    label_values: list[str | int | float] | None = None
+    label_threshold: float | None = None
+    group_variable: str | None = None
+    shap: ShapConfig = Field(default_factory=ShapConfig)
+    bias_thresholds: dict[str, float] = {}
+
+    @field_validator("bias_thresholds")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, threshold in value.items():
+            if name not in BIAS_METRICS:
+                hint = difflib.get_close_matches(name, BIAS_METRICS, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ValueError(
+                    f"{name!r} is not a Clarify bias metric{suggestion} "
+                    f"Metrics: {', '.join(BIAS_METRICS)}"
+                )
+            if threshold < 0:
+                raise ValueError(f"{name}: a threshold bounds |value|, so it must be >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> ClarifyConfig:
+        if not self.enabled:
+            return self
+        if not self.facets:
+            raise ValueError(
+                "clarify.facets: name at least one facet, e.g. [{name: sex, values: [F]}]"
+            )
+        if self.label_values is not None and self.label_threshold is not None:
+            raise ValueError("clarify: give label_values or label_threshold, not both")
+        return self
+
+
 class PipelineConfig(_Strict):
     data: str = Field(
         EXAMPLE_DATASET,
@@ -90,6 +173,7 @@ class PipelineConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     instance_type: str = "ml.m5.xlarge"
     max_runtime_seconds: int = Field(3600, ge=1, le=432000)
+    clarify: ClarifyConfig = Field(default_factory=lambda: ClarifyConfig(enabled=False))
 
     @model_validator(mode="before")
     @classmethod
@@ -98,7 +182,15 @@ class PipelineConfig(_Strict):
         if not isinstance(raw, dict):
             return raw
         if raw.get("data", EXAMPLE_DATASET) == EXAMPLE_DATASET:
-            return {"target": "rings", "categorical_columns": ["sex"], **raw}
+            clarify = raw.get("clarify")
+            if isinstance(clarify, dict):
+                clarify = {**ABALONE_CLARIFY, **clarify}
+            return {
+                "target": "rings",
+                "categorical_columns": ["sex"],
+                **raw,
+                "clarify": ABALONE_CLARIFY if clarify is None else clarify,
+            }
         if "target" not in raw:
             raise ValueError(
                 f"target: name the column to predict in {raw['data']} (e.g. --set target=price)"
@@ -125,7 +217,40 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"target {self.target!r} is also listed in categorical_columns; remove it there"
             )
+        self._check_clarify()
         return self
+
+    def _check_clarify(self) -> None:
+        clarify = self.clarify
+        if not clarify.enabled:
+            return
+        for facet in clarify.facets:
+            if facet.name == self.target:
+                raise ValueError(
+                    f"clarify.facets: {facet.name!r} is the target; a facet must be a feature"
+                )
+            if facet.threshold is not None and facet.name in self.categorical_columns:
+                raise ValueError(
+                    f"clarify.facets: {facet.name!r} is categorical; give values, not a threshold"
+                )
+        if clarify.group_variable == self.target:
+            raise ValueError("clarify.group_variable is the target; it must be a feature")
+        if self.problem_type == "regression":
+            if clarify.label_threshold is None:
+                raise ValueError(
+                    "clarify.label_threshold: a regression target needs a threshold (values "
+                    "above it are the positive outcome), e.g. --set clarify.label_threshold=10"
+                )
+        elif clarify.label_threshold is not None:
+            raise ValueError(
+                f"clarify.label_threshold applies to regression; a {self.problem_type} target "
+                "takes clarify.label_values (the positive class(es))"
+            )
+        elif not clarify.label_values:
+            raise ValueError(
+                "clarify.label_values: name the positive class(es) of the target, "
+                "e.g. --set clarify.label_values='[yes]'"
+            )
 
     # derived settings -------------------------------------------------------------------
     def resolved_gate(self) -> dict[str, Any]:
@@ -177,7 +302,36 @@ class PipelineConfig(_Strict):
                 "instance_type": self.instance_type,
                 "max_runtime_seconds": self.max_runtime_seconds,
                 "gate": self.resolved_gate(),
+                "clarify": self.clarify_input(),
             }
+        }
+
+    def clarify_input(self) -> dict[str, Any]:
+        """The Clarify settings in the execution input (PrepareClarify turns them into the
+        analysis configs once the schema is known)."""
+        clarify = self.clarify
+        if not clarify.enabled:
+            return {"enabled": False}
+        label: list[Any] = (
+            [clarify.label_threshold]
+            if clarify.label_threshold is not None
+            else list(clarify.label_values or [])
+        )
+        return {
+            "enabled": True,
+            "facets": [
+                {
+                    "name_or_index": facet.name,
+                    "value_or_threshold": (
+                        list(facet.values) if facet.values is not None else [facet.threshold]
+                    ),
+                }
+                for facet in clarify.facets
+            ],
+            "label_values_or_threshold": label,
+            "group_variable": clarify.group_variable,
+            "shap": clarify.shap.model_dump(),
+            "bias_thresholds": dict(clarify.bias_thresholds),
         }
 
 

@@ -95,13 +95,21 @@ def inspect_local(config: PipelineConfig, workspace: Path) -> LocalData:
         description = str(Path(config.data))
     columns = read_columns(files[0])
     check_columns(config, columns, str(files[0]))
+    check_clarify_values(config, files)
     return LocalData(files=files, columns=columns, description=description)
 
 
 def check_columns(config: PipelineConfig, columns: list[str], source: str) -> None:
+    clarify = config.clarify
+    clarify_columns: list[tuple[str, list[str]]] = []
+    if clarify.enabled:
+        clarify_columns = [("clarify.facets", [facet.name for facet in clarify.facets])]
+        if clarify.group_variable is not None:
+            clarify_columns.append(("clarify.group_variable", [clarify.group_variable]))
     for role, wanted in [
         ("target", [config.target]),
         ("categorical_columns", config.categorical_columns),
+        *clarify_columns,
     ]:
         for column in wanted:
             if column not in columns:
@@ -111,6 +119,58 @@ def check_columns(config: PipelineConfig, columns: list[str], source: str) -> No
                     f"{role}: column {column!r} is not in {source}{hint}. "
                     f"Columns there: {', '.join(columns)}"
                 )
+
+
+def _column_values(files: list[Path], column: str) -> set[str]:
+    """The distinct values of one column, as text (what a CSV holds)."""
+    import pandas as pd
+
+    values: set[str] = set()
+    for path in files:
+        if path.suffix.lower() == ".csv":
+            series = pd.read_csv(path, usecols=[column], dtype=str)[column]
+        else:
+            series = pd.read_parquet(path, columns=[column])[column].astype(str)
+        values.update(series.dropna().unique().tolist())
+    return values
+
+
+def _as_text(value: object) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def check_clarify_values(config: PipelineConfig, files: list[Path]) -> None:
+    """Categorical facet values and label values that the data does not hold (item: bad input
+    is the user's, named before any job starts)."""
+    clarify = config.clarify
+    if not clarify.enabled:
+        return
+    wanted = [
+        (f"clarify.facets {facet.name!r} value", facet.name, facet.values)
+        for facet in clarify.facets
+        if facet.values is not None
+    ]
+    if clarify.label_values is not None:
+        wanted.append((f"clarify.label_values: target {config.target!r} value", config.target,
+                       clarify.label_values))  # fmt: skip
+    for role, column, values in wanted:
+        present = _column_values(files, column)
+        numeric = {_as_text(float(v)) for v in present if _is_number(v)}
+        for value in values:
+            text = _as_text(value)
+            if text not in present and text not in numeric:
+                shown = sorted(present)[:20]
+                raise DataError(
+                    f"{role} {value!r} is not in the data; it holds: {', '.join(shown)}"
+                )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def stage_data(s3: Any, data: LocalData, bucket: str, run_name: str) -> str:

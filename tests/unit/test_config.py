@@ -65,3 +65,80 @@ def test_a_metric_without_default_threshold_asks_for_one() -> None:
     config = load_config(None, ["gate.metric=mae"])
     with pytest.raises(ConfigError, match="gate.threshold: set a threshold for gate.metric 'mae'"):
         config.resolved_gate()
+
+
+# clarify ------------------------------------------------------------------------------------
+def test_abalone_clarify_defaults_and_overrides() -> None:
+    config = load_config(None, ["clarify.bias_thresholds={DPPL: 0.1}"])
+    assert config.clarify_input() == {
+        "enabled": True,
+        "facets": [{"name_or_index": "sex", "value_or_threshold": ["F"]}],
+        "label_values_or_threshold": [10.0],
+        "group_variable": None,
+        "shap": {
+            "num_clusters": 10,
+            "baseline": None,
+            "max_records": 1000,
+            "num_samples": None,
+            "agg_method": "mean_abs",
+        },
+        "bias_thresholds": {"DPPL": 0.1},
+    }
+    assert load_config(None, ["clarify.enabled=false"]).clarify_input() == {"enabled": False}
+
+
+def test_other_data_has_no_clarify_unless_configured() -> None:
+    assert load_config(None, ["data=x.csv", "target=y"]).clarify_input() == {"enabled": False}
+    config = load_config(
+        None,
+        ["data=x.csv", "target=y", "problem_type=binary",
+         "clarify={facets: [{name: age, threshold: 40}], label_values: [1]}"],
+    )  # fmt: skip
+    assert config.clarify_input()["facets"] == [
+        {"name_or_index": "age", "value_or_threshold": [40.0]}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["clarify.facet=[]"], "unknown key 'clarify.facet'; did you mean 'facets'?"),
+        (["clarify.bias_thresholds={DPLL: 0.1}"], "'DPLL' is not a Clarify bias metric; did you"),
+        (["clarify.facets=[{name: rings, values: [1]}]"], "'rings' is the target"),
+        (["clarify.facets=[{name: sex}]"], "give either values (categorical) or threshold"),
+        (["clarify.facets=[{name: sex, threshold: 1}]"], "'sex' is categorical; give values"),
+        (["clarify.group_variable=rings"], "group_variable is the target"),
+        (["clarify.label_threshold=null"], "a regression target needs a threshold"),
+    ],
+)  # fmt: skip
+def test_bad_clarify_config_names_the_key(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert expected in str(err.value)
+
+
+def test_clarify_columns_and_values_are_checked_against_the_data(tmp_path: Path) -> None:
+    from sfn_mlops.data import DataError, inspect_local
+
+    data = tmp_path / "d.csv"
+    data.write_text("sex,size,y\nF,1,0\nM,2,1\n")
+
+    def check(*overrides: str) -> str:
+        config = load_config(None, [f"data={data}", "target=y", "problem_type=binary", *overrides])
+        with pytest.raises(DataError) as err:
+            inspect_local(config, tmp_path)
+        return str(err.value)
+
+    base = "clarify={facets: [{name: sex, values: [F]}], label_values: [1]}"
+    assert check("clarify={facets: [{name: sez, values: [F]}], label_values: [1]}").startswith(
+        "clarify.facets: column 'sez' is not in"
+    )
+    assert check("clarify={facets: [{name: sex, values: [X]}], label_values: [1]}") == (
+        "clarify.facets 'sex' value 'X' is not in the data; it holds: F, M"
+    )
+    assert check("clarify={facets: [{name: sex, values: [F]}], label_values: [2]}") == (
+        "clarify.label_values: target 'y' value 2 is not in the data; it holds: 0, 1"
+    )
+    assert check(base, "clarify.group_variable=zone").startswith(
+        "clarify.group_variable: column 'zone' is not in"
+    )
