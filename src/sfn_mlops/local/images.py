@@ -1,19 +1,25 @@
 """Which local runtime stands for which SageMaker container image.
 
 The local cloud runs no containers: each image a job names maps, by a row of ``IMAGES``, to a
-runtime on this machine. The framework images run the job's own scripts with the local Python.
+runtime on this machine. The framework images run the job's own scripts with the local Python;
+the Clarify image, whose container has no entrypoint of ours (it takes an analysis config and
+data), runs the local Clarify runtime ``containers/clarify/run.py`` with the local Python.
 Add a row (and, for a new kind, teach ``sfn_mlops.local.jobs`` to start it) to support another
-image, e.g. Clarify or the Model Monitor analyzer.
+image, e.g. the Model Monitor analyzer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from sfn_mlops.local.errors import validation
 
 PYTHON_SCRIPT = "python-script"
+CLARIFY = "clarify"
+#: The local Clarify runtime (the project's own, beside the job code it stands with).
+CLARIFY_RUNTIME = Path(__file__).resolve().parents[3] / "containers" / "clarify" / "run.py"
 
 
 @dataclass(frozen=True)
@@ -21,7 +27,7 @@ class LocalRuntime:
     """How the local cloud runs a job whose image matches ``pattern``."""
 
     pattern: str  # fnmatch pattern over the image URI
-    kind: str  # what the job runner starts: PYTHON_SCRIPT runs the job's script with local Python
+    kind: str  # PYTHON_SCRIPT: the job's script on the local Python; CLARIFY: CLARIFY_RUNTIME
     description: str
 
 
@@ -35,6 +41,11 @@ IMAGES: tuple[LocalRuntime, ...] = (
         "*/sagemaker-scikit-learn:*",
         PYTHON_SCRIPT,
         "SageMaker scikit-learn framework image -> the job's script on the local Python",
+    ),
+    LocalRuntime(
+        "*/sagemaker-clarify-processing:*",
+        CLARIFY,
+        "SageMaker Clarify image -> local Clarify runtime (containers/clarify/run.py)",
     ),
 )
 

@@ -11,12 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sfn_mlops.local.images import PYTHON_SCRIPT, runtime_for
+from sfn_mlops.local.images import CLARIFY, CLARIFY_RUNTIME, PYTHON_SCRIPT, runtime_for
 from sfn_mlops.local.jobs.launch import Launch
 from sfn_mlops.local.jobs.paths import local_command, reroot
 from sfn_mlops.local.jobs.runner import Run, read_limited
 
 EXIT_MESSAGE = Path("output") / "message"  # under /opt/ml
+#: The Clarify container's contract: its config, data and output folders, and the message file.
+CLARIFY_ARGUMENTS = (
+    "--config", "/opt/ml/processing/input/config/analysis_config.json",
+    "--data-dir", "/opt/ml/processing/input/data",
+    "--output-dir", "/opt/ml/processing/output",
+    "--message-file", "/opt/ml/output/message",
+)  # fmt: skip
 
 
 class ProcessingRun(Run):
@@ -31,8 +38,13 @@ class ProcessingRun(Run):
 
     def launch(self) -> Launch:
         app = self.request["AppSpecification"]
-        command = list(app.get("ContainerEntrypoint", [])) + list(app.get("ContainerArguments", []))
-        warm = runtime_for(app["ImageUri"]).kind == PYTHON_SCRIPT
+        kind = runtime_for(app["ImageUri"]).kind
+        if kind == CLARIFY:
+            command = ["python3", str(CLARIFY_RUNTIME), *CLARIFY_ARGUMENTS]
+        else:
+            command = list(app.get("ContainerEntrypoint", []))
+            command += list(app.get("ContainerArguments", []))
+        warm = kind in (PYTHON_SCRIPT, CLARIFY)
         return Launch(local_command(command, self.opt_ml), self.base_env(), self.folder, warm)
 
     def _outputs(self) -> list[dict[str, Any]]:

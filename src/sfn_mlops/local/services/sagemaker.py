@@ -19,7 +19,7 @@ from typing import Any
 
 from sfn_mlops.local import jobs
 from sfn_mlops.local.errors import AwsError, validation
-from sfn_mlops.local.images import runtime_for
+from sfn_mlops.local.images import CLARIFY, runtime_for
 from sfn_mlops.local.metadata import AlreadyExists
 from sfn_mlops.local.shapes import timestamp
 
@@ -132,8 +132,7 @@ def _check_processing_input(item: dict[str, Any]) -> None:
 def _check_processing(params: dict[str, Any]) -> None:
     _check_name(params["ProcessingJobName"], "processingJobName")
     app = params["AppSpecification"]
-    runtime_for(app["ImageUri"])
-    if not app.get("ContainerEntrypoint"):
+    if runtime_for(app["ImageUri"]).kind != CLARIFY and not app.get("ContainerEntrypoint"):
         raise validation(
             "AppSpecification.ContainerEntrypoint is required locally: the local runtime runs "
             'the entrypoint as given, e.g. ["python3", "/opt/ml/processing/code/job.py"]'
