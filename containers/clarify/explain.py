@@ -29,7 +29,8 @@ Model output: the margin (raw score), the sum of the leaves plus the base score.
 reg:squarederror that is the prediction itself, what Clarify explains. For binary:logistic the
 margin is the log-odds: what Clarify explains with `use_logit: true`; with Clarify's default
 (`use_logit: false`) it explains the probability, which is not additive over trees, and
-`shap_values` does not compute that (see the README of containers/clarify/ and issue 12).
+`shap_values` does not compute that: the caller explains
+the log-odds (Clarify's `use_logit: true`) and says so, or states the gap.
 """
 
 from __future__ import annotations
