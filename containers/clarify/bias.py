@@ -19,8 +19,10 @@ this module does:
   (positive / not positive) label in a and in d, over the outcomes both sides have.
 - **Metrics that cannot be computed** carry Clarify's error text (`"error"`, with `"value":
   null`), never a number. Infinite values are written as "Infinity" / "-Infinity".
-- **FT** (flip test) fits a k-nearest-neighbours classifier (scikit-learn, as smclarify) on a's
-  rows of every other column (all numeric, or FT reports an error) and their predicted labels.
+- **FT** (flip test) fits a k-nearest-neighbours classifier (scikit-learn's, as smclarify) on
+  a's rows of every other column (all numeric, or FT reports an error) and their predicted
+  labels, and counts d's rows whose predicted label it flips; the neighbour search, the costly
+  part, goes through scipy's k-d tree where that gives scikit-learn's answer for certain.
 
 The output is what Clarify writes under `pre_training_bias_metrics` and
 `post_training_bias_metrics` in analysis.json.
@@ -67,6 +69,9 @@ UNIQUENESS_THRESHOLD = 0.05  # distinct/rows at or above which an integer column
 FT_NEIGHBORS = 5
 FT_MIN_NEIGHBORS = 1  # when a has at most FT_SMALL_SIDE rows
 FT_SMALL_SIDE = 9
+# Relative gap between the k-th and (k+1)-th neighbour distances beyond which the k nearest
+# are certain: rounding moves a float64 distance of a few columns by about 1e-15.
+NEIGHBOUR_TIE_MARGIN = 1e-9
 INFINITY = math.inf
 
 
@@ -498,21 +503,51 @@ def generalized_entropy(s: Sides) -> float:
 def flip_test(s: Sides) -> float:
     """FT = (flips to positive - flips to negative) / nd: d's predicted labels against those a
     k-NN classifier fitted on a's rows and predicted labels gives d's rows."""
-    from sklearn.neighbors import KNeighborsClassifier
-
     s.require_both_sides()
     features = s.features
     if len(features.columns) != len(features.select_dtypes([np.number, bool]).columns):
         raise MetricError("FlipTest does not support non-numeric columns")
-    assert s.predicted is not None
-    rows = np.asarray(features.to_numpy(dtype=np.float64))
+    predicted = _predicted(s)
+    rows = features.to_numpy(dtype=np.float64)
     a, d = ~s.sensitive, s.sensitive
-    neighbors = FT_NEIGHBORS if int(a.sum()) > FT_SMALL_SIDE else FT_MIN_NEIGHBORS
-    knn = KNeighborsClassifier(n_neighbors=neighbors)
-    knn.fit(rows[a], s.predicted[a])
-    if_in_a = knn.predict(rows[d]).astype(bool)
-    model = s.predicted[d]
-    return _divide(int(np.sum(model & ~if_in_a)) - int(np.sum(~model & if_in_a)), int(d.sum()))
+    neighbours = FT_NEIGHBORS if int(a.sum()) > FT_SMALL_SIDE else FT_MIN_NEIGHBORS
+    try:
+        if_in_a = nearest_neighbours_vote(rows[a], predicted[a], rows[d], neighbours)
+    except ValueError as error:  # scikit-learn's own words, e.g. on missing values
+        raise MetricError(str(error)) from None
+    model = predicted[d]
+    flips = int(np.sum(model & ~if_in_a)) - int(np.sum(~model & if_in_a))
+    return _divide(flips, int(d.sum()))
+
+
+def nearest_neighbours_vote(
+    fit_rows: np.ndarray, fit_labels: np.ndarray, query_rows: np.ndarray, k: int
+) -> np.ndarray:
+    """What scikit-learn's KNeighborsClassifier(k), fitted on the rows and boolean labels,
+    predicts for the query rows (as smclarify's FT calls it), 2-3x sooner.
+
+    Where scikit-learn searches a k-d tree (at most 15 columns, as its "auto" picks), scipy's
+    faster k-d tree finds k + 1 neighbours. Where the k-th and (k+1)-th distances lie further
+    apart than rounding can move them, every exact search finds the same k nearest, so their
+    majority is scikit-learn's answer; scikit-learn itself answers the rest (distance ties,
+    which it breaks by its own tree's order).
+    """
+    from scipy.spatial import cKDTree
+    from sklearn.neighbors import KNeighborsClassifier
+
+    def scikit_learn(queries: np.ndarray) -> np.ndarray:
+        knn = KNeighborsClassifier(n_neighbors=k).fit(fit_rows, fit_labels)
+        return np.asarray(knn.predict(queries), dtype=bool)
+
+    kd_tree = fit_rows.shape[1] <= 15 and k < len(fit_rows) // 2
+    if not kd_tree or not np.isfinite(fit_rows).all() or not np.isfinite(query_rows).all():
+        return scikit_learn(query_rows)
+    distances, nearest = cKDTree(fit_rows).query(query_rows, k=k + 1)
+    votes = fit_labels[nearest[:, :k]].sum(axis=1) * 2 > k
+    tied = ~(distances[:, k] > distances[:, k - 1] * (1 + NEIGHBOUR_TIE_MARGIN))
+    if tied.any():
+        votes[tied] = scikit_learn(query_rows[tied])
+    return votes
 
 
 METRICS: dict[str, Callable[[Sides], float]] = {
