@@ -50,11 +50,15 @@ PLACEHOLDERS = frozenset(
         "CodeUri",
         "ReadEvaluationFunctionArn",
         "FailureTopicArn",
+        "ClarifyImageUri",
+        "PrepareClarifyFunctionArn",
+        "BiasGateFunctionArn",
     }
 )
 
 PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 TRAINING_JOB_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+CREATE_MODEL = "arn:aws:states:::sagemaker:createModel"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 
@@ -71,6 +75,12 @@ LAMBDA_TRANSIENT_ERRORS = [
     # read_evaluation's own name for S3 throttling or a 5xx while it reads the report
     "EvaluationReportUnavailable",
 ]
+# Clarify's container contract: input and output names and folders (AWS requires these names).
+CLARIFY_CONFIG_DIR = "/opt/ml/processing/input/config"
+CLARIFY_DATA_DIR = "/opt/ml/processing/input/data"
+CLARIFY_OUTPUT_DIR = "/opt/ml/processing/output"
+#: The Clarify settings the PrepareClarify and ReadBiasReport Lambdas read, and its two jobs.
+CLARIFY_JOBS = ("bias", "explainability")
 # SNS's ThrottledException and InternalErrorException, named the way the optimized
 # integration names service errors (SNS.<Code>Exception).
 SNS_TRANSIENT_ERRORS = ["SNS.ThrottledException", "SNS.InternalErrorException"]
@@ -238,6 +248,9 @@ def prepare_run() -> steps.Pass:
                 "preprocess.$": "States.Format('{}-preprocess', $$.Execution.Name)",
                 "train.$": "States.Format('{}-train', $$.Execution.Name)",
                 "evaluate.$": "States.Format('{}-evaluate', $$.Execution.Name)",
+                "model.$": "States.Format('{}-model', $$.Execution.Name)",
+                "bias.$": "States.Format('{}-bias', $$.Execution.Name)",
+                "explainability.$": "States.Format('{}-explain', $$.Execution.Name)",
             },
             "prefix.$": "States.Format('s3://${ArtifactBucket}/runs/{}', $$.Execution.Name)",
             # SageMaker script mode reads these two hyperparameters JSON-encoded.
@@ -387,6 +400,146 @@ def quality_gate(approved: steps.State, below_threshold: steps.State) -> steps.C
     return gate
 
 
+def clarify_enabled(create: steps.State, approved: steps.State) -> steps.Choice:
+    choice = steps.Choice(
+        "ClarifyEnabled", comment="Runs the bias check and explainability when configured."
+    )
+    choice.add_choice(ChoiceRule.BooleanEquals("$.config.clarify.enabled", True), create)
+    choice.default_choice(approved)
+    return choice
+
+
+def create_model() -> Task:
+    """The SageMaker model Clarify scores with (and registration and deployment use later)."""
+    return Task(
+        "CreateModel",
+        resource=CREATE_MODEL,
+        parameters={
+            "ModelName.$": "$.run.job_names.model",
+            "PrimaryContainer": {
+                "Image": "${XGBoostImageUri}",
+                "ModelDataUrl.$": "$.steps.train.model_artifacts",
+            },
+            "ExecutionRoleArn": "${SageMakerRoleArn}",
+        },
+        result_selector={"model_arn.$": "$.ModelArn"},
+        result_path="$.steps.model",
+        retry=transient_retry(SAGEMAKER_TRANSIENT_ERRORS),
+    )
+
+
+def prepare_clarify() -> Task:
+    return Task(
+        "PrepareClarify",
+        resource=LAMBDA_INVOKE,
+        comment="Writes both Clarify analysis configs from the config and the run's schema.",
+        parameters={
+            "FunctionName": "${PrepareClarifyFunctionArn}",
+            "Payload": {
+                "clarify.$": "$.config.clarify",
+                "schema_uri.$": _run_path("processing/schema/schema.json"),
+                "test_uri.$": _run_path("processing/test/test.csv"),
+                "output_prefix.$": _run_path("clarify"),
+                "model_name.$": "$.run.job_names.model",
+                "instance_type.$": "$.config.instance_type",
+            },
+        },
+        result_selector={
+            f"{key}.$": f"$.Payload.{key}"
+            for key in ("bias_config", "explainability_config", "explainability_data")
+        },
+        result_path="$.steps.prepare_clarify",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
+def clarify_job(state_id: str, job: str, dataset: str) -> Task:
+    """A SageMaker Clarify processing job: the Clarify image takes no entrypoint, only its
+    `analysis_config` and `dataset` inputs and the `analysis_result` output."""
+    return Task(
+        state_id,
+        resource=PROCESSING_JOB_SYNC,
+        parameters={
+            "ProcessingJobName.$": f"$.run.job_names.{job}",
+            "AppSpecification": {"ImageUri": "${ClarifyImageUri}"},
+            "ProcessingInputs": [
+                _s3_input(
+                    "analysis_config",
+                    CLARIFY_CONFIG_DIR,
+                    {"S3Uri.$": _run_path(f"clarify/{job}/config/")},
+                ),
+                _s3_input("dataset", CLARIFY_DATA_DIR, {"S3Uri.$": _run_path(dataset)}),
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    _s3_output(
+                        "analysis_result", CLARIFY_OUTPUT_DIR, _run_path(f"clarify/{job}/report")
+                    )
+                ]
+            },
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCount": 1,
+                    "InstanceType.$": "$.config.instance_type",
+                    "VolumeSizeInGB": VOLUME_SIZE_GB,
+                }
+            },
+            # Read by the local Clarify runtime's HTML report only; AWS's Clarify ignores it.
+            "Environment": {
+                "SFN_MLOPS_BIAS_THRESHOLDS.$": (
+                    "States.JsonToString($.config.clarify.bias_thresholds)"
+                )
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.max_runtime_seconds"},
+            "RoleArn": "${SageMakerRoleArn}",
+        },
+        result_selector={"job_name.$": "$.ProcessingJobName", "status.$": "$.ProcessingJobStatus"},
+        retry=transient_retry(SAGEMAKER_TRANSIENT_ERRORS),
+    )
+
+
+def clarify() -> steps.Parallel:
+    parallel = steps.Parallel(
+        "Clarify",
+        comment="The bias check and the explainability analysis, side by side.",
+        result_path="$.steps.clarify",
+    )
+    parallel.add_branch(clarify_job("BiasCheck", "bias", "processing/test/"))
+    parallel.add_branch(
+        clarify_job("Explainability", "explainability", "clarify/explainability/data/")
+    )
+    return parallel
+
+
+#: The keys of the bias gate Lambda's result, kept under $.bias.
+BIAS_KEYS = ("passed", "cause", "violations", "headline")
+
+
+def read_bias_report() -> Task:
+    return Task(
+        "ReadBiasReport",
+        resource=LAMBDA_INVOKE,
+        parameters={
+            "FunctionName": "${BiasGateFunctionArn}",
+            "Payload": {
+                "analysis_uri.$": _run_path("clarify/bias/report/analysis.json"),
+                "thresholds.$": "$.config.clarify.bias_thresholds",
+                "facets.$": "$.config.clarify.facets",
+            },
+        },
+        result_selector={f"{key}.$": f"$.Payload.{key}" for key in BIAS_KEYS},
+        result_path="$.bias",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
+def bias_gate(approved: steps.State, failed: steps.State) -> steps.Choice:
+    gate = steps.Choice("BiasGate", comment="Passes when every configured bias threshold holds.")
+    gate.add_choice(ChoiceRule.BooleanEquals("$.bias.passed", True), approved)
+    gate.default_choice(failed)
+    return gate
+
+
 def notify_failure(pipeline_failed: steps.State) -> Task:
     notify = Task(
         "NotifyFailure",
@@ -418,11 +571,22 @@ def build_definition() -> dict[str, Any]:
         next_step=notify_failure(pipeline_failed),
     )
     tasks = [preprocess(), train(), evaluate(), read_evaluation()]
-    for task in tasks:
+    clarify_tasks = [create_model(), prepare_clarify(), clarify(), read_bias_report()]
+    for task in [*tasks, *clarify_tasks]:
         task.add_catch(on_error)
 
+    approved = steps.Succeed("ModelApproved")
+    clarify_chain = steps.Chain(
+        [
+            *clarify_tasks,
+            bias_gate(
+                approved=approved,
+                failed=Fail("BiasCheckFailed", error="BiasCheckFailed", cause_path="$.bias.cause"),
+            ),
+        ]
+    )
     gate = quality_gate(
-        approved=steps.Succeed("ModelApproved"),
+        approved=clarify_enabled(clarify_chain, approved),
         below_threshold=Fail(
             "ModelQualityBelowThreshold",
             error="ModelQualityBelowThreshold",
@@ -434,7 +598,8 @@ def build_definition() -> dict[str, Any]:
         chain,
         comment=(
             "sfn-mlops training pipeline: preprocess, train and evaluate an XGBoost model, "
-            "then gate on the evaluation metric."
+            "gate on the evaluation metric, then create the model, check it for bias and "
+            "explain it with SageMaker Clarify, and gate on the bias metrics."
         ),
     )
     return graph.to_dict()

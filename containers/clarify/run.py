@@ -86,6 +86,10 @@ def compute_shap(
     knows explain.py's API."""
     import explain
 
+    if booster.feature_names is not None:
+        # explain.py scores the baseline with an unnamed DMatrix: give it an unnamed booster.
+        booster = booster.copy()
+        booster.feature_names = None
     explanation = explain.shap_values(
         booster, records, baseline, feature_names, output_group=output_group
     )
@@ -96,11 +100,25 @@ def compute_shap(
 # ---------------------------------------------------------------- model and data
 
 
+def import_xgboost() -> Any:
+    """xgboost without the scikit-learn it imports for estimator classes no job here uses."""
+    if "xgboost" not in sys.modules and "sklearn" not in sys.modules:
+        sys.modules["sklearn"] = None  # type: ignore[assignment]
+        try:
+            import xgboost
+        finally:
+            del sys.modules["sklearn"]
+    import xgboost
+
+    return xgboost
+
+
 def load_booster(model_name: str, workdir: str) -> Any:
     """The model's booster: DescribeModel -> ModelDataUrl -> model.tar.gz -> xgboost-model."""
     import boto3
-    import xgboost
     from botocore.exceptions import ClientError
+
+    xgboost = import_xgboost()
 
     try:
         model = boto3.client("sagemaker").describe_model(ModelName=model_name)
@@ -147,9 +165,10 @@ def read_dataset(data_dir: str, headers: list[str] | None) -> pd.DataFrame:
 
 def predict(booster: Any, features: np.ndarray, config: dict[str, Any]) -> np.ndarray:
     """The predicted label as Clarify derives it from the model's answer."""
-    import xgboost
+    xgboost = import_xgboost()
 
-    scores = np.asarray(booster.predict(xgboost.DMatrix(features)))
+    matrix = xgboost.DMatrix(features, feature_names=booster.feature_names)
+    scores = np.asarray(booster.predict(matrix))
     if scores.ndim == 2:  # multi:softprob
         return np.argmax(scores, axis=1)
     if "probability_threshold" in config:
@@ -157,15 +176,40 @@ def predict(booster: Any, features: np.ndarray, config: dict[str, Any]) -> np.nd
     return scores.astype(np.float64)
 
 
+def kmeans(
+    rows: np.ndarray, clusters: int, *, seed: int = KMEANS_SEED, rounds: int = 100
+) -> np.ndarray:
+    """K-means centroids (k-means++ seeding, then Lloyd's iterations), deterministic for a seed.
+
+    numpy only: scikit-learn's import alone costs a local job more than a second.
+    """
+    rng = np.random.default_rng(seed)
+    count = min(clusters, len(np.unique(rows, axis=0)))
+    centres = [rows[rng.integers(len(rows))]]
+    for _ in range(1, count):
+        distance = np.min(((rows[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1)
+        total = distance.sum()
+        pick = rng.choice(len(rows), p=distance / total) if total > 0 else rng.integers(len(rows))
+        centres.append(rows[pick])
+    centroids = np.array(centres, dtype=np.float64)
+    for _ in range(rounds):
+        nearest = np.argmin(((rows[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+        moved = np.array(
+            [rows[nearest == k].mean(axis=0) if np.any(nearest == k) else centroids[k]
+             for k in range(count)]
+        )  # fmt: skip
+        if np.allclose(moved, centroids):
+            break
+        centroids = moved
+    return centroids
+
+
 def baseline_rows(shap: dict[str, Any], features: np.ndarray) -> np.ndarray:
+    """Clarify's SHAP baseline: the config's rows, or k-means centroids of the dataset."""
     if "baseline" in shap:
         return np.asarray(shap["baseline"], dtype=np.float64)
-    from sklearn.cluster import KMeans
-
-    clusters = min(int(shap.get("num_clusters", 10)), features.shape[0])
     filled = np.where(np.isnan(features), np.nanmean(features, axis=0), features)
-    model = KMeans(n_clusters=clusters, random_state=KMEANS_SEED, n_init=10).fit(filled)
-    return model.cluster_centers_  # type: ignore[no-any-return]
+    return kmeans(filled, int(shap.get("num_clusters", 10)))
 
 
 # ---------------------------------------------------------------- the job

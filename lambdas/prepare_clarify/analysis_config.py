@@ -151,7 +151,9 @@ def explainability_config(
         **_baseline(shap, schema),
         "agg_method": shap["agg_method"],
         "save_local_shap_values": True,
-        "use_logit": False,
+        # The local runtime's TreeSHAP explains the margin: the log-odds for binary:logistic,
+        # which Clarify explains with use_logit.
+        "use_logit": schema["problem_type"] == "binary",
     }
     if shap.get("num_samples") is not None:
         method["num_samples"] = int(shap["num_samples"])

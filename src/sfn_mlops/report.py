@@ -1,12 +1,16 @@
-"""The end-of-run summary: metrics, the gate's decision and why, where the artifacts are."""
+"""The end-of-run summary: metrics, the gate's decision and why, the Clarify headline (bias
+metrics, top SHAP features), where the artifacts and reports are."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sfn_mlops.follow import cause_summary
+
+TOP_FEATURES = 5
 
 
 def state_output(events: list[dict[str, Any]], state: str) -> dict[str, Any] | None:
@@ -39,10 +43,15 @@ def summarize(
             f"Quality gate {verdict}: {evaluation['metric']} = {evaluation['value']:.4g}, "
             f"required {sign} {evaluation['threshold']:g}"
         )
+    clarified = state_output(events, "ReadBiasReport") or state_output(events, "Clarify")
+    if clarified:
+        _clarify(clarified, echo, local_path)
     if status != "SUCCEEDED":
         echo(f"Error: {execution.get('error')}")
         echo(f"Cause: {cause_summary(execution.get('cause'), limit=2000)}")
-    latest = evaluated or state_output(events, "Evaluate") or state_output(events, "Train")
+    latest = (
+        clarified or evaluated or state_output(events, "Evaluate") or state_output(events, "Train")
+    )
     if latest:
         _artifacts(latest, echo, local_path)
 
@@ -61,6 +70,11 @@ def _artifacts(
         ),
         ("data splits", f"{prefix}/processing/" if prefix else None),
     ]
+    if "clarify" in output.get("steps", {}):
+        items += [
+            ("bias report", f"{prefix}/clarify/bias/report/report.html"),
+            ("explanation", f"{prefix}/clarify/explainability/report/report.html"),
+        ]
     shown = [(label, uri) for label, uri in items if uri]
     if not shown:
         return
@@ -68,3 +82,38 @@ def _artifacts(
     for label, uri in shown:
         path = local_path(uri)
         echo(f"  {label:<12} {uri}" + (f"\n  {'':<12} {path}" if path else ""))
+
+
+def _clarify(
+    output: dict[str, Any], echo: Callable[[str], None], local_path: Callable[[str], str | None]
+) -> None:
+    """Headline bias metrics per facet, the bias gate, the top features by mean |SHAP|."""
+    bias = output.get("bias")
+    if bias:
+        by_facet: dict[str, list[str]] = {}
+        for item in bias.get("headline", []):
+            value = item["value"]
+            shown = "n/a" if value is None else f"{value:.4g}"
+            by_facet.setdefault(item["facet"], []).append(f"{item['metric']} {shown}")
+        for facet, metrics in by_facet.items():
+            echo(f"Bias ({facet}): {', '.join(metrics)}")
+        echo(f"Bias gate {'PASSED' if bias['passed'] else 'FAILED'}: {bias['cause']}")
+    prefix = output.get("run", {}).get("prefix")
+    if not prefix:
+        return
+    explained = _read_json(local_path(f"{prefix}/clarify/explainability/report/analysis.json"))
+    for label, entry in ((explained or {}).get("explanations", {}).get("kernel_shap", {})).items():
+        values = entry.get("global_shap_values", {})
+        top = sorted(values.items(), key=lambda item: -abs(item[1]))[:TOP_FEATURES]
+        ranked = ", ".join(f"{name} {value:.3g}" for name, value in top)
+        label_text = "" if label == "label0" else f" ({label})"
+        echo(f"Top features by mean |SHAP|{label_text}: {ranked}")
+
+
+def _read_json(path: str | None) -> Any:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError:
+        return None

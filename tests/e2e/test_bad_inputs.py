@@ -139,3 +139,14 @@ def test_failed_execution_and_summary_carry_the_preprocessing_reason(
     assert execution["error"] == "States.TaskFailed"
     assert json.loads(execution["cause"])["ExitMessage"] == reason
     assert f"Cause: {reason}" in result.summary(name)
+
+
+def test_clarify_facet_not_in_the_data_is_named_before_anything_starts(
+    cli: Any, open_aws: Any, workspace: Path
+) -> None:
+    result = cli(workspace, "run", "--name", "bad-facet",
+                 "--set", "clarify.facets=[{name: sex, values: [X]}]")  # fmt: skip
+    _assert_rejected_before_start(
+        result, open_aws, workspace, "bad-facet",
+        "clarify.facets 'sex' value 'X' is not in the data; it holds: F, I, M",
+    )  # fmt: skip

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,12 @@ from sfn_mlops.local.jobs import job_dir
 pytestmark = pytest.mark.e2e
 
 HAPPY, GATE, CRASH, RETRY = "happy-path", "gate-fails", "training-crash", "retry-succeeds"
-STATES_TO_APPROVAL = [
-    "PrepareRun",
-    "Preprocess",
-    "Train",
-    "Evaluate",
-    "ReadEvaluation",
-    "QualityGate",
-    "ModelApproved",
-]
+STATES_TO_GATE = ["PrepareRun", "Preprocess", "Train", "Evaluate", "ReadEvaluation", "QualityGate"]
+#: Without Clarify (retry scenario: `clarify.enabled=false` keeps it short).
+STATES_TO_APPROVAL = [*STATES_TO_GATE, "ClarifyEnabled", "ModelApproved"]
+CLARIFY_STATES = ["ClarifyEnabled", "CreateModel", "PrepareClarify", "Clarify"]
+CLARIFY_JOBS = {"BiasCheck", "Explainability"}
+BIAS = "bias-fails"
 
 
 # the runs ---------------------------------------------------------------------------------
@@ -59,7 +57,12 @@ def retried(cli: Any, workspace: Path) -> Any:
     LocalCloud(workspace).metadata.add_fault(
         "sagemaker", "CreateTrainingJob", "ThrottlingException", times=1
     )
-    return cli(workspace, "run", "--name", RETRY)
+    return cli(workspace, "run", "--name", RETRY, "--set", "clarify.enabled=false")
+
+
+@pytest.fixture(scope="module")
+def bias_fails(cli: Any, workspace: Path) -> Any:
+    return cli(workspace, "run", "--name", BIAS, "--set", "clarify.bias_thresholds={DPPL: 0.05}")
 
 
 def _evaluation(aws: Any, name: str) -> dict[str, Any]:
@@ -78,7 +81,16 @@ def _failure_file(workspace: Path, job_name: str) -> str:
 def test_happy_path_succeeds_through_every_state_in_order(happy: Any, aws: Any) -> None:
     assert happy.code == 0, happy.out + happy.err
     assert aws.describe(HAPPY)["status"] == "SUCCEEDED"
-    assert aws.entered_states(HAPPY) == STATES_TO_APPROVAL
+    entered = aws.entered_states(HAPPY)
+    jobs = [name for name in entered if name in CLARIFY_JOBS]
+    assert [name for name in entered if name not in CLARIFY_JOBS] == [
+        *STATES_TO_GATE,
+        *CLARIFY_STATES,
+        "ReadBiasReport",
+        "BiasGate",
+        "ModelApproved",
+    ]
+    assert sorted(jobs) == sorted(CLARIFY_JOBS)
 
 
 def test_happy_path_model_archive_holds_model_and_schema(happy: Any, aws: Any) -> None:
@@ -127,7 +139,8 @@ def test_describe_history_and_job_logs_of_a_finished_run(
     history = cli(workspace, "executions", "history", HAPPY)
     types = [line.split()[2] for line in history.out.splitlines() if line.strip()]
     assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
-    assert types.count("TaskSucceeded") == 4  # three jobs and the Lambda
+    # three jobs and the Lambda; CreateModel, PrepareClarify, two Clarify jobs, ReadBiasReport
+    assert types.count("TaskSucceeded") == 9
     logs = cli(workspace, "jobs", "logs", f"{HAPPY}-train")
     assert logs.code == 0 and "Completed" in logs.out
     missing = cli(workspace, "executions", "describe", "no-such-run")
@@ -153,7 +166,7 @@ def test_gate_failure_fails_the_execution_with_metric_value_and_threshold(
 def test_gate_failure_enters_nothing_after_the_gate_but_the_fail_state(
     gate_fails: Any, aws: Any
 ) -> None:
-    assert aws.entered_states(GATE) == [*STATES_TO_APPROVAL[:-1], "ModelQualityBelowThreshold"]
+    assert aws.entered_states(GATE) == [*STATES_TO_GATE, "ModelQualityBelowThreshold"]
     assert "Quality gate FAILED: rmse = " in gate_fails.summary(GATE)
     assert "required <= 0.01" in gate_fails.summary(GATE)
 
@@ -232,3 +245,72 @@ def test_throttled_training_job_is_retried_and_the_run_succeeds(retried: Any, aw
     failed = train[1]["taskFailedEventDetails"]
     assert failed["error"] == "SageMaker.AmazonSageMakerException"
     assert "ThrottlingException" in failed["cause"]
+
+
+# Clarify ------------------------------------------------------------------------------------
+class _Sections(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self.sections.append(dict(attrs).get("id") or "")
+
+
+def _sections(page: bytes) -> list[str]:
+    parser = _Sections()
+    parser.feed(page.decode("utf-8"))
+    return parser.sections
+
+
+def test_clarify_jobs_ran_side_by_side(happy: Any, aws: Any) -> None:
+    jobs = [
+        aws.sagemaker.describe_processing_job(ProcessingJobName=f"{HAPPY}-{suffix}")
+        for suffix in ("bias", "explain")
+    ]
+    assert [job["ProcessingJobStatus"] for job in jobs] == ["Completed", "Completed"]
+    assert all("sagemaker-clarify-processing" in j["AppSpecification"]["ImageUri"] for j in jobs)
+    first, second = sorted(jobs, key=lambda job: job["ProcessingStartTime"])
+    assert second["ProcessingStartTime"] < first["ProcessingEndTime"]  # they overlapped
+    model = aws.sagemaker.describe_model(ModelName=f"{HAPPY}-model")
+    train = aws.sagemaker.describe_training_job(TrainingJobName=f"{HAPPY}-train")
+    assert model["PrimaryContainer"]["ModelDataUrl"] == train["ModelArtifacts"]["S3ModelArtifacts"]
+
+
+def test_clarify_reports_are_written_and_summarized(happy: Any, aws: Any) -> None:
+    prefix = f"s3://sfn-mlops-artifactbucket/runs/{HAPPY}/clarify"
+    bias = aws.json_object(f"{prefix}/bias/report/analysis.json")
+    facet = bias["post_training_bias_metrics"]["facets"]["sex"][0]
+    dppl = next(m["value"] for m in facet["metrics"] if m["name"] == "DPPL")
+    assert "pre_training_bias_metrics" in bias
+    explained = aws.json_object(f"{prefix}/explainability/report/analysis.json")
+    values = explained["explanations"]["kernel_shap"]["label0"]["global_shap_values"]
+    assert len(values) == 8
+    assert _sections(aws.object_bytes(f"{prefix}/bias/report/report.html")) == ["bias"]
+    assert _sections(aws.object_bytes(f"{prefix}/explainability/report/report.html")) == [
+        "global-shap",
+        "shap-summary",
+    ]
+    summary = happy.summary(HAPPY)
+    assert f"DPPL {dppl:.4g}" in summary
+    assert "Bias (sex=F): CI " in summary
+    top = max(values, key=lambda name: abs(values[name]))
+    assert f"Top features by mean |SHAP|: {top} " in summary
+    assert f"{prefix}/bias/report/report.html" in summary
+    assert f"{prefix}/explainability/report/report.html" in summary
+
+
+def test_a_violated_bias_threshold_fails_with_bias_check_failed(bias_fails: Any, aws: Any) -> None:
+    assert bias_fails.code == 1, bias_fails.out + bias_fails.err
+    execution = aws.describe(BIAS)
+    assert (execution["status"], execution["error"]) == ("FAILED", "BiasCheckFailed")
+    bias = aws.json_object(
+        f"s3://sfn-mlops-artifactbucket/runs/{BIAS}/clarify/bias/report/analysis.json"
+    )
+    facet = bias["post_training_bias_metrics"]["facets"]["sex"][0]
+    dppl = next(m["value"] for m in facet["metrics"] if m["name"] == "DPPL")
+    assert execution["cause"] == (
+        f"DPPL for facet sex=F is {float(f'{dppl:.6g}')!r}; the bias gate requires |DPPL| <= 0.05"
+    )
+    assert aws.entered_states(BIAS)[-2:] == ["BiasGate", "BiasCheckFailed"]

@@ -156,3 +156,23 @@ def test_the_xgboost_image_mapping_is_the_sagemaker_sdks_table() -> None:
     assert {region: row["Account"] for region, row in mapping.items()} == {
         region: account for region, account in registries.items() if "-iso" not in region
     }
+
+
+def test_the_clarify_image_mapping_is_the_sagemaker_sdks_table() -> None:
+    """template.yaml's ClarifyImage mapping: the account of each region's Clarify 1.0 image."""
+    import json
+
+    import sagemaker
+
+    from sfn_mlops.template import load
+
+    table = Path(sagemaker.__file__).parent / "image_uri_config" / "clarify.json"
+    config = json.loads(table.read_text())["processing"]["versions"]["1.0"]
+    assert config["repository"] == "sagemaker-clarify-processing"
+    root = Path(__file__).resolve().parents[2]
+    mapping = load(root / "template.yaml")["Mappings"]["ClarifyImage"]
+    assert {region: row["Account"] for region, row in mapping.items()} == {
+        region: account
+        for region, account in config["registries"].items()
+        if "-iso" not in region
+    }

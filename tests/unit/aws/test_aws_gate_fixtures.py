@@ -81,6 +81,9 @@ def test_missing_pass_role(tmp_path: Path) -> None:
         "States.Preprocess",
         "States.Train",
         "States.Evaluate",
+        "States.CreateModel",
+        "States.Clarify.Branches[0].States.BiasCheck",
+        "States.Clarify.Branches[1].States.Explainability",
     }
     problem = _find(passrole, message=r"^States\.Train ")
     assert problem.where == "Resources.TrainingPipeline (role TrainingPipelineRole)"

@@ -23,6 +23,9 @@ EXPECTED_PLACEHOLDERS = {
     "CodeUri",
     "ReadEvaluationFunctionArn",
     "FailureTopicArn",
+    "ClarifyImageUri",
+    "PrepareClarifyFunctionArn",
+    "BiasGateFunctionArn",
 }
 DUMMY_VALUES = {
     "ArtifactBucket": "sfn-mlops-artifacts",
@@ -31,6 +34,11 @@ DUMMY_VALUES = {
     "CodeUri": "s3://sfn-mlops-artifacts/code/latest",
     "ReadEvaluationFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:ReadEvaluation",
     "FailureTopicArn": "arn:aws:sns:us-east-1:123456789012:FailureTopic",
+    "ClarifyImageUri": (
+        "205585389593.dkr.ecr.us-east-1.amazonaws.com/sagemaker-clarify-processing:1.0"
+    ),
+    "PrepareClarifyFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:PrepareClarify",
+    "BiasGateFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:BiasGate",
 }
 
 
@@ -87,6 +95,61 @@ def test_states_run_in_order(definition):
         "ReadEvaluation",
         "QualityGate",
     ]
+
+
+def test_clarify_runs_after_the_quality_gate_and_gates_on_bias(definition):
+    states = definition["States"]
+    assert states["ClarifyEnabled"]["Choices"] == [
+        {"Variable": "$.config.clarify.enabled", "BooleanEquals": True, "Next": "CreateModel"}
+    ]
+    assert states["ClarifyEnabled"]["Default"] == "ModelApproved"
+    order, name = [], "CreateModel"
+    while name is not None:
+        order.append(name)
+        name = states[name].get("Next")
+    assert order == ["CreateModel", "PrepareClarify", "Clarify", "ReadBiasReport", "BiasGate"]
+    assert states["CreateModel"]["Resource"] == "arn:aws:states:::sagemaker:createModel"
+    assert states["CreateModel"]["Parameters"]["PrimaryContainer"] == {
+        "Image": "${XGBoostImageUri}",
+        "ModelDataUrl.$": "$.steps.train.model_artifacts",
+    }
+    assert states["BiasGate"]["Choices"] == [
+        {"Variable": "$.bias.passed", "BooleanEquals": True, "Next": "ModelApproved"}
+    ]
+    assert states["BiasGate"]["Default"] == "BiasCheckFailed"
+    assert states["BiasCheckFailed"] == {
+        "Type": "Fail",
+        "Error": "BiasCheckFailed",
+        "CausePath": "$.bias.cause",
+    }
+
+
+def test_clarify_jobs_run_in_parallel_with_the_clarify_contract(definition):
+    parallel = definition["States"]["Clarify"]
+    assert parallel["Type"] == "Parallel"
+    assert parallel["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
+    ]
+    jobs = {}
+    for branch in parallel["Branches"]:
+        (name,) = branch["States"]
+        jobs[name] = branch["States"][name]
+    assert set(jobs) == {"BiasCheck", "Explainability"}
+    for task in jobs.values():
+        assert task["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
+        assert task["Retry"][0]["ErrorEquals"] == ["SageMaker.AmazonSageMakerException"]
+        params = task["Parameters"]
+        assert params["AppSpecification"] == {"ImageUri": "${ClarifyImageUri}"}
+        inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in params["ProcessingInputs"]}
+        assert inputs == {
+            "analysis_config": "/opt/ml/processing/input/config",
+            "dataset": "/opt/ml/processing/input/data",
+        }
+        (output,) = params["ProcessingOutputConfig"]["Outputs"]
+        assert (output["OutputName"], output["S3Output"]["LocalPath"]) == (
+            "analysis_result",
+            "/opt/ml/processing/output",
+        )
 
 
 def test_every_task_retries_transient_errors_only(definition):
@@ -197,7 +260,7 @@ def test_quality_gate_compares_the_numbers(definition):
                     ]
                 },
             ],
-            "Next": "ModelApproved",
+            "Next": "ClarifyEnabled",
         }
     ]
     assert definition["States"]["QualityGate"]["Default"] == "ModelQualityBelowThreshold"
@@ -304,13 +367,21 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
             },
             **{
                 name: states[name]
-                for name in ("QualityGate", "ModelApproved", "ModelQualityBelowThreshold")
+                for name in (
+                    "QualityGate",
+                    "ClarifyEnabled",
+                    "ModelApproved",
+                    "ModelQualityBelowThreshold",
+                )
             },
         },
     }
     cause = f"rmse is {value} on the test set; the quality gate requires rmse <= 3.0"
     execution_input = {
-        "config": {"hyperparameters": {"objective": "reg:squarederror", "num_round": "200"}},
+        "config": {
+            "hyperparameters": {"objective": "reg:squarederror", "num_round": "200"},
+            "clarify": {"enabled": False},
+        },
         "evaluation": {"direction": direction, "value": value, "threshold": 3.0, "cause": cause},
     }
 
@@ -325,6 +396,9 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
         "preprocess": "run-1-preprocess",
         "train": "run-1-train",
         "evaluate": "run-1-evaluate",
+        "model": "run-1-model",
+        "bias": "run-1-bias",
+        "explainability": "run-1-explain",
     }
     assert output["request"] == {
         "HyperParameters": {

@@ -1,0 +1,59 @@
+"""The run summary's Clarify lines: headline bias metrics, the bias gate, top SHAP features."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.report import summarize
+
+PREFIX = "s3://bucket/runs/r1"
+
+
+def _exited(name: str, output: dict[str, Any]) -> dict[str, Any]:
+    return {"stateExitedEventDetails": {"name": name, "output": json.dumps(output)}}
+
+
+def test_clarify_headline_top_features_and_reports(tmp_path: Path) -> None:
+    shap = {"explanations": {"kernel_shap": {"label0": {"global_shap_values": {
+        f"f{i}": float(i) for i in range(7)}, "expected_value": 9.0}}}}  # fmt: skip
+    analysis = tmp_path / "analysis.json"
+    analysis.write_text(json.dumps(shap))
+    output = {
+        "run": {"prefix": PREFIX},
+        "steps": {"clarify": [{}, {}]},
+        "bias": {
+            "passed": False,
+            "cause": "DPPL for facet sex=F is -0.27; the bias gate requires |DPPL| <= 0.05",
+            "headline": [
+                {"facet": "sex=F", "metric": "CI", "value": 0.3217},
+                {"facet": "sex=F", "metric": "DPPL", "value": -0.2704},
+                {"facet": "sex=F", "metric": "DI", "value": None},
+            ],
+            "violations": [],
+        },
+    }
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    execution = {
+        "name": "r1",
+        "status": "FAILED",
+        "startDate": start,
+        "stopDate": start + dt.timedelta(seconds=3),
+        "error": "BiasCheckFailed",
+        "cause": output["bias"]["cause"],
+    }
+    lines: list[str] = []
+
+    def local_path(uri: str) -> str | None:
+        return str(analysis) if uri.endswith("explainability/report/analysis.json") else None
+
+    summarize(execution, [_exited("ReadBiasReport", output)], lines.append, local_path)
+    assert lines[1:4] == [
+        "Bias (sex=F): CI 0.3217, DPPL -0.2704, DI n/a",
+        "Bias gate FAILED: DPPL for facet sex=F is -0.27; the bias gate requires |DPPL| <= 0.05",
+        "Top features by mean |SHAP|: f6 6, f5 5, f4 4, f3 3, f2 2",
+    ]
+    assert f"  bias report  {PREFIX}/clarify/bias/report/report.html" in lines
+    assert f"  explanation  {PREFIX}/clarify/explainability/report/report.html" in lines
