@@ -533,6 +533,31 @@ def _state_machine_coverage(project: Project, stack: Stack, machine: StateMachin
                         f"on {target} to the state machine's Policies",
                     )
                 )
+        problems += _job_role_coverage(project, stack, path, task_resource, parameters)
+    return problems
+
+
+def _job_role_coverage(
+    project: Project, stack: Stack, path: str, resource: str, parameters: dict[str, Any]
+) -> list[Problem]:
+    """The role a job runs as (its RoleArn) has what the job's image needs (iam.job_role_needs)."""
+    needs = iam.job_role_needs(resource, parameters)
+    job_role = _role_of(stack, parameters.get("RoleArn")) if needs else None
+    if job_role is None:
+        return []
+    granted = iam.principal(stack, job_role.logical_id)
+    problems = []
+    for need in needs:
+        if not iam.is_granted(granted, need):
+            target = _as_template_value(stack, need.resource)
+            problems.append(
+                Problem(
+                    project.file,
+                    f"Resources.{job_role.logical_id}",
+                    f"{path} runs as {job_role.logical_id} ({need.reason}), which needs "
+                    f"{need.action} on {target}; the role's policies do not grant it",
+                )
+            )
     return problems
 
 

@@ -285,6 +285,46 @@ def _sagemaker_needs(action: str, suffix: str, parameters: dict[str, Any]) -> li
     return needs
 
 
+#: SageMaker Clarify's processing image, by repository name (any account, region and tag).
+CLARIFY_REPOSITORY = "/sagemaker-clarify-processing:"
+#: What the role a Clarify processing job runs as needs beyond any processing job's: Clarify
+#: reads the model its analysis config names and scores it through a shadow endpoint it
+#: creates from that model, named sagemaker-clarify-..., and deletes when it is done
+#: (SageMaker Developer Guide, "Clarify processing jobs": the execution role's permissions).
+CLARIFY_SHADOW_ENDPOINT_ACTIONS = (
+    ("CreateEndpointConfig", "endpoint-config"),
+    ("DescribeEndpointConfig", "endpoint-config"),
+    ("DeleteEndpointConfig", "endpoint-config"),
+    ("CreateEndpoint", "endpoint"),
+    ("DescribeEndpoint", "endpoint"),
+    ("DeleteEndpoint", "endpoint"),
+    ("InvokeEndpoint", "endpoint"),
+)
+
+
+def job_role_needs(resource: str, parameters: dict[str, Any]) -> list[Need]:
+    """What the role passed to a SageMaker job (its `RoleArn`) needs because of the job's image.
+
+    Today: a Clarify processing job's shadow endpoint and its model. Other jobs: nothing beyond
+    what the template grants any job (not checked here).
+    """
+    match = _INTEGRATION.match(resource)
+    if match is None or (match["service"], match["action"]) != ("sagemaker", "createProcessingJob"):
+        return []
+    image = str((parameters.get("AppSpecification") or {}).get("ImageUri", ""))
+    if CLARIFY_REPOSITORY not in image:
+        return []
+    why = "a Clarify processing job scores the model through a shadow endpoint it creates"
+    needs = [
+        Need(f"sagemaker:{verb}", _sagemaker_arn(kind, "sagemaker-clarify-*"), why)
+        for verb, kind in CLARIFY_SHADOW_ENDPOINT_ACTIONS
+    ]
+    needs.append(
+        Need("sagemaker:DescribeModel", _sagemaker_arn("model", "*"), "Clarify reads its model")
+    )
+    return needs
+
+
 def function_arn(name_or_arn: str) -> str:
     """A Lambda FunctionName parameter (name, partial or full ARN, maybe qualified) -> its ARN."""
     if name_or_arn == "*":

@@ -121,6 +121,21 @@ def test_job_code_function_without_put_object(tmp_path: Path) -> None:
     )
 
 
+def test_clarify_job_role_without_the_shadow_endpoint(tmp_path: Path) -> None:
+    """Clarify scores through an endpoint it makes as the job's role; InvokeEndpoint removed."""
+    problems = checks.run_all(lay_out(tmp_path, "clarify_shadow_endpoint_not_granted"))
+    assert {p.where for p in problems} == {"Resources.SageMakerExecutionRole"}
+    assert [p.message.split(" runs as ")[0] for p in problems] == [
+        "States.Clarify.Branches[0].States.BiasCheck",
+        "States.Clarify.Branches[1].States.Explainability",
+    ]
+    assert problems[0].message.endswith(
+        'which needs sagemaker:InvokeEndpoint on !Sub "arn:${AWS::Partition}:sagemaker:'
+        "${AWS::Region}:${AWS::AccountId}:endpoint/sagemaker-clarify-*\"; the role's policies "
+        "do not grant it"
+    )
+
+
 def test_public_bucket(tmp_path: Path) -> None:
     problems = checks.run_all(lay_out(tmp_path, "public_bucket"))
     bucket = [p for p in problems if p.where == "Resources.ArtifactBucket"]
