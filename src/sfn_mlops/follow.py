@@ -73,7 +73,9 @@ class Follower:
     events: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[str, _OpenState] = field(default_factory=dict)
     _failed: set[str] = field(default_factory=set)
-    _current: str = ""  # the state last entered; Task* events belong to it
+    _current: str = ""  # the state last entered
+    # event id -> the state it belongs to, along previousEventId (Parallel branches interleave)
+    _owner: dict[int, str] = field(default_factory=dict)
 
     def poll(self) -> str:
         new = self._new_events()
@@ -108,6 +110,14 @@ class Follower:
         self.events = events
         return new
 
+    def _owner_of(self, event: dict[str, Any]) -> str:
+        """The state a Task* event belongs to: its chain of previous events leads to the
+        state's entry (in a Parallel state the branches' events interleave)."""
+        owner = self._owner.get(event.get("previousEventId", -1), self._current)
+        if "id" in event:
+            self._owner[event["id"]] = owner
+        return owner
+
     def _show(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         now = event["timestamp"].timestamp()
@@ -115,7 +125,11 @@ class Follower:
             name = event["stateEnteredEventDetails"]["name"]
             self._open[name] = _OpenState(name, now)
             self._current = name
-        elif kind.endswith("StateExited"):
+            if "id" in event:
+                self._owner[event["id"]] = name
+            return
+        owner = self._owner_of(event)
+        if kind.endswith("StateExited"):
             name = event["stateExitedEventDetails"]["name"]
             state = self._open.pop(name, None)
             took = now - state.started if state else 0.0
@@ -124,12 +138,12 @@ class Follower:
             else:
                 self.echo(f"  ✔ {name:<28} {took:7.1f} s")
         elif kind == "TaskSucceeded":
-            self._failed.discard(self._current)
+            self._failed.discard(owner)
         elif kind == "TaskScheduled":
-            self._note_job(event["taskScheduledEventDetails"])
+            self._note_job(owner, event["taskScheduledEventDetails"])
         elif kind in ("TaskFailed", "TaskTimedOut", "LambdaFunctionFailed"):
             details = next(v for k, v in event.items() if k.endswith("EventDetails"))
-            name = self._current or "?"
+            name = owner or "?"
             self._failed.add(name)
             self.echo(
                 f"  ✘ {name:<28} {details.get('error', '')}: {cause_summary(details.get('cause'))}"
@@ -140,8 +154,7 @@ class Follower:
             details = event["executionFailedEventDetails"]
             self.echo(f"  ✘ failed: {details.get('error')}: {cause_summary(details.get('cause'))}")
 
-    def _note_job(self, details: dict[str, Any]) -> None:
-        name = self._current
+    def _note_job(self, name: str, details: dict[str, Any]) -> None:
         if name not in self._open:
             return
         try:
