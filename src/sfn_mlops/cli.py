@@ -199,6 +199,18 @@ def _follow(
     return EXIT_OK if execution["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
+def _s3_json(session: Any, uri: str) -> Any:
+    """A run's JSON report from S3, or None when it cannot be read (the summary goes on)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        body = session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        return json.loads(body)
+    except (BotoCoreError, ClientError, ValueError):
+        return None
+
+
 def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
     """The deployed stack in AWS: stage the data, start, follow, summarize (docs/aws.md)."""
     import boto3
@@ -227,7 +239,7 @@ def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
         )
     except (AwsRunError, StackError) as err:
         raise CliError(str(err)) from err
-    summarize(result.execution, result.events)
+    summarize(result.execution, result.events, read_json=lambda uri: _s3_json(session, uri))
     print(f"\nConsole: {result.console_url}")
     print(f"Total wall time: {time.monotonic() - started:.1f} s")
     return EXIT_OK if result.execution["status"] == "SUCCEEDED" else EXIT_FAILED

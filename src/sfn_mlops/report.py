@@ -27,7 +27,10 @@ def summarize(
     events: list[dict[str, Any]],
     echo: Callable[[str], None] = print,
     local_path: Callable[[str], str | None] = lambda uri: None,
+    read_json: Callable[[str], Any] | None = None,
 ) -> None:
+    """``read_json(uri)`` reads a run's JSON report (None when it cannot); by default the
+    local file ``local_path`` names."""
     status = execution["status"]
     took = (execution["stopDate"] - execution["startDate"]).total_seconds()
     echo(f"\nExecution {execution['name']}: {status} in {took:.1f} s")
@@ -45,7 +48,7 @@ def summarize(
         )
     clarified = state_output(events, "ReadBiasReport") or state_output(events, "Clarify")
     if clarified:
-        _clarify(clarified, echo, local_path)
+        _clarify(clarified, echo, read_json or (lambda uri: _read_json(local_path(uri))))
     if status != "SUCCEEDED":
         echo(f"Error: {execution.get('error')}")
         echo(f"Cause: {cause_summary(execution.get('cause'), limit=2000)}")
@@ -85,7 +88,7 @@ def _artifacts(
 
 
 def _clarify(
-    output: dict[str, Any], echo: Callable[[str], None], local_path: Callable[[str], str | None]
+    output: dict[str, Any], echo: Callable[[str], None], read_json: Callable[[str], Any]
 ) -> None:
     """Headline bias metrics per facet, the bias gate, the top features by mean |SHAP|."""
     bias = output.get("bias")
@@ -101,7 +104,7 @@ def _clarify(
     prefix = output.get("run", {}).get("prefix")
     if not prefix:
         return
-    explained = _read_json(local_path(f"{prefix}/clarify/explainability/report/analysis.json"))
+    explained = read_json(f"{prefix}/clarify/explainability/report/analysis.json")
     for label, entry in ((explained or {}).get("explanations", {}).get("kernel_shap", {})).items():
         values = entry.get("global_shap_values", {})
         top = sorted(values.items(), key=lambda item: -abs(item[1]))[:TOP_FEATURES]

@@ -57,3 +57,20 @@ def test_clarify_headline_top_features_and_reports(tmp_path: Path) -> None:
     ]
     assert f"  bias report  {PREFIX}/clarify/bias/report/report.html" in lines
     assert f"  explanation  {PREFIX}/clarify/explainability/report/report.html" in lines
+
+
+def test_aws_mode_reads_the_explanation_through_the_given_reader() -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    execution = {"name": "r1", "status": "SUCCEEDED", "startDate": start, "stopDate": start}
+    output = {"run": {"prefix": PREFIX}, "steps": {}}
+    shap = {"explanations": {"kernel_shap": {"label0": {"global_shap_values": {"a": -2.0}}}}}
+    asked: list[str] = []
+
+    def read_json(uri: str) -> Any:
+        asked.append(uri)
+        return shap
+
+    lines: list[str] = []
+    summarize(execution, [_exited("Clarify", output)], lines.append, read_json=read_json)
+    assert asked == [f"{PREFIX}/clarify/explainability/report/analysis.json"]
+    assert "Top features by mean |SHAP|: a -2" in lines
