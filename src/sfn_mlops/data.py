@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import difflib
 import importlib.resources
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,9 @@ def example_dataset(cache_dir: Path) -> Path:
             (member,) = bundle.namelist()
             content = bundle.read(member)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        # One temporary name per process: first runs started together each write their own
+        # copy and the last rename wins (a shared name let one rename away another's file).
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(content)
         tmp.replace(path)
     return path
