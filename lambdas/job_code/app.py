@@ -97,6 +97,4 @@ def handle(event: dict[str, Any]) -> cfn_response.Outcome:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | None:
-    return cfn_response.answer(
-        event, context, handle, margin_seconds=TIMEOUT_MARGIN_SECONDS
-    )
+    return cfn_response.answer(event, context, handle, margin_seconds=TIMEOUT_MARGIN_SECONDS)

@@ -96,9 +96,7 @@ def s3():
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(
-            Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"}
-        )
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield client
 
 
@@ -289,9 +287,7 @@ def test_deleting_when_the_bucket_is_gone_succeeds(app, s3, cloudformation, tmp_
     ]
 
 
-def test_deleting_a_resource_whose_create_failed_touches_nothing(
-    app, s3, cloudformation, tmp_path
-):
+def test_deleting_a_resource_whose_create_failed_touches_nothing(app, s3, cloudformation, tmp_path):
     """A failed Create answered with the log stream as its id; the rollback deletes that id."""
     s3.put_object(Bucket=BUCKET, Key=f"{V1_PREFIX}/processing/preprocess.py", Body=b"x")
     ship(tmp_path, V2)
@@ -366,9 +362,7 @@ def test_an_unreachable_response_url_is_logged_and_the_handler_returns(app, tmp_
     assert answered is not None and answered["Status"] == "SUCCESS"
 
 
-def test_the_hash_is_the_packaging_bundles_and_reads_back_from_the_built_folder(
-    job_code, tmp_path
-):
+def test_the_hash_is_the_packaging_bundles_and_reads_back_from_the_built_folder(job_code, tmp_path):
     """`sam build` writes the bundle with `python -m sfn_mlops.packaging`; the function reads
     it back and gets the prefix local mode computes from the same containers/."""
     from sfn_mlops import packaging
