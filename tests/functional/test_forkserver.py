@@ -70,7 +70,10 @@ def test_child_gets_its_own_environment_folder_group_and_argv(
             "chld": signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL,
             "int": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
             "xgboost_loaded": "xgboost" in sys.modules,
-            "sklearn_loaded": "sklearn" in sys.modules,
+            # xgboost was imported without scikit-learn (the jobs' fast form), even though the
+            # local Clarify runtime's scikit-learn neighbours are pre-imported after it
+            "xgboost_sklearn": sys.modules["xgboost.compat"].SKLEARN_INSTALLED,
+            "neighbours_loaded": "sklearn.neighbors" in sys.modules,
             "main": __name__,
         }))
         sys.exit(7)
@@ -91,7 +94,8 @@ def test_child_gets_its_own_environment_folder_group_and_argv(
         "chld": True,
         "int": True,
         "xgboost_loaded": True,
-        "sklearn_loaded": False,
+        "xgboost_sklearn": False,
+        "neighbours_loaded": True,
         "main": "__main__",
     }
     assert child.start_time is not None
