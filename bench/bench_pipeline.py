@@ -49,8 +49,13 @@ print(json.dumps({"sfn_mlops": t1 - t0, "boto3": t2 - t1, **clients}))
 """
 
 
+#: `--training-slice`: the pipeline as issue 10 measured it, without the Clarify states.
+TRAINING_SLICE = ("--set", "clarify.enabled=false")
+RUN_ARGS: tuple[str, ...] = ()
+
+
 def measure(workspace: Path) -> dict:
-    run = common.run_cli(workspace)
+    run = common.run_cli(workspace, *RUN_ARGS)
     t = common.timings(workspace, run)
     jobs = t.job_seconds
     return {
@@ -225,7 +230,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5")
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--no-import-profile", action="store_true")
+    parser.add_argument(
+        "--training-slice",
+        action="store_true",
+        help="run without Clarify (processing, training, evaluation, gate), as issue 10 measured",
+    )
     args = parser.parse_args()
+    global RUN_ARGS
+    RUN_ARGS = TRAINING_SLICE if args.training_slice else ()
     repeats = args.repeats or (2 if args.quick else 5)
     common.print_machine()
     cold, warm, bare, imports = [], [], [], []
