@@ -32,8 +32,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The job scripts' shared helpers (the local runtime runs this file from the project).
+sys.path.insert(
+    1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "common")
+)
 
 import html_report  # noqa: E402
+from jobkit import import_xgboost  # noqa: E402
 
 CONFIG = "/opt/ml/processing/input/config/analysis_config.json"
 DATA_DIR = "/opt/ml/processing/input/data"
@@ -98,19 +103,6 @@ def compute_shap(
 
 
 # ---------------------------------------------------------------- model and data
-
-
-def import_xgboost() -> Any:
-    """xgboost without the scikit-learn it imports for estimator classes no job here uses."""
-    if "xgboost" not in sys.modules and "sklearn" not in sys.modules:
-        sys.modules["sklearn"] = None  # type: ignore[assignment]
-        try:
-            import xgboost
-        finally:
-            del sys.modules["sklearn"]
-    import xgboost
-
-    return xgboost
 
 
 def load_booster(model_name: str, workdir: str) -> Any:
