@@ -73,6 +73,7 @@ FT_SMALL_SIDE = 9
 # are certain: rounding moves a float64 distance of a few columns by about 1e-15.
 NEIGHBOUR_TIE_MARGIN = 1e-9
 TIE_CANDIDATES = 16  # neighbours fetched past the k-th to settle a tie
+FT_SEARCH_THREADS = -1  # scipy's k-d tree search threads (-1: every core); same answer
 INFINITY = math.inf
 
 
@@ -513,7 +514,9 @@ def flip_test(s: Sides) -> float:
     a, d = ~s.sensitive, s.sensitive
     neighbours = FT_NEIGHBORS if int(a.sum()) > FT_SMALL_SIDE else FT_MIN_NEIGHBORS
     try:
-        if_in_a = nearest_neighbours_vote(rows[a], predicted[a], rows[d], neighbours)
+        if_in_a = nearest_neighbours_vote(
+            rows[a], predicted[a], rows[d], neighbours, FT_SEARCH_THREADS
+        )
     except ValueError as error:  # scikit-learn's own words, e.g. on missing values
         raise MetricError(str(error)) from None
     model = predicted[d]
@@ -522,7 +525,11 @@ def flip_test(s: Sides) -> float:
 
 
 def nearest_neighbours_vote(
-    fit_rows: np.ndarray, fit_labels: np.ndarray, query_rows: np.ndarray, k: int
+    fit_rows: np.ndarray,
+    fit_labels: np.ndarray,
+    query_rows: np.ndarray,
+    k: int,
+    workers: int = -1,
 ) -> np.ndarray:
     """What scikit-learn's KNeighborsClassifier(k), fitted on the rows and boolean labels,
     predicts for the query rows (as smclarify's FT calls it), 2-4x sooner.
@@ -532,7 +539,8 @@ def nearest_neighbours_vote(
     apart than rounding can move them, every exact search finds the same k nearest, so their
     majority is scikit-learn's answer. Where they tie, the vote is still certain when every way
     of taking the tied neighbours gives the same majority; scikit-learn itself answers the rest
-    (it breaks ties by its own tree's order).
+    (it breaks ties by its own tree's order). `workers`: threads of the search (-1: every
+    core; the answer is the same).
     """
     from scipy.spatial import cKDTree
     from sklearn.neighbors import KNeighborsClassifier
@@ -545,16 +553,29 @@ def nearest_neighbours_vote(
     finite = np.isfinite(fit_rows).all() and np.isfinite(query_rows).all()
     if not (kd_tree and finite and len(fit_rows) > k + TIE_CANDIDATES):
         return scikit_learn(query_rows)
-    tree = cKDTree(fit_rows)
-    distances, nearest = tree.query(query_rows, k=k + 1)
-    votes = fit_labels[nearest[:, :k]].sum(axis=1) * 2 > k
-    tied = np.flatnonzero(~(distances[:, k] > distances[:, k - 1] * (1 + NEIGHBOUR_TIE_MARGIN)))
+    tree = cKDTree(fit_rows, leafsize=32, balanced_tree=False, compact_nodes=False)
+    order = _locality_order(query_rows)
+    distances, nearest = tree.query(query_rows[order], k=k + 1, workers=workers)
+    votes = np.empty(len(query_rows), dtype=bool)
+    votes[order] = fit_labels[nearest[:, :k]].sum(axis=1) * 2 > k
+    kth_is_tied = ~(distances[:, k] > distances[:, k - 1] * (1 + NEIGHBOUR_TIE_MARGIN))
+    tied = np.sort(order[kth_is_tied])
     if tied.size:
         certain, votes[tied] = _vote_across_ties(tree, fit_labels, query_rows[tied], k)
         unsure = tied[~certain]
         if unsure.size:
             votes[unsure] = scikit_learn(query_rows[unsure])
     return votes
+
+
+def _locality_order(rows: np.ndarray) -> np.ndarray:
+    """The rows in the leaf order of a k-d tree of their own: neighbouring queries then walk
+    the same branches of the fitted tree, which halves the search on large data (cache)."""
+    from scipy.spatial import cKDTree
+
+    if len(rows) < 10_000:
+        return np.arange(len(rows))
+    return cKDTree(rows, leafsize=64, balanced_tree=False, compact_nodes=False).indices
 
 
 def _vote_across_ties(
