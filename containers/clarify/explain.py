@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import ubjson
 
 METHOD = "interventional_tree_shap"
 MAX_PATH_FEATURES = 10  # a leaf's table has 2**k rows: beyond this it outgrows memory
@@ -91,10 +91,10 @@ class Forest:
 def read_forest(booster: Any, output_group: int = 0) -> Forest:
     """Flatten the trees of `booster` that add to output `output_group` (0 unless multiclass).
 
-    Reads the model's JSON (`save_raw("json")`) once: its thresholds and leaf values are the
-    float32 numbers XGBoost predicts with, which the text dumps round.
+    Reads the saved model (UBJSON, its node arrays straight into numpy) once: its thresholds
+    and leaf values are the float32 numbers XGBoost predicts with, which the text dumps round.
     """
-    model = json.loads(bytes(booster.save_raw(raw_format="json")))
+    model = ubjson.loads(booster.save_raw(raw_format="ubj"))
     booster_json = model["learner"]["gradient_booster"]
     if booster_json["name"] != "gbtree":
         raise ValueError(f"SHAP by tree paths needs a gbtree booster, got {booster_json['name']!r}")
@@ -103,7 +103,7 @@ def read_forest(booster: Any, output_group: int = 0) -> Forest:
     chosen = [tree for tree, group in zip(trees, groups, strict=True) if group == output_group]
     if not chosen:
         raise ValueError(f"the model has no trees for output {output_group}")
-    if any(kind != 0 for tree in chosen for kind in tree["split_type"]):
+    if np.any(np.concatenate([tree["split_type"] for tree in chosen]) != 0):
         raise ValueError("categorical splits are not supported: encode categories as numbers")
     return _flatten(_concatenate(chosen))
 
@@ -250,34 +250,47 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 
 
 def _leaf_tables(
-    forest: Forest, baseline_codes: np.ndarray, weights: np.ndarray, leaves: slice
+    forest: Forest,
+    baseline_codes: np.ndarray,
+    weights: np.ndarray,
+    leaves: slice,
+    n_features: int,
 ) -> np.ndarray:
-    """[n_leaves, 2**slots, slots]: each record code's SHAP values, averaged over the baseline.
+    """[n_leaves * 2**slots, n_features]: each record code's SHAP values per feature in each
+    leaf, averaged over the baseline.
 
-    Counting the baseline rows per leaf and code turns the average into one matrix product
-    with the kernel, whatever the number of records.
+    Counting the baseline rows per leaf and code turns the average into a matrix product with
+    the kernel, one per slot, whatever the number of records; each leaf's slot goes to the
+    feature it stands for (a leaf's slots are distinct features; padded slots add nothing).
     """
     n_codes = 1 << forest.slots
     n_leaves = baseline_codes.shape[1]
     share = np.zeros((n_leaves, n_codes))
     np.add.at(share, (np.arange(n_leaves)[None, :], baseline_codes), weights[:, None])
     share *= forest.leaf_value[leaves, None]
-    kernel = _shapley_kernel(forest.slots).reshape(n_codes, n_codes * forest.slots)
-    return (share @ kernel).reshape(n_leaves, n_codes, forest.slots)
+    kernel = _shapley_kernel(forest.slots)
+    path_slot = np.where(forest.path_valid[leaves], forest.path_slot[leaves] + 1, 0)
+    slot_count = path_slot.max(axis=1)
+    tables = np.zeros((n_leaves, n_codes, n_features))
+    for slot in range(forest.slots):
+        real = np.flatnonzero(slot_count > slot)
+        tables[real, :, forest.slot_feature[leaves][real, slot]] = share[real] @ kernel[:, :, slot]
+    return tables.reshape(n_leaves * n_codes, n_features)
 
 
-def _accumulate(
-    forest: Forest, tables: np.ndarray, record_codes: np.ndarray, leaves: slice, n_features: int
-) -> np.ndarray:
-    """[n_records, n_features]: look up each record's code in each leaf, sum per feature."""
-    n_leaves, n_codes, slots = tables.shape
-    # Fold the slots into features once per leaf: [leaf, code, feature].
-    owner = np.zeros((n_leaves, slots, n_features))
-    owner[np.arange(n_leaves)[:, None], np.arange(slots), forest.slot_feature[leaves]] = 1.0
-    by_feature = np.matmul(tables, owner).reshape(-1, n_features).T.copy()
-    # Then one look-up per record and leaf, feature by feature (contiguous rows: fast sums).
-    rows = record_codes.astype(np.int64) + (np.arange(n_leaves) * n_codes)[None, :]
-    return np.stack([column[rows].sum(axis=1) for column in by_feature], axis=1)
+def _accumulate(tables: np.ndarray, record_codes: np.ndarray) -> np.ndarray:
+    """[n_records, n_features]: each record's row of each leaf's table, summed: one sparse
+    product, a record's row holding a 1 at each leaf's (leaf, code)."""
+    from scipy.sparse import csr_matrix
+
+    n_records, n_leaves = record_codes.shape
+    n_codes = tables.shape[0] // n_leaves
+    columns = record_codes.astype(np.int64) + (np.arange(n_leaves) * n_codes)[None, :]
+    lookups = csr_matrix(
+        (np.ones(columns.size), columns.ravel(), np.arange(0, columns.size + 1, n_leaves)),
+        shape=(n_records, tables.shape[0]),
+    )
+    return np.asarray(lookups @ tables)
 
 
 # ------------------------------------------------------------------ the API
@@ -313,11 +326,11 @@ def shap_values(
         )
     values = np.zeros((records.shape[0], n_features))
     record_left, base_left = _goes_left(forest, records), _goes_left(forest, baseline)
-    for leaves in _leaf_chunks(forest, records.shape[0]):
-        tables = _leaf_tables(forest, _leaf_codes(forest, base_left, leaves), weights, leaves)
-        for rows in _row_chunks(records.shape[0], leaves, forest):
-            codes = _leaf_codes(forest, record_left[rows], leaves)
-            values[rows] += _accumulate(forest, tables, codes, leaves, n_features)
+    for leaves in _leaf_chunks(forest, n_features):
+        base_codes = _leaf_codes(forest, base_left, leaves)
+        tables = _leaf_tables(forest, base_codes, weights, leaves, n_features)
+        for rows in _row_chunks(records.shape[0], leaves):
+            values[rows] += _accumulate(tables, _leaf_codes(forest, record_left[rows], leaves))
     expected = float(weights @ _margin(booster, baseline, output_group))
     return Explanation(values=values, expected_value=expected, feature_names=list(feature_names))
 
@@ -338,18 +351,19 @@ def _baseline_weights(weights: np.ndarray | None, n_rows: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _leaf_chunks(forest: Forest, n_records: int) -> list[slice]:
-    """Leaves in groups whose tables stay under the memory budget."""
-    per_leaf = (1 << forest.slots) * forest.slots
+def _leaf_chunks(forest: Forest, n_features: int) -> list[slice]:
+    """Leaves in groups whose [leaves, codes, features] tables stay under the memory budget."""
+    per_leaf = (1 << forest.slots) * max(forest.slots, n_features)
     size = max(1, _CELLS_PER_CHUNK // per_leaf)
     n_leaves = forest.leaf_value.size
     return [slice(start, min(start + size, n_leaves)) for start in range(0, n_leaves, size)]
 
 
-def _row_chunks(n_records: int, leaves: slice, forest: Forest) -> list[slice]:
-    """Records in groups whose [rows, leaves, slots] look-ups stay under the memory budget."""
+def _row_chunks(n_records: int, leaves: slice) -> list[slice]:
+    """Records in groups whose [rows, leaves] codes and look-ups (about 24 bytes a cell, in a
+    few arrays) stay under the memory budget."""
     n_leaves = leaves.stop - leaves.start
-    size = max(1, _CELLS_PER_CHUNK // (n_leaves * max(forest.slots, forest.path_node.shape[1])))
+    size = max(1, _CELLS_PER_CHUNK // (2 * n_leaves))
     return [slice(start, min(start + size, n_records)) for start in range(0, n_records, size)]
 
 
