@@ -273,7 +273,7 @@ class PipelineConfig(_Strict):
             **BASE_HYPERPARAMETERS,
             **self.hyperparameters,
         }
-        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in merged.items()}
+        return {key: _hyperparameter_text(value) for key, value in merged.items()}
 
     def processing_env(self) -> dict[str, str]:
         env = {
@@ -337,7 +337,9 @@ class PipelineConfig(_Strict):
 
 # loading ----------------------------------------------------------------------------------
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
-    """Defaults, then the file, then ``key=value`` overrides (dotted keys reach nested ones)."""
+    """Defaults, then the file, then ``key=value`` overrides (dotted keys reach nested ones);
+    hyperparameters the config sets are then tried by XGBoost itself (sfn_mlops.hyperparameters).
+    """
     raw: dict[str, Any] = _read_file(path) if path else {}
     for item in overrides or []:
         key, sep, value = item.partition("=")
@@ -346,9 +348,25 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         _assign(raw, key.split("."), _parse_value(value))
     source = str(path) if path else "the command line"
     try:
-        return PipelineConfig.model_validate(raw)
+        config = PipelineConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_explain(err, source)) from err
+    if config.hyperparameters:
+        from sfn_mlops.hyperparameters import problems
+
+        found = problems(
+            {key: _hyperparameter_text(value) for key, value in config.hyperparameters.items()},
+            config.problem_type,
+        )
+        if found:
+            lines = "\n".join(f"  - {problem}" for problem in found)
+            raise ConfigError(f"invalid pipeline config in {source}:\n{lines}")
+    return config
+
+
+def _hyperparameter_text(value: str | int | float | bool) -> str:
+    """As SageMaker passes it (and resolved_hyperparameters writes it)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -92,6 +92,20 @@ def test_unknown_config_key_is_named_and_the_close_key_suggested(
     _assert_rejected_before_start(result, open_aws, workspace, "unknown-key", "'gat'", "'gate'")
 
 
+def test_misspelled_and_out_of_range_hyperparameters_are_named_together(
+    cli: Any, open_aws: Any, workspace: Path
+) -> None:
+    result = cli(
+        workspace, "run", "--name", "bad-hyperparameters",
+        "--set", "hyperparameters.max_dept=2", "--set", "hyperparameters.eta=-0.1",
+    )  # fmt: skip
+    _assert_rejected_before_start(
+        result, open_aws, workspace, "bad-hyperparameters",
+        "hyperparameters.max_dept", "did you mean 'max_depth'?",
+        "hyperparameters.eta: value -0.1 for Parameter learning_rate should be greater equal to 0",
+    )  # fmt: skip
+
+
 def test_data_path_that_does_not_exist_is_named(
     cli: Any, open_aws: Any, workspace: Path, data_dir: Path
 ) -> None:
