@@ -137,10 +137,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except control.ServiceError as err:
         raise CliError(f"deploy: {err}") from err
     print(f"Local stack deployed in {service.workspace} ({time.monotonic() - started:.1f} s)")
+    sfn = boto3.client("stepfunctions")
+    _check_name_is_free(sfn, deployment["state_machine_arn"], run_name)
     data_uri = config.data
     if local_data is not None:
         data_uri = stage_data(boto3.client("s3"), local_data, deployment["bucket"], run_name)
-    sfn = boto3.client("stepfunctions")
     try:
         arn = sfn.start_execution(
             stateMachineArn=deployment["state_machine_arn"],
@@ -156,6 +157,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"Execution {run_name} started\n")
     return _follow(service.workspace, sfn, arn, started, timeout=follow_timeout(config))
+
+
+def _check_name_is_free(sfn: Any, state_machine_arn: str, run_name: str) -> None:
+    """A reused --name fails here, before the data is staged under the run's prefix (the
+    StartExecution check after staging stays, for a name taken in between)."""
+    arn = state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{run_name}"
+    try:
+        sfn.describe_execution(executionArn=arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return
+    raise CliError(f"--name {run_name!r}: an execution with this name already exists")
 
 
 class _LazyClient:

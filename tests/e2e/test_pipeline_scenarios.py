@@ -47,9 +47,12 @@ def gate_fails(cli: Any, workspace: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def crash(cli: Any, workspace: Path) -> Any:
-    # train.py passes max_depth to xgboost, which rejects a negative depth: an AlgorithmError
-    # that the script writes to /opt/ml/output/failure before exiting 1.
-    return cli(workspace, "run", "--name", CRASH, "--set", "hyperparameters.max_depth=-1")
+    # reg:logistic passes the CLI's hyperparameter check (labels in [0, 1] there), but on
+    # abalone's rings xgboost fails during training (base_score must be in (0,1)): an
+    # AlgorithmError that the script writes to /opt/ml/output/failure before exiting 1.
+    return cli(
+        workspace, "run", "--name", CRASH, "--set", "hyperparameters.objective=reg:logistic"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +151,22 @@ def test_describe_history_and_job_logs_of_a_finished_run(
     assert "no execution named 'no-such-run'" in missing.err
 
 
+def test_a_reused_name_exits_2_before_the_data_is_staged_again(
+    happy: Any, cli: Any, workspace: Path
+) -> None:
+    staged = sorted((workspace / "objects").glob(f"*/datasets/{HAPPY}/*"))
+    stamps = [path.stat().st_mtime_ns for path in staged]
+    assert staged, "the happy run staged its data"
+
+    again = cli(workspace, "run", "--name", HAPPY)
+
+    assert again.code == 2, again.err
+    assert again.err == (
+        f"sfn-mlops: error: --name '{HAPPY}': an execution with this name already exists\n"
+    )
+    assert [path.stat().st_mtime_ns for path in staged] == stamps
+
+
 # the quality gate fails -------------------------------------------------------------------
 def test_gate_failure_fails_the_execution_with_metric_value_and_threshold(
     gate_fails: Any, aws: Any
@@ -188,7 +207,7 @@ def test_training_crash_is_caught_with_the_scripts_failure_reason(
     details = failed["taskFailedEventDetails"]
     assert details["error"] == "States.TaskFailed"
     reason = _failure_file(workspace, f"{CRASH}-train")
-    assert "max_depth" in reason
+    assert "base_score must be in (0,1) for logistic loss" in reason
     assert json.loads(details["cause"])["FailureReason"] == reason
     job = aws.sagemaker.describe_training_job(TrainingJobName=f"{CRASH}-train")
     assert (job["TrainingJobStatus"], job["FailureReason"]) == ("Failed", reason)
