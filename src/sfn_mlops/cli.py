@@ -24,6 +24,7 @@ from sfn_mlops.follow import follow_timeout
 from sfn_mlops.local.control import ServiceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 #: How often a local run's history is read: a loopback call costs about 2 ms.
 LOCAL_POLL_SECONDS = 0.05
 MAX_RUN_NAME = 52  # + "-preprocess" = 63, SageMaker's limit for job names
@@ -278,21 +279,23 @@ def _show_notifications(workspace: Path, since: float) -> None:
 def cmd_executions(args: argparse.Namespace) -> int:
     import boto3
 
+    from sfn_mlops import runs
+
     service = _connect(args)
     sfn = boto3.client("stepfunctions")
     if args.action == "list":
-        return _list_executions(sfn, args.limit)
-    arn = _execution_arn(args.name)
-    try:
-        execution = sfn.describe_execution(executionArn=arn)
-    except sfn.exceptions.ExecutionDoesNotExist as err:
-        raise CliError(
-            f"no execution named {args.name!r}; see `sfn-mlops executions list`"
-        ) from err
+        return _list_executions(sfn, None if args.all else args.limit, args.status)
+    if args.action == "compare":
+        first, second = (runs.load_run(sfn, _describe(sfn, name)) for name in args.names)
+        print("\n".join(runs.compare(first, second)))
+        return EXIT_OK
+    execution = _describe(sfn, args.name)
+    arn = execution["executionArn"]
     if args.action == "describe":
-        for key in ("name", "status", "startDate", "stopDate", "error", "cause", "input", "output"):
-            if key in execution:
-                print(f"{key}: {execution[key]}")
+        if args.json:
+            print(json.dumps(execution, indent=2, default=str))
+        else:
+            print("\n".join(runs.describe(runs.load_run(sfn, execution))))
         return EXIT_OK
     if args.action == "follow":
         return _follow(service.workspace, sfn, arn, time.monotonic())
@@ -302,16 +305,30 @@ def cmd_executions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list_executions(sfn: Any, limit: int) -> int:
-    executions = sfn.list_executions(maxResults=limit)["executions"]
+def _describe(sfn: Any, name: str) -> dict[str, Any]:
+    try:
+        return dict(sfn.describe_execution(executionArn=_execution_arn(name)))
+    except sfn.exceptions.ExecutionDoesNotExist as err:
+        raise CliError(f"no execution named {name!r}; see `sfn-mlops executions list`") from err
+
+
+def _list_executions(sfn: Any, limit: int | None, status: str | None) -> int:
+    from sfn_mlops import runs
+    from sfn_mlops.local.deploy import PIPELINE
+
+    if limit is not None and limit < 1:
+        raise CliError(f"--limit {limit}: give a positive number, or --all")
+    region, account = settings.LOCAL_REGION, settings.LOCAL_ACCOUNT
+    pipeline = f"arn:aws:states:{region}:{account}:stateMachine:{PIPELINE}"
+    executions, more = runs.list_executions(sfn, pipeline, limit, status)
     if not executions:
-        print("No executions yet. Start one with: sfn-mlops run")
-    for item in executions:
-        stop = item.get("stopDate")
-        took = f"{(stop - item['startDate']).total_seconds():.1f} s" if stop else "running"
-        print(
-            f"{item['name']:<36} {item['status']:<10} {item['startDate']:%Y-%m-%d %H:%M:%S}  {took}"
-        )
+        which = f" {status}" if status else ""
+        print(f"No{which} executions yet. Start one with: sfn-mlops run")
+        return EXIT_OK
+    details = [sfn.describe_execution(executionArn=item["executionArn"]) for item in executions]
+    print("\n".join(runs.table([runs.load_run(sfn, execution) for execution in details])))
+    if more:
+        print(f"({len(executions)} newest shown; more with --all or --limit N)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -417,9 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--project", help="folder with template.yaml (default: found from here)")
     commands = parser.add_subparsers(dest="command", required=True)
+    # The global options, accepted after the subcommand too (they default to the global ones).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--project", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     run = commands.add_parser(
-        "run", help="deploy locally and run the pipeline, following each state"
+        "run", parents=[common], help="deploy locally and run the pipeline, following each state"
     )
     run.add_argument("--config", help="pipeline config file (YAML or JSON)")
     run.add_argument(
@@ -441,28 +462,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    executions = commands.add_parser("executions", help="list, describe, follow or stop executions")
+    executions = commands.add_parser(
+        "executions", help="list, describe, compare, follow or stop executions"
+    )
     actions = executions.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list")
-    listing.add_argument("--limit", type=int, default=20)
-    for action in ("describe", "history", "follow", "stop"):
-        actions.add_parser(action).add_argument("name", help="execution name or ARN")
+    listing = actions.add_parser(
+        "list", parents=[common], help="a table of executions, newest first"
+    )
+    shown = listing.add_mutually_exclusive_group()
+    shown.add_argument("--limit", type=int, default=20, help="show the N newest (default 20)")
+    shown.add_argument("--all", action="store_true", help="show every execution")
+    listing.add_argument("--status", choices=EXECUTION_STATUSES, help="only executions in STATUS")
+    describe = actions.add_parser(
+        "describe", parents=[common], help="status, metrics, gate, failure and config of one"
+    )
+    describe.add_argument("name", help="execution name or ARN")
+    describe.add_argument("--json", action="store_true", help="the raw DescribeExecution answer")
+    compare = actions.add_parser(
+        "compare", parents=[common], help="two executions' config and metrics side by side"
+    )
+    compare.add_argument("names", nargs=2, metavar="NAME", help="execution names or ARNs")
+    for action, text in (
+        ("history", "the Step Functions history events"),
+        ("follow", "follow a running execution again"),
+        ("stop", "StopExecution, and the job it waits for"),
+    ):
+        actions.add_parser(action, parents=[common], help=text).add_argument(
+            "name", help="execution name or ARN"
+        )
     executions.set_defaults(handler=cmd_executions)
 
     jobs = commands.add_parser("jobs", help="SageMaker jobs of the local cloud")
     jobs_actions = jobs.add_subparsers(dest="action", required=True)
-    jobs_actions.add_parser("logs").add_argument("name", help="job name, e.g. <run>-train")
+    jobs_actions.add_parser("logs", parents=[common]).add_argument(
+        "name", help="job name, e.g. <run>-train"
+    )
     jobs.set_defaults(handler=cmd_jobs)
 
-    commands.add_parser("deploy", help="deploy template.yaml to the local cloud").set_defaults(
-        handler=cmd_deploy
-    )
+    commands.add_parser(
+        "deploy", parents=[common], help="deploy template.yaml to the local cloud"
+    ).set_defaults(handler=cmd_deploy)
 
     local = commands.add_parser(
         "local", help="the workspace's local service: up, down, status, logs"
     )
     local_actions = local.add_subparsers(dest="action", required=True)
-    up = local_actions.add_parser("up", help="start it (or find the running one)")
+    up = local_actions.add_parser("up", parents=[common], help="start it (or find the running one)")
     up.add_argument(
         "--idle-timeout",
         type=float,
@@ -474,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "port, pid, uptime and what runs now"),
         ("logs", "print its log"),
     ):
-        local_actions.add_parser(action, help=text)
+        local_actions.add_parser(action, parents=[common], help=text)
     local.set_defaults(handler=cmd_local)
     return parser
 
@@ -491,6 +536,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `sfn-mlops executions list | head -1`: the reader has enough
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the last flush cannot raise again on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def entry_point() -> None:
@@ -500,7 +555,10 @@ def entry_point() -> None:
     engine's and botocore's module graphs took 0.3-0.7 s of every command (measured).
     """
     code = main()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
     sys.stderr.flush()
     os._exit(code)
 

@@ -50,9 +50,7 @@ def crash(cli: Any, workspace: Path) -> Any:
     # reg:logistic passes the CLI's hyperparameter check (labels in [0, 1] there), but on
     # abalone's rings xgboost fails during training (base_score must be in (0,1)): an
     # AlgorithmError that the script writes to /opt/ml/output/failure before exiting 1.
-    return cli(
-        workspace, "run", "--name", CRASH, "--set", "hyperparameters.objective=reg:logistic"
-    )
+    return cli(workspace, "run", "--name", CRASH, "--set", "hyperparameters.objective=reg:logistic")
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +136,10 @@ def test_describe_history_and_job_logs_of_a_finished_run(
 ) -> None:
     describe = cli(workspace, "executions", "describe", HAPPY)
     assert describe.code == 0
-    assert "status: SUCCEEDED" in describe.out
+    assert "Status     SUCCEEDED" in describe.out.splitlines()
+    assert "Gate       rmse" in describe.out and "  target = rings" in describe.out.splitlines()
+    raw = cli(workspace, "executions", "describe", HAPPY, "--json")
+    assert json.loads(raw.out)["status"] == "SUCCEEDED"
     history = cli(workspace, "executions", "history", HAPPY)
     types = [line.split()[2] for line in history.out.splitlines() if line.strip()]
     assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
@@ -165,6 +166,47 @@ def test_a_reused_name_exits_2_before_the_data_is_staged_again(
         f"sfn-mlops: error: --name '{HAPPY}': an execution with this name already exists\n"
     )
     assert [path.stat().st_mtime_ns for path in staged] == stamps
+
+
+def test_list_and_compare_show_the_gate_of_a_passed_and_a_failed_run(
+    happy: Any, gate_fails: Any, cli: Any, workspace: Path
+) -> None:
+    listing = cli(workspace, "executions", "list", "--all")
+    rows = {line.split()[0]: line for line in listing.out.splitlines()[1:]}
+    assert listing.out.splitlines()[0].split() == [
+        "NAME", "STATUS", "STARTED", "DURATION", "GATE", "RESULT"
+    ]  # fmt: skip
+    assert re.search(r"SUCCEEDED .* rmse \d\.\d+ <= 2\.5 +gate passed$", rows[HAPPY])
+    assert re.search(r"FAILED .* rmse \d\.\d+ <= 0\.01 +ModelQualityBelowThreshold: ", rows[GATE])
+    failed_only = cli(workspace, "executions", "list", "--status", "FAILED", "--all")
+    assert HAPPY not in failed_only.out and GATE in failed_only.out
+
+    compared = cli(workspace, "executions", "compare", HAPPY, GATE)
+
+    assert compared.code == 0, compared.err
+    differs = compared.out.split("Config that differs:")[1].split("Metrics")[0]
+    assert [line.split() for line in differs.strip().splitlines()] == [
+        ["gate.threshold", "2.5", "0.01"]
+    ]
+
+
+def test_global_options_after_the_subcommand_and_a_closed_pipe(happy: Any, workspace: Path) -> None:
+    command = [sys.executable, "-m", "sfn_mlops.cli", "executions", "list", "--all"]
+    command += ["--workspace", str(workspace)]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head -1` once it has its line: every write meets a closed pipe
+    try:
+        listing = subprocess.run(
+            command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+            env=os.environ.copy(), check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (listing.returncode, listing.stderr) == (0, "")
+    shown = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False
+    )
+    assert shown.returncode == 0 and HAPPY in shown.stdout, shown.stderr
 
 
 # the quality gate fails -------------------------------------------------------------------
