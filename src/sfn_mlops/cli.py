@@ -426,6 +426,25 @@ def _local_status(workspace: Path) -> int:
 
 
 # parser ---------------------------------------------------------------------------------
+def _run_epilog() -> str:
+    """Config keys (from the config models themselves), an example and the exit codes."""
+    from sfn_mlops.config import config_keys
+
+    keys = "\n".join(f"  {key}" for key in config_keys())
+    return (
+        f"config keys (a --config YAML/JSON file, or --set KEY=VALUE; dotted keys are nested):\n"
+        f"{keys}\n  hyperparameters.<name>   any XGBoost parameter, checked by XGBoost\n\n"
+        "example:\n"
+        "  sfn-mlops run --data data/churn.csv --target churned --problem-type binary \\\n"
+        "      --set categorical_columns='[plan, region]' --set gate.threshold=0.8\n\n"
+        "exit codes:\n"
+        f"  {EXIT_OK}    the execution succeeded\n"
+        f"  {EXIT_FAILED}    the execution failed (a failed quality or bias gate included)\n"
+        f"  {EXIT_USAGE}    the input is wrong (config, data, name); nothing was started\n"
+        "  130  interrupted: the execution goes on in the local service"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfn-mlops", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -440,7 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--project", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     run = commands.add_parser(
-        "run", parents=[common], help="deploy locally and run the pipeline, following each state"
+        "run",
+        parents=[common],
+        help="deploy locally and run the pipeline, following each state",
+        description="Deploy template.yaml to the local service (or, with --aws, use the "
+        "deployed stack), start the pipeline and follow it state by state.",
+        epilog=_run_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", help="pipeline config file (YAML or JSON)")
     run.add_argument(

@@ -335,6 +335,18 @@ class PipelineConfig(_Strict):
         }
 
 
+def config_keys(model: type[BaseModel] = PipelineConfig, prefix: str = "") -> list[str]:
+    """Every settable key as a dotted name, for `run --help` (hyperparameters: a free map)."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += config_keys(annotation, f"{prefix}{name}.")
+        elif name != "hyperparameters":
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
 # loading ----------------------------------------------------------------------------------
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
     """Defaults, then the file, then ``key=value`` overrides (dotted keys reach nested ones);
