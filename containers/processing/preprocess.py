@@ -31,6 +31,7 @@ ENV_TARGET = "SFN_MLOPS_TARGET"
 ENV_PROBLEM_TYPE = "SFN_MLOPS_PROBLEM_TYPE"
 ENV_CATEGORICAL_COLUMNS = "SFN_MLOPS_CATEGORICAL_COLUMNS"
 ENV_SPLIT = "SFN_MLOPS_SPLIT"
+ENV_DELIMITER = "SFN_MLOPS_CSV_DELIMITER"  # optional: the CLI detects it (default ",")
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -58,6 +59,7 @@ class Settings:
     problem_type: str
     categorical_columns: tuple[str, ...]
     split: Split
+    delimiter: str = ","
 
 
 # ---------------------------------------------------------------- settings
@@ -79,7 +81,14 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         problem_type=problem_type,
         categorical_columns=parse_categorical_columns(_required(env, ENV_CATEGORICAL_COLUMNS)),
         split=parse_split(_required(env, ENV_SPLIT)),
+        delimiter=parse_delimiter(env.get(ENV_DELIMITER, ",")),
     )
+
+
+def parse_delimiter(text: str) -> str:
+    if len(text) != 1 or text in "\r\n\"":
+        raise UserError(f"{ENV_DELIMITER}={text!r} must be one character (csv_delimiter)")
+    return text
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -159,32 +168,36 @@ def list_input_files(input_dir: str) -> list[str]:
     return paths
 
 
-def read_file(path: str, categorical: Sequence[str]) -> pd.DataFrame:
+def read_file(path: str, categorical: Sequence[str], delimiter: str = ",") -> pd.DataFrame:
     """Read one CSV (with pyarrow, fast) or Parquet file into a DataFrame."""
     if path.lower().endswith(PARQUET_SUFFIXES):
         try:
             return pq.read_table(path).to_pandas()
         except (pa.ArrowException, OSError) as exc:
             raise UserError(f"cannot read Parquet file {path}: {exc}") from exc
-    return _read_csv(path, categorical)
+    return _read_csv(path, categorical, delimiter)
 
 
-def _read_csv(path: str, categorical: Sequence[str]) -> pd.DataFrame:
+def _read_csv(path: str, categorical: Sequence[str], delimiter: str) -> pd.DataFrame:
     read_options = pacsv.ReadOptions(block_size=16 << 20)
+    parse = pacsv.ParseOptions(delimiter=delimiter)
     try:
-        names = pacsv.open_csv(path, read_options=read_options).schema.names
+        names = pacsv.open_csv(path, read_options=read_options, parse_options=parse).schema.names
     except pa.ArrowInvalid as exc:
         raise UserError(f"cannot read CSV file {path}: {exc}") from exc
     # Categorical columns stay strings so '01' and '1' remain different categories.
     types = {name: pa.string() for name in names if name in set(categorical)}
     try:
-        table = pacsv.read_csv(path, read_options=read_options, convert_options=_convert(types))
+        table = pacsv.read_csv(
+            path, read_options=read_options, parse_options=parse, convert_options=_convert(types)
+        )
     except pa.ArrowInvalid:
         # A value deep in the file broke type inference; read everything as text and let the
         # column checks name the offending values.
         table = pacsv.read_csv(
             path,
             read_options=read_options,
+            parse_options=parse,
             convert_options=_convert(dict.fromkeys(names, pa.string())),
         )
     return table.to_pandas()
@@ -195,12 +208,12 @@ def _convert(types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
 
 
 def read_inputs(
-    paths: Sequence[str], categorical: Sequence[str]
+    paths: Sequence[str], categorical: Sequence[str], delimiter: str = ","
 ) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
     """Read and stack all files; return the frame and (file, rows) to locate row indexes."""
     frames: list[pd.DataFrame] = []
     for path in paths:
-        frame = read_file(path, categorical)
+        frame = read_file(path, categorical, delimiter)
         if frames and list(frame.columns) != list(frames[0].columns):
             raise UserError(
                 f"{path} has columns {list(frame.columns)} but {paths[0]} has "
@@ -259,7 +272,7 @@ def _check_target_present(target: str, columns: list[str]) -> None:
         close = [c for c in columns if c.lower() == target.lower()]
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise UserError(
-        f"target column {target!r} ({ENV_TARGET}) is not in the data; columns are {columns}{hint}"
+        f"target column {target!r} is not in the data; columns are {columns}{hint}"
     )
 
 
@@ -267,12 +280,12 @@ def _check_categoricals(settings: Settings, columns: list[str]) -> None:
     absent = [c for c in settings.categorical_columns if c not in columns]
     if absent:
         raise UserError(
-            f"categorical column(s) {absent} in {ENV_CATEGORICAL_COLUMNS} are not in the data; "
+            f"categorical column(s) {absent} in categorical_columns are not in the data; "
             f"columns are {columns}"
         )
     if settings.target in settings.categorical_columns:
         raise UserError(
-            f"target {settings.target!r} is listed in {ENV_CATEGORICAL_COLUMNS}; remove it "
+            f"target {settings.target!r} is listed in categorical_columns; remove it "
             "(classification labels are encoded from the problem type)"
         )
 
@@ -364,7 +377,7 @@ def encode_numeric(series: pd.Series, name: str) -> np.ndarray:
     if coerced.isna().sum() > series.isna().sum():
         raise UserError(
             f"column {name!r} is not numeric (values like {_non_numeric_values(series)}); "
-            f"add it to {ENV_CATEGORICAL_COLUMNS} if it is categorical, or fix the values"
+            "add it to categorical_columns if it is categorical, or fix the values"
         )
     return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -418,7 +431,7 @@ def split_sizes(rows: int, split: Split) -> dict[str, int]:
     sizes = {"train": train, "validation": validation, "test": rows - train - validation}
     if min(sizes.values()) < 1:
         raise UserError(
-            f"{rows} row(s) are too few for {ENV_SPLIT} "
+            f"{rows} row(s) are too few for split "
             f"{split.train:g}/{split.validation:g}/{split.test:g}: it gives "
             f"train={sizes['train']}, validation={sizes['validation']}, test={sizes['test']}; "
             "each split needs at least 1 row"
@@ -442,12 +455,13 @@ def preprocess(
     problem_type: str,
     categorical_columns: Sequence[str],
     split: Split,
+    delimiter: str = ",",
 ) -> dict[str, Any]:
     """Validate, encode, split and write the data; return the schema written to schema.json."""
     started = time.perf_counter()
-    settings = Settings(target, problem_type, tuple(categorical_columns), split)
+    settings = Settings(target, problem_type, tuple(categorical_columns), split, delimiter)
     paths = list_input_files(input_dir)
-    data, spans = read_inputs(paths, settings.categorical_columns)
+    data, spans = read_inputs(paths, settings.categorical_columns, delimiter)
     print(
         f"read {len(data)} rows x {data.shape[1]} columns from {len(paths)} file(s) "
         f"in {time.perf_counter() - started:.2f}s",
@@ -498,6 +512,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             problem_type=settings.problem_type,
             categorical_columns=settings.categorical_columns,
             split=settings.split,
+            delimiter=settings.delimiter,
         )
 
     return jobkit.run_job(body, reason_file=args.message_file)

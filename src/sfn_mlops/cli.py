@@ -80,11 +80,13 @@ def _config_from(args: argparse.Namespace) -> PipelineConfig:
     return load_config(Path(args.config) if args.config else None, overrides)
 
 
-def _check_data(workspace: Path, config: PipelineConfig) -> LocalData | None:
-    """Find the data and check its header before anything is deployed or started."""
+def _check_data(workspace: Path, config: PipelineConfig) -> tuple[LocalData | None, PipelineConfig]:
+    """Find the data and check it before anything is deployed or started; the config comes
+    back with the column kinds and the delimiter the data showed (the jobs are told them)."""
     import boto3
 
-    from sfn_mlops.data import DataError, inspect_local
+    from sfn_mlops.columns import check_local_data
+    from sfn_mlops.data import DataError
     from sfn_mlops.local.objectstore import parse_s3_uri
 
     if config.data.startswith("s3://"):
@@ -96,13 +98,13 @@ def _check_data(workspace: Path, config: PipelineConfig) -> LocalData | None:
             raise CliError(f"data: no bucket {data_bucket!r} in the local object store") from err
         if not found:
             raise CliError(f"data: no objects under {config.data} in the local object store")
-        return None
+        return None, config
     try:
-        local = inspect_local(config, workspace)
+        local, config, line = check_local_data(config, workspace)
     except DataError as err:
         raise CliError(str(err)) from err
-    print(f"Data: {local.description}; columns: {', '.join(local.columns)}")
-    return local
+    print(line)
+    return local, config
 
 
 def _run_name(requested: str | None) -> str:
@@ -130,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     run_name = _run_name(args.name)
     service = _connect(args)
-    local_data = _check_data(service.workspace, config)
+    local_data, config = _check_data(service.workspace, config)
     try:
         deployment = control.admin(
             service, "deploy", {"project": str(settings.project_root(args.project))}

@@ -62,6 +62,7 @@ ABALONE_CLARIFY: dict[str, Any] = {
     "label_threshold": 10,
 }
 SHAP_RECORDS_CAP = 1000
+MIN_TEST_ROWS = 20
 
 
 class ConfigError(ValueError):
@@ -77,6 +78,8 @@ class SplitConfig(_Strict):
     validation: float = Field(0.15, gt=0, lt=1)
     test: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
+    #: Fewer test rows than this and the metrics, and the gate on them, mean little.
+    min_test_rows: int = Field(MIN_TEST_ROWS, ge=1)
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:
@@ -167,7 +170,9 @@ class PipelineConfig(_Strict):
     )
     target: str
     problem_type: ProblemType = "regression"
-    categorical_columns: list[str] = []
+    categorical_columns: list[str] = []  # beside those the data shows are text
+    numeric_columns: list[str] = []  # must be numeric (their non-numbers are named)
+    csv_delimiter: str | None = Field(None, min_length=1, max_length=1)  # None: detected
     split: SplitConfig = Field(default_factory=SplitConfig)
     hyperparameters: dict[str, str | int | float | bool] = {}
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -216,6 +221,12 @@ class PipelineConfig(_Strict):
         if self.target in self.categorical_columns:
             raise ValueError(
                 f"target {self.target!r} is also listed in categorical_columns; remove it there"
+            )
+        both = sorted(set(self.categorical_columns) & set(self.numeric_columns))
+        if both:
+            raise ValueError(
+                f"column(s) {', '.join(map(repr, both))} are in both categorical_columns and "
+                "numeric_columns; keep each in one"
             )
         self._check_clarify()
         return self
@@ -280,8 +291,10 @@ class PipelineConfig(_Strict):
             "SFN_MLOPS_TARGET": self.target,
             "SFN_MLOPS_PROBLEM_TYPE": self.problem_type,
             "SFN_MLOPS_CATEGORICAL_COLUMNS": json.dumps(self.categorical_columns),
-            "SFN_MLOPS_SPLIT": json.dumps(self.split.model_dump()),
+            "SFN_MLOPS_SPLIT": json.dumps(self.split.model_dump(exclude={"min_test_rows"})),
         }
+        if self.csv_delimiter is not None:
+            env["SFN_MLOPS_CSV_DELIMITER"] = self.csv_delimiter
         for key, value in env.items():
             if len(value) > SAGEMAKER_ENV_VALUE_LIMIT:
                 raise ConfigError(

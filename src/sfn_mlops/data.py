@@ -72,10 +72,10 @@ def data_files(path: Path) -> list[Path]:
     return files
 
 
-def read_columns(path: Path) -> list[str]:
+def read_columns(path: Path, delimiter: str = ",") -> list[str]:
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8") as stream:
-            rows = csv.reader(stream)
+            rows = csv.reader(stream, delimiter=delimiter)
             header = next(rows, None)
             first_row = next(rows, None)
         if not header:
@@ -92,11 +92,14 @@ def inspect_local(config: PipelineConfig, workspace: Path) -> LocalData:
     """Resolve ``config.data`` to local files and check the configured columns exist."""
     if config.data == EXAMPLE_DATASET:
         files = [example_dataset(workspace / "datasets")]
-        description = "abalone (bundled with scikit-lego, 4,177 rows)"
+        description = "abalone (bundled with scikit-lego)"
     else:
         files = data_files(Path(config.data).expanduser())
         description = str(Path(config.data))
-    columns = read_columns(files[0])
+    from sfn_mlops.columns import detect_delimiter
+
+    delimiter = config.csv_delimiter or detect_delimiter(files[0])
+    columns = read_columns(files[0], delimiter)
     check_columns(config, columns, str(files[0]))
     check_clarify_values(config, files)
     return LocalData(files=files, columns=columns, description=description)
@@ -124,14 +127,17 @@ def check_columns(config: PipelineConfig, columns: list[str], source: str) -> No
                 )
 
 
-def _column_values(files: list[Path], column: str) -> set[str]:
+def _column_values(files: list[Path], column: str, config_delimiter: str | None) -> set[str]:
     """The distinct values of one column, as text (what a CSV holds)."""
     import pandas as pd
+
+    from sfn_mlops.columns import detect_delimiter
 
     values: set[str] = set()
     for path in files:
         if path.suffix.lower() == ".csv":
-            series = pd.read_csv(path, usecols=[column], dtype=str)[column]
+            delimiter = config_delimiter or detect_delimiter(path)
+            series = pd.read_csv(path, usecols=[column], dtype=str, sep=delimiter)[column]
         else:
             series = pd.read_parquet(path, columns=[column])[column].astype(str)
         values.update(series.dropna().unique().tolist())
@@ -157,7 +163,7 @@ def check_clarify_values(config: PipelineConfig, files: list[Path]) -> None:
         wanted.append((f"clarify.label_values: target {config.target!r} value", config.target,
                        clarify.label_values))  # fmt: skip
     for role, column, values in wanted:
-        present = _column_values(files, column)
+        present = _column_values(files, column, config.csv_delimiter)
         numeric = {_as_text(float(v)) for v in present if _is_number(v)}
         for value in values:
             text = _as_text(value)

@@ -17,6 +17,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
+BUCKET = "sfn-mlops-artifactbucket"  # the local stack's artifact bucket
 COLUMNS = ["size", "weight", "price"]
 STOPPED_IN_PREPROCESS = ["PrepareRun", "Preprocess", "NotifyFailure", "PipelineFailed"]
 
@@ -116,12 +117,34 @@ def test_data_path_that_does_not_exist_is_named(
     )
 
 
+def test_problems_in_the_data_itself_are_named_together_before_anything_starts(
+    cli: Any, open_aws: Any, workspace: Path, data_dir: Path
+) -> None:
+    data = _write_csv(data_dir / "text_target_local.csv", COLUMNS, _text_target_rows())
+    result = cli(workspace, "run", "--name", "text-local", "--data", str(data), "--target", "price")
+    _assert_rejected_before_start(
+        result, open_aws, workspace, "text-local",
+        "the data does not fit the config:\n",
+        "  - target: column 'price' must be numeric for regression; it holds 'cheap', 'dear', "
+        "'steep' (use problem_type binary or multiclass)\n",
+        "  - split.min_test_rows: the test split would hold 6 rows",
+    )  # fmt: skip
+
+
 # found by the processing job ----------------------------------------------------------------
+def _text_target_rows() -> list[list[Any]]:
+    return [[r[0], r[1], ("cheap", "dear", "steep")[i % 3]] for i, r in enumerate(_numeric_rows())]
+
+
 @pytest.fixture(scope="module")
-def text_target(cli: Any, workspace: Path, data_dir: Path) -> Any:
-    rows = [[r[0], r[1], ("cheap", "dear", "steep")[i % 3]] for i, r in enumerate(_numeric_rows())]
-    data = _write_csv(data_dir / "text_target.csv", COLUMNS, rows)
-    return cli(workspace, "run", "--name", "text-target", "--data", str(data), "--target", "price")
+def text_target(cli: Any, open_aws: Any, workspace: Path, data_dir: Path) -> Any:
+    """Data already in S3: the CLI cannot read it, so the processing job's own checks speak."""
+    data = _write_csv(data_dir / "text_target.csv", COLUMNS, _text_target_rows())
+    assert cli(workspace, "deploy").code == 0
+    with open_aws(workspace) as aws:
+        aws.s3.upload_file(str(data), BUCKET, "incoming/text_target.csv")
+    uri = f"s3://{BUCKET}/incoming/text_target.csv"
+    return cli(workspace, "run", "--name", "text-target", "--data", uri, "--target", "price")
 
 
 def _preprocess_failure(aws: Any, name: str) -> str:

@@ -3,6 +3,7 @@ CSV and Parquet, with the gate on each problem type's default metric."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,27 @@ def test_multiclass_target_from_parquet(
     assert (gate["metric"], gate["direction"]) == ("accuracy", "maximize")
     assert set(gate["metrics"]) == {"accuracy", "macro_f1", "logloss"}
     assert gate["value"] > 0.4  # three classes: chance is about a third
+
+
+def test_a_semicolon_csv_with_text_columns_runs_by_naming_data_target_and_problem_type(
+    abalone: pd.DataFrame, cli: Any, workspace: Path, aws: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "semicolons.csv"
+    text = abalone.assign(
+        old=(abalone.rings > 9).map({True: "yes", False: "no"}),
+        size=pd.cut(abalone.length, 3, labels=["small", "medium", "large"]).astype(str),
+    )
+    text.drop(columns="rings").to_csv(data, index=False, sep=";")
+    result = cli(
+        workspace, "run", "--name", "semicolons", "--data", str(data), "--target", "old",
+        "--problem-type", "binary",
+    )  # fmt: skip
+    assert result.code == 0, result.out + result.err
+    header = next(line for line in result.out.splitlines() if line.startswith("Data: "))
+    assert "features sex (cat), length (num)," in header and "size (cat)" in header
+    assert header.endswith("; delimiter ';'")
+    job = aws.sagemaker.describe_processing_job(ProcessingJobName="semicolons-preprocess")
+    environment = job["Environment"]
+    assert json.loads(environment["SFN_MLOPS_CATEGORICAL_COLUMNS"]) == ["sex", "size"]
+    assert environment["SFN_MLOPS_CSV_DELIMITER"] == ";"
+    assert _gate(aws, "semicolons")["value"] > 0.75

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 
 from sfn_mlops.aws.stack import BUCKET_OUTPUT, STATE_MACHINE_OUTPUT, stack_outputs
 from sfn_mlops.config import PipelineConfig
-from sfn_mlops.data import DATASETS_PREFIX, DataError, LocalData, inspect_local, stage_data
+from sfn_mlops.data import DATASETS_PREFIX, DataError, LocalData, stage_data
 from sfn_mlops.follow import Follower, follow_timeout
 from sfn_mlops.local.objectstore import parse_s3_uri
 
@@ -92,15 +92,20 @@ def resolve_stack(cloudformation: Any, stack_name: str) -> AwsStack:
     )
 
 
-def local_data(config: PipelineConfig, workspace: Path) -> LocalData | None:
-    """The local files to stage; None for data already in S3.
+def local_data(
+    config: PipelineConfig, workspace: Path
+) -> tuple[LocalData | None, PipelineConfig, str | None]:
+    """The local files to stage (None for data already in S3), the config with what the data
+    showed, and the header line: checked as in local mode (sfn_mlops.columns).
 
     'abalone' is the bundled CSV, written once under ``workspace/datasets/`` as in local mode.
     """
     if config.data.startswith("s3://"):
-        return None
+        return None, config, None
+    from sfn_mlops.columns import check_local_data
+
     try:
-        return inspect_local(config, workspace)
+        return check_local_data(config, workspace)
     except DataError as err:
         raise AwsRunError(str(err)) from err
 
@@ -175,9 +180,9 @@ def _run(
     poll_seconds: float,
     timeout: float,
 ) -> AwsRun:
-    data = local_data(config, workspace)  # checked before anything touches AWS
-    if data is not None:
-        echo(f"Data: {data.description}; columns: {', '.join(data.columns)}")
+    data, config, line = local_data(config, workspace)  # checked before anything touches AWS
+    if line is not None:
+        echo(line)
     stack = resolve_stack(clients.cloudformation, stack_name)
     echo(f"Stack {stack.name} in {stack.region}: bucket s3://{stack.bucket}")
     if data is None:

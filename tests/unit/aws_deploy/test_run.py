@@ -116,7 +116,18 @@ def test_run_stages_the_data_starts_the_execution_and_follows_it(stacks, deploye
     described = sfn.describe_execution(executionArn=result.execution_arn)
     assert described["name"] == "run-1"
     assert described["stateMachineArn"] == deployed["StateMachineArn"]
-    assert json.loads(described["input"]) == config.execution_input(data_uri)
+    sent = json.loads(described["input"])
+    assert sent["config"]["processing_env"] == {  # what the data showed, told to the job
+        "SFN_MLOPS_TARGET": "rings",
+        "SFN_MLOPS_PROBLEM_TYPE": "regression",
+        "SFN_MLOPS_CATEGORICAL_COLUMNS": '["sex"]',
+        "SFN_MLOPS_SPLIT": '{"train": 0.7, "validation": 0.15, "test": 0.15, "seed": 42}',
+        "SFN_MLOPS_CSV_DELIMITER": ",",
+    }
+    expected = config.execution_input(data_uri)["config"]
+    assert {k: v for k, v in sent["config"].items() if k != "processing_env"} == {
+        k: v for k, v in expected.items() if k != "processing_env"
+    }
     assert result.execution["status"] == "SUCCEEDED"
     assert result.execution_arn == (
         "arn:aws:states:us-east-1:123456789012:execution:TrainingPipeline:run-1"
@@ -126,8 +137,9 @@ def test_run_stages_the_data_starts_the_execution_and_follows_it(stacks, deploye
         f"#/v2/executions/details/{result.execution_arn}"
     )
     assert lines[:4] == [
-        "Data: abalone (bundled with scikit-lego, 4,177 rows); columns: sex, length, diameter, "
-        "height, whole_weight, shucked_weight, viscera_weight, shell_weight, rings",
+        "Data: abalone (bundled with scikit-lego): 4,177 rows; target rings; features sex (cat), "
+        "length (num), diameter (num), height (num), whole_weight (num), shucked_weight (num), "
+        "viscera_weight (num), shell_weight (num); delimiter ','",
         f"Stack sfn-mlops in us-east-1: bucket s3://{bucket}",
         f"Data staged at {data_uri}",
         f"Execution run-1 started\n  {result.console_url}\n",
@@ -171,16 +183,18 @@ def test_a_failed_gate_ends_the_follower_on_failed(stacks, tmp_path):
 def test_a_folder_of_files_is_staged_under_one_prefix(stacks, deployed, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    (folder / "a.csv").write_text("x,y\n1,2\n")
-    (folder / "b.csv").write_text("x,y\n3,4\n")
-    config = load_config(overrides=[f"data={folder}", "target=y"])
+    a = "x,y\n" + "".join(f"{i},{2 * i}\n" for i in range(10))  # enough rows for the split
+    b = "x,y\n" + "".join(f"{i},{3 * i}\n" for i in range(10))
+    (folder / "a.csv").write_text(a)
+    (folder / "b.csv").write_text(b)
+    config = load_config(overrides=[f"data={folder}", "target=y", "split.min_test_rows=1"])
     bucket = deployed["ArtifactBucketName"]
 
     result = _run(stacks, tmp_path, config)
 
     assert _objects(bucket) == {
-        "datasets/run-1/a.csv": b"x,y\n1,2\n",
-        "datasets/run-1/b.csv": b"x,y\n3,4\n",
+        "datasets/run-1/a.csv": a.encode(),
+        "datasets/run-1/b.csv": b.encode(),
     }
     described = boto3.client("stepfunctions").describe_execution(executionArn=result.execution_arn)
     assert json.loads(described["input"])["config"]["data_uri"] == f"s3://{bucket}/datasets/run-1/"

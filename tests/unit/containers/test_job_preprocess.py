@@ -127,6 +127,28 @@ def test_main_reads_env_and_writes_outputs(tmp_path: Path) -> None:
     assert not (tmp_path / "message").exists()
 
 
+def test_main_reads_the_delimiter_the_cli_detected(tmp_path: Path) -> None:
+    frame = abalone_like(40)[["sex", "length", "rings"]]
+    frame.to_csv(tmp_path / "data.csv", index=False, sep=";")
+    argv = ["--input-dir", str(tmp_path / "data.csv"), "--output-dir", str(tmp_path / "out")]
+    argv += ["--message-file", str(tmp_path / "message")]
+
+    assert preprocess.main(argv, env={**ENV, "SFN_MLOPS_CSV_DELIMITER": ";"}) == 0
+
+    schema = json.loads((tmp_path / "out/schema/schema.json").read_text())
+    assert schema["features"] == ["sex", "length"]
+    assert schema["categorical"]["sex"] == sorted(frame["sex"].dropna().unique().tolist())
+
+
+def test_a_bad_delimiter_setting_is_named(tmp_path: Path) -> None:
+    message = tmp_path / "message"
+    env = {**ENV, "SFN_MLOPS_CSV_DELIMITER": ";;"}
+    assert preprocess.main(["--message-file", str(message)], env=env) == 1
+    assert message.read_text() == (
+        "UserError: SFN_MLOPS_CSV_DELIMITER=';;' must be one character (csv_delimiter)"
+    )
+
+
 # ---------------------------------------------------------------- settings
 
 
@@ -257,7 +279,7 @@ def test_multiclass_needs_three_classes(tmp_path: Path) -> None:
 
 def test_declared_categorical_must_exist(tmp_path: Path) -> None:
     with pytest.raises(
-        UserError, match=r"categorical column\(s\) \['color'\] in SFN_MLOPS_CATEGORICAL_COLUMNS"
+        UserError, match=r"categorical column\(s\) \['color'\] in categorical_columns"
     ):
         run(tmp_path, toy(), categorical_columns=["sex", "color"])
 
@@ -267,7 +289,7 @@ def test_text_column_must_be_declared_categorical(tmp_path: Path) -> None:
         run(tmp_path, toy(), categorical_columns=[])
     message = str(caught.value)
     assert "column 'sex' is not numeric (values like ['M', 'F', 'I'])" in message
-    assert "add it to SFN_MLOPS_CATEGORICAL_COLUMNS" in message
+    assert "add it to categorical_columns" in message
 
 
 def test_too_few_rows_for_the_split(tmp_path: Path) -> None:
