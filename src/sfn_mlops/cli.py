@@ -261,7 +261,7 @@ def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
 
 
 def _show_notifications(workspace: Path, since: float) -> None:
-    from sfn_mlops.follow import cause_summary
+    """Which notifications the run sent; their text is the cause the summary already shows."""
     from sfn_mlops.local.metadata import MetadataStore
     from sfn_mlops.local.services.sns import MESSAGES
 
@@ -269,12 +269,7 @@ def _show_notifications(workspace: Path, since: float) -> None:
         if message["Timestamp"] < since:
             continue
         topic = message["TopicArn"].rpartition(":")[2]
-        try:
-            body = json.loads(message["Message"])
-            text = f"{body['error']}: {cause_summary(body.get('cause'))}"
-        except (ValueError, TypeError, KeyError):
-            text = message["Message"][:500]
-        print(f"Notification to {topic} ({message.get('Subject') or 'no subject'}): {text}")
+        print(f"Notification sent to {topic}: {message.get('Subject') or '(no subject)'}")
 
 
 # executions and jobs ----------------------------------------------------------------------

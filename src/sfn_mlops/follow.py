@@ -145,14 +145,13 @@ class Follower:
             details = next(v for k, v in event.items() if k.endswith("EventDetails"))
             name = owner or "?"
             self._failed.add(name)
-            self.echo(
-                f"  ✘ {name:<28} {details.get('error', '')}: {cause_summary(details.get('cause'))}"
-            )
+            # The error's name only: its cause is printed once, in the summary below.
+            self.echo(f"  ✘ {name:<28} {details.get('error', '')}")
         elif kind == "FailStateEntered":
             pass
         elif kind == "ExecutionFailed":
             details = event["executionFailedEventDetails"]
-            self.echo(f"  ✘ failed: {details.get('error')}: {cause_summary(details.get('cause'))}")
+            self.echo(f"  ✘ failed: {details.get('error')}")
 
     def _note_job(self, name: str, details: dict[str, Any]) -> None:
         if name not in self._open:

@@ -281,6 +281,12 @@ def test_training_crash_execution_reports_the_caught_error_and_reason(
     assert f"Cause: {reason}" in crash.summary(CRASH)
 
 
+def test_training_crash_reason_is_printed_once(crash: Any, workspace: Path) -> None:
+    first_line = _failure_file(workspace, f"{CRASH}-train").splitlines()[0]
+    assert crash.out.count(first_line) == 1, crash.out
+    assert "Notification sent to FailureTopic: " in crash.out
+
+
 def test_training_crash_progress_does_not_tick_the_failed_state(crash: Any) -> None:
     progress = crash.out[: crash.out.index(f"\nExecution {CRASH}: ")]
     assert re.search(r"✘ Train\b", progress), progress

@@ -61,5 +61,5 @@ def test_parallel_branch_events_belong_to_their_branch() -> None:
     assert lines[0].endswith("processing job r-bias")
     assert lines[1].endswith("processing job r-explain")
     assert lines[2].startswith("  ✔ Explainability")
-    assert lines[3].startswith("  ✘ BiasCheck") and "ClientError: bad facet" in lines[3]
+    assert lines[3].split() == ["✘", "BiasCheck", "States.TaskFailed"]  # the cause: in the summary
     assert lines[4].startswith("  ✘ BiasCheck") and "(failed; handled by its Catch)" in lines[4]

@@ -174,10 +174,7 @@ def test_a_failed_gate_ends_the_follower_on_failed(stacks, tmp_path):
 
     assert result.execution["status"] == "FAILED"
     assert result.execution["error"] == "ModelQualityBelowThreshold"
-    assert lines[-1] == (
-        "  ✘ failed: ModelQualityBelowThreshold: rmse is 2.286 on the test set; "
-        "the quality gate requires rmse <= 2.0"
-    )
+    assert lines[-1] == "  ✘ failed: ModelQualityBelowThreshold"  # the cause: in the summary
 
 
 def test_a_folder_of_files_is_staged_under_one_prefix(stacks, deployed, tmp_path):
