@@ -12,12 +12,13 @@ from typing import Any
 
 import bias_gate
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 logger = Logger()
+tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
 
 _s3_client: Any = None
 
@@ -43,6 +44,7 @@ class BiasGateEvent(BaseModel):
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @event_parser(model=BiasGateEvent)
 def lambda_handler(event: BiasGateEvent, context: LambdaContext) -> dict[str, Any]:
     report = bias_gate.read_report(event.analysis_uri, get_s3_client())

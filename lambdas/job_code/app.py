@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import boto3
 import cfn_response
 import job_code
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import (
     CloudFormationCustomResourceCreateModel,
@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 logger = Logger()
+tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
 #: Answer FAILED this long before the Lambda's timeout, while it can still send.
 TIMEOUT_MARGIN_SECONDS = 10.0
 
@@ -96,5 +97,6 @@ def handle(event: dict[str, Any]) -> cfn_response.Outcome:
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | None:
     return cfn_response.answer(event, context, handle, margin_seconds=TIMEOUT_MARGIN_SECONDS)

@@ -17,12 +17,13 @@ from typing import Any
 
 import analysis_config
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 logger = Logger()
+tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
 
 _s3_client: Any = None
 S3_URI = r"^s3://[^/]+/.+"
@@ -93,6 +94,7 @@ def prepare(event: PrepareClarifyEvent, s3: Any) -> dict[str, str]:
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @event_parser(model=PrepareClarifyEvent)
 def lambda_handler(event: PrepareClarifyEvent, context: LambdaContext) -> dict[str, str]:
     uris = prepare(event, get_s3_client())

@@ -13,12 +13,13 @@ from typing import Any
 
 import boto3
 import gate
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 logger = Logger()
+tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
 
 _s3_client: Any = None
 
@@ -55,6 +56,7 @@ class ReadEvaluationEvent(BaseModel):
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @event_parser(model=ReadEvaluationEvent)
 def lambda_handler(event: ReadEvaluationEvent, context: LambdaContext) -> dict[str, Any]:
     report = gate.read_report(event.evaluation_uri, get_s3_client())

@@ -176,3 +176,22 @@ def test_the_clarify_image_mapping_is_the_sagemaker_sdks_table() -> None:
         for region, account in config["registries"].items()
         if "-iso" not in region
     }
+
+
+def test_the_deployed_functions_and_state_machine_are_traced_with_xray() -> None:
+    """What `sam deploy` creates, from the SAM translation: X-Ray on, and allowed to write."""
+    from sfn_mlops.aws.checks import load_project
+
+    project = load_project(Path(__file__).resolve().parents[2] / "template.yaml")
+    assert project.cfn is not None, project.translation_problem
+    resources = project.cfn["Resources"]
+    functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
+    machines = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
+    assert len(functions) == 4
+    for name, function in functions.items():
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+        role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        managed = role["Properties"].get("ManagedPolicyArns", [])
+        assert any("AWSXrayWriteOnlyAccess" in str(arn) for arn in managed), name
+    (machine,) = machines
+    assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}

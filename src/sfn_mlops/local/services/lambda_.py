@@ -68,6 +68,8 @@ class _Worker:
             }
         )
         env.update(spec.get("Environment", {}).get("Variables", {}))
+        # No X-Ray here (as under `sam local`): Powertools' Tracer would look for a daemon.
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "sfn_mlops.local.lambda_worker"],
