@@ -366,6 +366,23 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# report ---------------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML page about a run; prints where it is."""
+    import boto3
+
+    from sfn_mlops import run_report
+
+    service = _connect(args)
+    sfn = boto3.client("stepfunctions")
+    execution = _describe(sfn, args.name)
+    report = run_report.gather(sfn, boto3.client("s3"), execution)
+    default = service.workspace / "reports" / f"{execution['name']}.html"
+    path = run_report.write(report, Path(args.output) if args.output else default)
+    print(path.resolve())
+    return EXIT_OK
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from sfn_mlops.local import control
 
@@ -520,6 +537,20 @@ def build_parser() -> argparse.ArgumentParser:
         "name", help="job name, e.g. <run>-train"
     )
     jobs.set_defaults(handler=cmd_jobs)
+
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="write a run's HTML report (graph, metrics, plots) and print its path",
+        description="Write one self-contained HTML file about an execution: the state machine "
+        "coloured by each state's outcome, the gate, metrics on each split, feature importance "
+        "and the model's plots. It needs no network to view.",
+    )
+    report.add_argument("name", help="execution name or ARN")
+    report.add_argument(
+        "--output", metavar="FILE", help="where to write it (default <workspace>/reports/NAME.html)"
+    )
+    report.set_defaults(handler=cmd_report)
 
     commands.add_parser(
         "deploy", parents=[common], help="deploy template.yaml to the local cloud"

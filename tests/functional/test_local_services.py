@@ -126,3 +126,32 @@ def test_a_stop_right_after_the_start_aborts_the_execution(cloud: LocalCloud) ->
         assert sfn.describe_execution(executionArn=arn)["status"] == "ABORTED", attempt
         events = sfn.get_execution_history(executionArn=arn, reverseOrder=True)["events"]
         assert events[0]["type"] == "ExecutionAborted", attempt
+
+
+def test_an_execution_keeps_the_definition_it_started_with(cloud: LocalCloud) -> None:
+    sfn = boto3.client("stepfunctions")
+    role = "arn:aws:iam::123456789012:role/r"
+    first = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    second = {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True}}}
+    machine = sfn.create_state_machine(name="Changing", definition=json.dumps(first), roleArn=role)
+    arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="on-first")[
+        "executionArn"
+    ]
+    sfn.update_state_machine(
+        stateMachineArn=machine["stateMachineArn"], definition=json.dumps(second)
+    )
+
+    described = sfn.describe_state_machine_for_execution(executionArn=arn)
+
+    assert json.loads(described["definition"]) == first
+    assert (described["name"], described["roleArn"]) == ("Changing", role)
+    assert (
+        json.loads(
+            sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"]
+        )
+        == second
+    )
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.describe_state_machine_for_execution(
+            executionArn=arn.replace("on-first", "never-started")
+        )

@@ -158,6 +158,10 @@ class StepFunctions:
             "startDate": _now(),
             "input": raw_input,
             "pid": os.getpid(),
+            # What DescribeStateMachineForExecution answers after later deploys.
+            "definition": machine["definition"],
+            "roleArn": machine["roleArn"],
+            "definitionDate": machine.get("updateDate", machine["creationDate"]),
         }
         self.db.create(_EXECUTIONS, arn, doc)
         thread = threading.Thread(
@@ -264,6 +268,21 @@ class StepFunctions:
             if doc.get(key) is not None:
                 result[key] = doc[key]
         return result
+
+    def describe_state_machine_for_execution(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The definition the execution started with (executions recorded before the service
+        kept it get the state machine's current one)."""
+        doc = self._execution(params["executionArn"])
+        machine = self._machine(doc["stateMachineArn"])
+        return {
+            "stateMachineArn": doc["stateMachineArn"],
+            "name": machine["name"],
+            "definition": doc.get("definition", machine["definition"]),
+            "roleArn": doc.get("roleArn", machine["roleArn"]),
+            "updateDate": timestamp(
+                doc.get("definitionDate", machine.get("updateDate", machine["creationDate"]))
+            ),
+        }
 
     def list_executions(self, params: dict[str, Any]) -> dict[str, Any]:
         machine = params.get("stateMachineArn")
