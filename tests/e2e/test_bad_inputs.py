@@ -107,6 +107,25 @@ def test_misspelled_and_out_of_range_hyperparameters_are_named_together(
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://nope/x.csv", "data: no bucket 'nope' in the local object store"),
+        (
+            f"s3://{BUCKET}/nothing/here.csv",
+            f"data: no objects under s3://{BUCKET}/nothing/here.csv",
+        ),
+    ],
+)
+def test_s3_data_that_is_not_there_is_one_line_and_exit_2(
+    cli: Any, open_aws: Any, workspace: Path, uri: str, expected: str
+) -> None:
+    assert cli(workspace, "deploy").code == 0  # the artifact bucket exists
+    result = cli(workspace, "run", "--name", "no-s3-data", "--data", uri, "--target", "price")
+    _assert_rejected_before_start(result, open_aws, workspace, "no-s3-data", expected)
+    assert result.err.count("\n") == 1, result.err
+
+
 def test_data_path_that_does_not_exist_is_named(
     cli: Any, open_aws: Any, workspace: Path, data_dir: Path
 ) -> None:
