@@ -482,6 +482,36 @@ def _oldest_object_mtime(cloud: Any, uris: list[str], since: float) -> float:
     return min(found) if found else float("nan")
 
 
+def _newest_object_mtime(cloud: Any, uris: list[str], since: float) -> float:
+    from sfn_mlops.local.objectstore import parse_s3_uri
+
+    found = []
+    for uri in uris:
+        bucket, prefix = parse_s3_uri(uri)
+        with contextlib.suppress(Exception):
+            found += [o.modified for o in cloud.objects.list(bucket, prefix) if o.modified >= since]
+    return max(found) if found else float("nan")
+
+
+def _training_metrics(cloud: Any, doc: dict[str, Any], folder: Path) -> dict[str, Any] | None:
+    """training_metrics.json: in the job's folder while it exists, else in output.tar.gz."""
+    import tarfile
+
+    from sfn_mlops.local.objectstore import parse_s3_uri
+
+    path = folder / "opt_ml" / "output" / "data" / "training_metrics.json"
+    if path.is_file():
+        return dict(json.loads(path.read_text()))
+    prefix = doc["Request"]["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+    try:
+        archive = cloud.objects.head(*parse_s3_uri(f"{prefix}/{doc['Name']}/output/output.tar.gz"))
+        with tarfile.open(archive.path, "r:gz") as tar:
+            member = tar.extractfile("training_metrics.json")
+            return dict(json.loads(member.read())) if member else None
+    except Exception:  # noqa: BLE001 - no metrics: the figure is left out
+        return None
+
+
 def _job_timing(cloud: Any, state: str, kind: str, name: str, doc: dict[str, Any]) -> JobTiming:
     from sfn_mlops.local import jobs
     from sfn_mlops.local.jobs.paths import OPT_ML, reroot
@@ -500,9 +530,14 @@ def _job_timing(cloud: Any, state: str, kind: str, name: str, doc: dict[str, Any
     else:
         outputs = (request.get("ProcessingOutputConfig") or {}).get("Outputs", [])
         locals_ = [Path(reroot(o["S3Output"]["LocalPath"], opt_ml)) for o in outputs]
+        uris = [o["S3Output"]["S3Uri"] for o in outputs]
         launch = float("nan")
-        exit_low = _newest_mtime(locals_)
-        exit_high = _oldest_object_mtime(cloud, [o["S3Output"]["S3Uri"] for o in outputs], exit_low)
+        if any(folder.is_dir() for folder in locals_):
+            exit_low = _newest_mtime(locals_)
+            exit_high = _oldest_object_mtime(cloud, uris, exit_low)
+        else:  # the folder is gone: outputs were moved into the store, their mtimes kept
+            exit_low = _newest_object_mtime(cloud, uris, doc["CreationTime"])
+            exit_high = doc["EndTime"]
         exit_at = exit_low
     return JobTiming(
         state=state,
@@ -570,9 +605,9 @@ def timings(workspace: Path, run: CliRun | None = None) -> RunTimings:  # noqa: 
         if kind == jobs.KIND_TRAINING:
             train_dir = jobs.job_dir(cloud, name)
             hps = doc["Request"].get("HyperParameters") or {}
-            metrics = train_dir / "opt_ml" / "output" / "data" / "training_metrics.json"
-            if metrics.is_file():
-                train_seconds = json.loads(metrics.read_text())["train_seconds"]
+            metrics = _training_metrics(cloud, doc, train_dir)
+            if metrics is not None:
+                train_seconds = metrics["train_seconds"]
     return RunTimings(
         execution_start=execution["startDate"].timestamp(),
         execution_stop=execution["stopDate"].timestamp(),

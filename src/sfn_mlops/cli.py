@@ -366,6 +366,34 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# prune ----------------------------------------------------------------------------------
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Remove finished executions' artifacts, jobs and records (sfn_mlops.local.prune)."""
+    from sfn_mlops.local import prune
+
+    workspace = settings.workspace_root(args.workspace)
+    try:
+        older = prune.parse_duration(args.older_than) if args.older_than else None
+        result = prune.prune(workspace, keep=args.keep, older_than=older, dry_run=args.dry_run)
+    except prune.PruneError as err:
+        raise CliError(str(err)) from err
+    verb = "would remove" if result.dry_run else "removed"
+    for execution in result.removed:
+        print(
+            f"{verb} {execution.name} ({execution.status}): {len(execution.jobs)} jobs, "
+            f"{execution.files} files, {_size(execution.bytes)}"
+        )
+    for execution in result.kept:
+        print(f"kept {execution.name} ({execution.status}): {execution.kept_because}")
+    done = "to remove, would free" if result.dry_run else "removed, freed"
+    print(f"{len(result.removed)} executions {done} {_size(result.bytes)}")
+    return EXIT_OK
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB"
+
+
 # report ---------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page about a run; prints where it is."""
@@ -537,6 +565,29 @@ def build_parser() -> argparse.ArgumentParser:
         "name", help="job name, e.g. <run>-train"
     )
     jobs.set_defaults(handler=cmd_jobs)
+
+    prune = commands.add_parser(
+        "prune",
+        parents=[common],
+        help="remove old executions' artifacts, jobs and records from the workspace",
+        description="Remove finished executions' run prefixes (runs/NAME/, datasets/NAME/), "
+        "their jobs' folders, logs and records, their models' records and reports, and their "
+        "history. Never removed: running executions, what a running execution or job reads, "
+        "what another record points into, and the newest SUCCEEDED execution (its model: "
+        "there is no model registry yet). Works without the local service.",
+    )
+    prune.add_argument(
+        "--keep", type=int, metavar="N", help="keep the N newest finished executions"
+    )
+    prune.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="only remove executions that stopped this long ago: 7d, 12h, 30m, 90s, 2w",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed; remove nothing"
+    )
+    prune.set_defaults(handler=cmd_prune)
 
     report = commands.add_parser(
         "report",

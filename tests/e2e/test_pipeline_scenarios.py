@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from sfn_mlops.local.cloud import LocalCloud
-from sfn_mlops.local.jobs import job_dir
+from sfn_mlops.local.jobs import KIND_TRAINING, job_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -73,9 +73,11 @@ def _evaluation(aws: Any, name: str) -> dict[str, Any]:
 
 
 def _failure_file(workspace: Path, job_name: str) -> str:
-    return (job_dir(LocalCloud(workspace), job_name) / "opt_ml" / "output" / "failure").read_text(
-        encoding="utf-8"
-    )
+    """What the training script wrote to /opt/ml/output/failure: the runner reads it into the
+    job's FailureReason before it removes the job's folder (tests/functional pin that reading)."""
+    doc = LocalCloud(workspace).metadata.get(KIND_TRAINING, job_name)
+    assert doc is not None, job_name
+    return str(doc["FailureReason"])
 
 
 # happy path -------------------------------------------------------------------------------
@@ -114,6 +116,16 @@ def test_happy_path_evaluation_passes_gate_and_summary_says_so(happy: Any, aws: 
 
 def test_happy_path_sends_no_failure_notification(happy: Any, aws: Any) -> None:
     assert aws.failure_messages(HAPPY) == []
+
+
+def test_happy_path_leaves_no_job_scratch_only_the_logs(happy: Any, workspace: Path) -> None:
+    cloud = LocalCloud(workspace)
+    folders = sorted(p.name for p in cloud.jobs_dir.iterdir() if p.name.startswith(f"{HAPPY}-"))
+    assert folders == [
+        f"{HAPPY}-{job}" for job in ("bias", "evaluate", "explain", "preprocess", "train")
+    ]
+    for name in folders:
+        assert [p.name for p in job_dir(cloud, name).iterdir()] == ["job.log"], name
 
 
 def test_executions_list_in_a_new_process_shows_the_run(happy: Any, workspace: Path) -> None:

@@ -283,6 +283,10 @@ TRAIN_SCRIPT = """
         "cwd": os.getcwd(),
         "names": {k: os.environ[k] for k in sorted(os.environ) if k.startswith("SM_")},
         "train": sorted(os.listdir(os.environ["SM_CHANNEL_TRAIN"])),
+        "config": {
+            p.name: json.loads(p.read_text())
+            for p in pathlib.Path(os.environ["SM_INPUT_CONFIG_DIR"]).iterdir()
+        },
     }
     out = pathlib.Path(os.environ["SM_OUTPUT_DATA_DIR"])
     (out / "info.json").write_text(json.dumps(info))
@@ -370,9 +374,9 @@ def test_training_script_mode_runs_like_the_training_toolkit(
     assert int(env["SM_NUM_CPUS"]) == max(1, len(os.sched_getaffinity(0)) - 1)
     assert env["SM_CURRENT_HOST"] == "algo-1"
     assert json.loads(env["SM_HOSTS"]) == ["algo-1"]
-    config = opt_ml / "input" / "config"
-    assert json.loads((config / "hyperparameters.json").read_text()) == hps
-    assert json.loads((config / "inputdataconfig.json").read_text()) == {
+    config = info["config"]  # as the script read them: the job's folder is gone by now
+    assert config["hyperparameters.json"] == hps
+    assert config["inputdataconfig.json"] == {
         "train": {
             "ContentType": "text/csv",
             "TrainingInputMode": "File",
@@ -380,7 +384,8 @@ def test_training_script_mode_runs_like_the_training_toolkit(
             "RecordWrapperType": "None",
         }
     }
-    assert json.loads((config / "resourceconfig.json").read_text())["hosts"] == ["algo-1"]
+    assert config["resourceconfig.json"]["hosts"] == ["algo-1"]
+    assert sorted(p.name for p in jobs.job_dir(sm_cloud, "Train-1").iterdir()) == ["job.log"]
 
 
 def test_training_failure_file_becomes_the_failure_reason(sm: Any, s3: Any) -> None:

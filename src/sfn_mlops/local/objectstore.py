@@ -1,11 +1,16 @@
 """S3 buckets and keys as files under the workspace.
 
 Writes are atomic (temp file + rename) so a crash never leaves half an object, and keys are
-checked so that no key can escape its bucket's folder.
+checked so that no key can escape its bucket's folder. An object's file is never written in
+place: a new write of its key is a new file renamed over the old name. So a job's input can
+be a hard link to the object (no copy): a later write of the key replaces the object's name
+only, and the job's link keeps the bytes it had.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -20,6 +25,12 @@ from sfn_mlops.local.errors import AwsError
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _COPY_CHUNK = 1 << 20
+_FICLONE = 0x40049409  # Linux ioctl: share the source's blocks copy-on-write (btrfs, XFS)
+#: Errors that mean "this file system cannot do it here": fall back to the next way.
+_CANNOT = frozenset(
+    {errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EMLINK}
+)
+_NO_REFLINK: set[int] = set()  # devices where FICLONE failed once: not tried again
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,44 @@ def check_key(key: str) -> None:
             f"Object key {key!r} is not supported locally: keys must be relative, "
             "with no empty, '.' or '..' segments",
         )
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    """A copy-on-write clone of ``source`` at ``target``; False where the file system has none."""
+    device = source.stat().st_dev
+    if device in _NO_REFLINK:
+        return False
+    try:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+    except OSError as err:
+        target.unlink(missing_ok=True)
+        if err.errno not in _CANNOT:
+            raise
+        _NO_REFLINK.add(device)
+        return False
+    return True
+
+
+def link_or_copy(source: Path, target: Path) -> str:
+    """Put ``source``'s bytes at ``target`` without a second copy where the file system allows.
+
+    A copy-on-write clone first (the target's own file that shares the blocks), then a hard
+    link (the same file under a second name), then a plain copy (another file system). Which
+    one it was is returned: "reflink", "link" or "copy".
+    """
+    target.unlink(missing_ok=True)
+    if _reflink(source, target):
+        return "reflink"
+    try:
+        os.link(source, target)
+    except OSError as err:
+        if err.errno not in _CANNOT:
+            raise
+    else:
+        return "link"
+    shutil.copyfile(source, target)
+    return "copy"
 
 
 class ObjectStore:
@@ -97,10 +146,7 @@ class ObjectStore:
 
     def put_stream(self, bucket: str, key: str, stream: BinaryIO) -> str:
         """Write atomically; return the ETag (MD5 of the content, as S3 gives for one-part puts)."""
-        target = self.object_path(bucket, key)
-        if target.is_dir():
-            raise AwsError("InvalidArgument", f"Key {key!r} is a prefix of other keys in {bucket}")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = self._target(bucket, key)
         digest = hashlib.md5(usedforsecurity=False)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -122,6 +168,28 @@ class ObjectStore:
     def put_file(self, bucket: str, key: str, source: Path) -> str:
         with open(source, "rb") as stream:
             return self.put_stream(bucket, key, stream)
+
+    def _target(self, bucket: str, key: str) -> Path:
+        target = self.object_path(bucket, key)
+        if target.is_dir():
+            raise AwsError("InvalidArgument", f"Key {key!r} is a prefix of other keys in {bucket}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def move_file(self, bucket: str, key: str, source: Path) -> None:
+        """Make the finished file ``source`` the object (renamed in: no copy, still atomic).
+
+        For files nothing writes any more (a job's outputs once its processes are gone);
+        from another file system it is copied in, then removed.
+        """
+        target = self._target(bucket, key)
+        try:
+            os.replace(source, target)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            self.put_file(bucket, key, source)
+            source.unlink()
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         path = self.object_path(bucket, key)
@@ -163,7 +231,11 @@ class ObjectStore:
 
     # folders <-> prefixes (what SageMaker jobs need) ---------------------------
     def download_prefix(self, uri: str, dest: Path) -> int:
-        """Copy every object under ``uri`` into ``dest`` as SageMaker's S3Prefix input does."""
+        """Every object under ``uri`` into ``dest`` as SageMaker's S3Prefix input does.
+
+        Each file is a clone or a hard link of the object where the file system allows
+        (``link_or_copy``): the job's input costs no second copy.
+        """
         bucket, prefix = parse_s3_uri(uri)
         dest.mkdir(parents=True, exist_ok=True)
         count = 0
@@ -172,19 +244,26 @@ class ObjectStore:
             relative = info.key[len(prefix) :].lstrip("/") or info.key.rpartition("/")[2]
             target = dest / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(info.path, target)
+            link_or_copy(info.path, target)
             count += 1
         if count == 0:
             raise AwsError("NoSuchKey", f"No objects found under {uri}", 404)
         return count
 
-    def upload_dir(self, source: Path, uri: str) -> int:
-        """Upload every file below ``source`` under the prefix ``uri``."""
+    def upload_dir(self, source: Path, uri: str, *, move: bool = False) -> int:
+        """Upload every file below ``source`` under the prefix ``uri``.
+
+        ``move``: regular files are renamed into the store (``move_file``), for a folder that
+        is removed afterwards; symbolic links are always copied (their target may be anywhere).
+        """
         bucket, prefix = parse_s3_uri(uri)
         prefix = prefix.rstrip("/")
         count = 0
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             key = f"{prefix}/{path.relative_to(source).as_posix()}" if prefix else path.name
-            self.put_file(bucket, key, path)
+            if move and not path.is_symlink():
+                self.move_file(bucket, key, path)
+            else:
+                self.put_file(bucket, key, path)
             count += 1
         return count

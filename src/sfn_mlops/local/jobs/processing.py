@@ -53,11 +53,19 @@ class ProcessingRun(Run):
     def upload_outputs(self, status: str) -> dict[str, Any]:
         if status != "Completed":
             return {}
-        for item in self._outputs():
-            s3 = item["S3Output"]
-            self.upload_dir(Path(reroot(s3["LocalPath"], self.opt_ml)), s3["S3Uri"])
+        folders = [
+            Path(reroot(item["S3Output"]["LocalPath"], self.opt_ml)) for item in self._outputs()
+        ]
+        for item, folder in zip(self._outputs(), folders, strict=True):
+            # Moved into the store unless another output's folder overlaps (it uploads them too).
+            alone = not any(_overlap(folder, other) for other in folders if other is not folder)
+            self.upload_dir(folder, item["S3Output"]["S3Uri"], move=alone)
         return {}
 
     def messages(self) -> dict[str, str]:
         message = read_limited(self.opt_ml / EXIT_MESSAGE)
         return {"ExitMessage": message} if message else {}
+
+
+def _overlap(one: Path, other: Path) -> bool:
+    return one == other or one.is_relative_to(other) or other.is_relative_to(one)

@@ -4,8 +4,9 @@ The local service owns every job it starts (``OwnerPid`` is its pid). When it sh
 ends them (``shutdown_all``); when it died (kill -9, a crash) the next service finds the jobs
 still stored InProgress and ends them (``recover_orphans``): it SIGKILLs what is left of each
 job's process group, if that group is still the job's (pid and start time recorded at
-launch), and marks the job Failed with a PlatformError. ``refresh`` does the same lazily for
-a job a Describe finds whose owner is gone, for workspaces used by more than one process.
+launch), empties its folder but for the log, and marks the job Failed with a PlatformError.
+``refresh`` does the same lazily for a job a Describe finds whose owner is gone, for
+workspaces used by more than one process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 from typing import Any
 
 from sfn_mlops.local.jobs import forkserver
-from sfn_mlops.local.jobs.paths import job_dir, job_log_path
+from sfn_mlops.local.jobs.paths import job_dir, job_log_path, remove_scratch
 from sfn_mlops.local.jobs.processing import ProcessingRun
 from sfn_mlops.local.jobs.runner import STOP_GRACE_SECONDS, Run
 from sfn_mlops.local.jobs.state import (
@@ -158,6 +159,7 @@ def _fail_orphan(cloud: Any, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         kill_leftover_group(int(current["ChildPid"]), current.get("ChildStartTime"))
     # Also a job process the dead service started but had not recorded yet.
     kill_job_groups_in(job_dir(cloud, doc["Name"]), float(current["CreationTime"]))
+    remove_scratch(job_dir(cloud, doc["Name"]))  # nothing runs there now; the log stays
     reason = (
         f"PlatformError: the local service (pid {current['OwnerPid']}) stopped while the job "
         f"ran; see the log: {job_log_path(cloud, doc['Name'])}"

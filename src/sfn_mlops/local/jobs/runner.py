@@ -4,7 +4,10 @@ outputs (processing.py, training.py).
 The thread that runs the job is the only writer of its state in the metadata store; a stop
 request only writes ``StopRequested`` (or calls ``wake``), which the watchdog picks up. The
 watchdog enforces MaxRuntimeInSeconds and stop requests: SIGTERM to the job's process group,
-SIGKILL after a grace period.
+SIGKILL after a grace period. When the job ends, whatever its status, its outputs are moved
+into the object store, the failure reason and exit message are read, and its folder is emptied
+but for the log, all before the terminal status is written: a job seen as ended leaves no
+scratch behind.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, BinaryIO
 from sfn_mlops import settings
 from sfn_mlops.local.errors import AwsError
 from sfn_mlops.local.jobs import launch as launching
-from sfn_mlops.local.jobs.paths import LOG_NAME, OPT_ML, job_dir, reroot
+from sfn_mlops.local.jobs.paths import LOG_NAME, OPT_ML, job_dir, remove_scratch, reroot
 from sfn_mlops.local.jobs.state import (
     DEFAULT_MAX_RUNTIME,
     FAILURE_REASON_LIMIT,
@@ -237,6 +240,7 @@ class Run:
             self._transitions.append(transition(secondary, message, at, at))
             fields.update(SecondaryStatus=secondary, Transitions=self._transitions)
         self.log(f"{status}" + (f": {failure}" if failure else ""))
+        remove_scratch(self.folder)
         self._write(
             Status=status,
             FailureReason=failure,
@@ -261,18 +265,20 @@ class Run:
         except ValueError as err:
             raise JobFailed(f"UserError: {err}") from err
 
-    def upload_dir(self, source: Path, uri: str) -> None:
+    def upload_dir(self, source: Path, uri: str, *, move: bool = True) -> None:
+        """Upload a folder; its files are moved, not copied (the folder is scratch)."""
         self.log(f"uploading {source} -> {uri}")
         try:
-            self.cloud.objects.upload_dir(source, uri)
+            self.cloud.objects.upload_dir(source, uri, move=move)
         except AwsError as err:
             raise JobFailed(f"UserError: cannot upload to {uri}: {err.message}") from err
 
     def upload_file(self, source: Path, uri: str) -> None:
+        """Move a file the runner made (an archive) in as the object at ``uri``."""
         self.log(f"uploading {source} -> {uri}")
         try:
             bucket, key = parse_s3_uri(uri)
-            self.cloud.objects.put_file(bucket, key, source)
+            self.cloud.objects.move_file(bucket, key, source)
         except (AwsError, ValueError) as err:
             detail = err.message if isinstance(err, AwsError) else str(err)
             raise JobFailed(f"UserError: cannot upload to {uri}: {detail}") from err

@@ -214,7 +214,11 @@ class TrainingRun(Run):
         return read_limited(self.opt_ml / FAILURE_FILE)
 
     def upload_outputs(self, status: str) -> dict[str, Any]:
-        """model.tar.gz (members at the archive root) and output.tar.gz, also when stopped."""
+        """model.tar.gz (members at the archive root) and output.tar.gz, also when stopped.
+
+        Each archive is written in the job's folder and moved into the object store, its one
+        copy; the folder is removed when the job ends.
+        """
         prefix = self.request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         base = f"{prefix}/{self.name}/output"
         fields: dict[str, Any] = {}
