@@ -344,7 +344,9 @@ def _stop_execution(sfn: Any, execution: dict[str, Any]) -> int:
 
 
 def _print_history(sfn: Any, arn: str) -> None:
-    for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+    from sfn_mlops.runs import execution_history
+
+    for event in execution_history(sfn, arn):
         details: dict[str, Any]
         details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
         label = details.get("name") or details.get("error") or details.get("resource") or ""

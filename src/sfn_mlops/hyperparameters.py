@@ -15,13 +15,13 @@ that sets none pays nothing (importing xgboost costs the CLI about 0.3 s).
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import re
 import warnings
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
+
+from sfn_mlops import job_code
 
 #: Hyperparameters of the training script, not of XGBoost (containers/training/train.py).
 SCRIPT_INTEGERS = {"num_round": 1, "early_stopping_rounds": 1}  # name: minimum
@@ -100,7 +100,7 @@ class _Prober:
     def __enter__(self) -> _Prober:
         import numpy as np
 
-        self.xgboost = _import_xgboost()
+        self.xgboost = job_code.xgboost()
         # Labels every allowed objective accepts: classes 0..2, 0/1, or in (0, 1) (gamma and
         # tweedie want positive ones, reg:logistic ones in [0, 1], none a constant).
         labels = {
@@ -167,14 +167,3 @@ def _xgboost_message(err: Exception) -> str:
     """XGBoost's first line without its log stamp and source location."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return _LOG_PREFIX.sub("", first).strip()
-
-
-def _import_xgboost() -> Any:
-    """xgboost as the jobs import it (containers/common/jobkit.py: without scikit-learn,
-    whose import would cost the CLI more than a second)."""
-    path = Path(__file__).resolve().parents[2] / "containers" / "common" / "jobkit.py"
-    spec = importlib.util.spec_from_file_location("sfn_mlops_jobkit", path)
-    assert spec is not None and spec.loader is not None
-    jobkit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(jobkit)
-    return jobkit.import_xgboost()

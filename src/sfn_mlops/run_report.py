@@ -14,12 +14,9 @@ matplotlib (imported here only, Agg-free: figures render straight to SVG) draws 
 
 from __future__ import annotations
 
-import functools
 import html
-import importlib.util
 import io
 import json
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from sfn_mlops import job_code
 from sfn_mlops.follow import cause_summary
 from sfn_mlops.report import state_output
-from sfn_mlops.runs import flat_config
+from sfn_mlops.runs import execution_history, flat_config
 
 SPLITS = ("train", "validation", "test")
 #: Scatter plots draw at most this many test rows (every row is scored and counted).
@@ -505,18 +503,6 @@ class RunReport:
     missing: tuple[str, ...] = ()
 
 
-def history(sfn: Any, arn: str) -> list[dict[str, Any]]:
-    """Every history event, following nextToken."""
-    request: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    events: list[dict[str, Any]] = []
-    while True:
-        page = sfn.get_execution_history(**request)
-        events += page["events"]
-        if not page.get("nextToken"):
-            return events
-        request["nextToken"] = page["nextToken"]
-
-
 def definition_of(sfn: Any, execution: Mapping[str, Any]) -> dict[str, Any]:
     """The definition the execution ran, not the state machine's current one."""
     found = sfn.describe_state_machine_for_execution(executionArn=execution["executionArn"])
@@ -525,7 +511,7 @@ def definition_of(sfn: Any, execution: Mapping[str, Any]) -> dict[str, Any]:
 
 def gather(sfn: Any, s3: Any, execution: Mapping[str, Any]) -> RunReport:
     """Read the run: the execution, its history and definition, then its S3 artifacts."""
-    events = history(sfn, execution["executionArn"])
+    events = execution_history(sfn, execution["executionArn"])
     definition = definition_of(sfn, execution)
     latest = _latest_output(events)
     prefix = latest.get("run", {}).get("prefix")
@@ -601,31 +587,9 @@ def _split_file(s3: Any, prefix: str, split: str) -> str | None:
     return f"s3://{bucket}/{names[0]}" if names else None
 
 
-@functools.cache
-def evaluation_job() -> Any:
-    """containers/evaluation/evaluate.py as a module, importing jobkit as the job does (and
-    xgboost without scikit-learn); `jobkit` is in sys.modules only while it loads."""
-    containers = Path(__file__).resolve().parents[2] / "containers"
-    saved = sys.modules.get("jobkit")
-    sys.modules["jobkit"] = saved or _load("jobkit", containers / "common" / "jobkit.py")
-    try:
-        return _load("sfn_mlops_evaluate", containers / "evaluation" / "evaluate.py")
-    finally:
-        if saved is None:
-            del sys.modules["jobkit"]
-
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _model_view(s3: Any, model_uri: str, prefix: str, missing: list[str]) -> ModelView | None:
     """Load the model and the splits as the evaluation job does, score every split."""
-    job = evaluation_job()
+    job = job_code.evaluation_job()
     with tempfile.TemporaryDirectory(prefix="sfn-mlops-report-") as work:
         archive = _read_bytes(s3, model_uri, missing)
         if archive is None:

@@ -60,9 +60,7 @@ def load_run(sfn: Any, execution: Mapping[str, Any]) -> Run:
     output = json.loads(execution.get("output") or "null") or {}
     evaluation = output.get("evaluation")
     if evaluation is None and execution["status"] != "RUNNING":
-        events = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)[
-            "events"
-        ]
+        events = execution_history(sfn, execution["executionArn"])
         evaluation = (state_output(events, "ReadEvaluation") or {}).get("evaluation")
     stop = execution.get("stopDate")
     return Run(
@@ -75,6 +73,18 @@ def load_run(sfn: Any, execution: Mapping[str, Any]) -> Run:
         error=execution.get("error"),
         cause=execution.get("cause"),
     )
+
+
+def execution_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    """Every history event of an execution, following nextToken."""
+    request: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    events: list[dict[str, Any]] = []
+    while True:
+        page = sfn.get_execution_history(**request)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        request["nextToken"] = page["nextToken"]
 
 
 def list_executions(
