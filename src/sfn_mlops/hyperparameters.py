@@ -25,12 +25,6 @@ from sfn_mlops import job_code
 
 #: Hyperparameters of the training script, not of XGBoost (containers/training/train.py).
 SCRIPT_INTEGERS = {"num_round": 1, "early_stopping_rounds": 1}  # name: minimum
-#: Objectives whose predictions the evaluation job and the endpoint understand (as train.py).
-ALLOWED_OBJECTIVES = {
-    "regression": ("reg:", "count:poisson"),
-    "binary": ("binary:logistic",),
-    "multiclass": ("multi:softprob",),
-}
 #: XGBoost names that its saved config does not list (set globally or as the metric list).
 UNLISTED_NAMES = ("eval_metric", "verbosity", "nthread", "num_class", "booster", "objective")
 _PROBE_CLASSES = 3
@@ -51,8 +45,8 @@ def problems(hyperparameters: Mapping[str, str], problem_type: str) -> list[str]
         elif not name.startswith("sagemaker_"):
             xgboost_params[name] = str(value)
     objective = xgboost_params.pop("objective", None)
-    if objective is not None and not objective.startswith(ALLOWED_OBJECTIVES[problem_type]):
-        allowed = " or ".join(f"{prefix}*" for prefix in ALLOWED_OBJECTIVES[problem_type])
+    if objective is not None and not _serves(objective, problem_type):
+        allowed = " or ".join(f"{p}*" for p in _served_objectives(problem_type))
         found.append(
             f"hyperparameters.objective: {objective!r} does not fit problem_type "
             f"{problem_type}; use {allowed}"
@@ -66,6 +60,16 @@ def problems(hyperparameters: Mapping[str, str], problem_type: str) -> list[str]
             if problem:
                 found.append(f"hyperparameters.{name}: {problem}")
     return found
+
+
+def _served_objectives(problem_type: str) -> tuple[str, ...]:
+    """Objective prefixes whose predictions the evaluation job and the endpoint understand:
+    train.py's own list."""
+    return tuple(job_code.training_job().ALLOWED_OBJECTIVES[problem_type])
+
+
+def _serves(objective: str, problem_type: str) -> bool:
+    return objective.startswith(_served_objectives(problem_type))
 
 
 def _script_integer(name: str, value: Any) -> list[str]:

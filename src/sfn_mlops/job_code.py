@@ -27,14 +27,24 @@ def xgboost() -> Any:
     return jobkit().import_xgboost()
 
 
-@functools.cache
 def evaluation_job() -> Any:
-    """containers/evaluation/evaluate.py; its `import jobkit` finds jobkit() while it loads
-    (`jobkit` is in sys.modules only meanwhile, unless something had put it there)."""
+    """containers/evaluation/evaluate.py."""
+    return _job_script("evaluation", "evaluate")
+
+
+def training_job() -> Any:
+    """containers/training/train.py (imports xgboost)."""
+    return _job_script("training", "train")
+
+
+@functools.cache
+def _job_script(folder: str, name: str) -> Any:
+    """A job script; its `import jobkit` finds jobkit() while it loads (`jobkit` is in
+    sys.modules only meanwhile, unless something had put it there)."""
     saved = sys.modules.get("jobkit")
     sys.modules["jobkit"] = saved or jobkit()
     try:
-        return _load("sfn_mlops_evaluate", CONTAINERS / "evaluation" / "evaluate.py")
+        return _load(f"sfn_mlops_{name}", CONTAINERS / folder / f"{name}.py")
     finally:
         if saved is None:
             del sys.modules["jobkit"]
