@@ -67,7 +67,7 @@ asl: $(STAMP)
 	$(BIN)/python -m state_machines.training_pipeline
 
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline_bench.py
+	$(BIN)/python bench/bench_pipeline.py
 
 clean:
 	-[ ! -x $(BIN)/sfn-mlops ] || $(BIN)/sfn-mlops local down
