@@ -53,6 +53,8 @@ PLACEHOLDERS = frozenset(
         "ClarifyImageUri",
         "PrepareClarifyFunctionArn",
         "BiasGateFunctionArn",
+        "RegisterModelFunctionArn",
+        "DeployModelFunctionArn",
     }
 )
 
@@ -61,6 +63,7 @@ TRAINING_JOB_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 CREATE_MODEL = "arn:aws:states:::sagemaker:createModel"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
+DESCRIBE_ENDPOINT = "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
 
 # Transient errors only: a job that ran and failed (States.TaskFailed) is never retried.
 # SageMaker API errors, throttling included ("Rate exceeded"), reach Step Functions as
@@ -419,6 +422,12 @@ def create_model() -> Task:
             "PrimaryContainer": {
                 "Image": "${XGBoostImageUri}",
                 "ModelDataUrl.$": "$.steps.train.model_artifacts",
+                # Script mode: the endpoint serves with containers/inference/inference.py,
+                # which takes raw values (category names) in the schema's feature order.
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "${CodeUri}/inference/sourcedir.tar.gz",
+                },
             },
             "ExecutionRoleArn": "${SageMakerRoleArn}",
         },
@@ -540,6 +549,143 @@ def bias_gate(approved: steps.State, failed: steps.State) -> steps.Choice:
     return gate
 
 
+def register_model() -> Task:
+    return Task(
+        "RegisterModel",
+        resource=LAMBDA_INVOKE,
+        comment="A version in the Model Registry group, with its reports and provenance.",
+        parameters={
+            "FunctionName": "${RegisterModelFunctionArn}",
+            "Payload": {
+                "group.$": "$.config.registry.model_package_group",
+                "model_name.$": "$.run.job_names.model",
+                "approval.$": "$.config.registry.approval",
+                "clarify.$": "$.config.clarify.enabled",
+                "reports": {
+                    "evaluation.$": _run_path("evaluation/evaluation.json"),
+                    "bias.$": _run_path("clarify/bias/report/analysis.json"),
+                    "explainability.$": _run_path("clarify/explainability/report/analysis.json"),
+                },
+                "execution_arn.$": "$$.Execution.Id",
+                "data_uri.$": "$.config.data_uri",
+                "config.$": "$.config",
+                "metric.$": "$.evaluation.metric",
+                "value.$": "$.evaluation.value",
+            },
+        },
+        result_selector={
+            f"{key}.$": f"$.Payload.{key}"
+            for key in ("ModelPackageArn", "ModelPackageVersion", "ModelApprovalStatus")
+        },
+        result_path="$.registration",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
+def deployment_wanted(deploy: steps.State, registered: steps.State) -> steps.Choice:
+    choice = steps.Choice(
+        "DeploymentWanted",
+        comment="Deploys an approved version when deployment is on; a version waiting for "
+        "manual approval is left for `sfn-mlops models approve`.",
+    )
+    choice.add_choice(
+        ChoiceRule.And(
+            [
+                ChoiceRule.BooleanEquals("$.config.deployment.enabled", True),
+                ChoiceRule.StringEquals("$.registration.ModelApprovalStatus", "Approved"),
+            ]
+        ),
+        deploy,
+    )
+    choice.default_choice(registered)
+    return choice
+
+
+def deploy_model() -> Task:
+    return Task(
+        "DeployModel",
+        resource=LAMBDA_INVOKE,
+        comment="Creates the endpoint, or updates it with the configured guardrails.",
+        parameters={
+            "FunctionName": "${DeployModelFunctionArn}",
+            "Payload": {
+                "model_name.$": "$.run.job_names.model",
+                "settings.$": "$.config.deployment",
+                "capture_destination": "s3://${ArtifactBucket}/data-capture",
+            },
+        },
+        result_selector={
+            **{
+                f"{key}.$": f"$.Payload.{key}"
+                for key in ("EndpointName", "EndpointConfigName", "Strategy", "Operation")
+            },
+            "polls_left.$": "$.Payload.polls_left",
+        },
+        result_path="$.deployment",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
+def describe_endpoint() -> Task:
+    return Task(
+        "DescribeEndpoint",
+        resource=DESCRIBE_ENDPOINT,
+        parameters={"EndpointName.$": "$.deployment.EndpointName"},
+        result_path="$.endpoint",
+        retry=transient_retry(["SageMaker.SageMakerException", "SageMaker.ThrottlingException"]),
+    )
+
+
+def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice:
+    """A bounded wait: InService on the new config ends it; a rollback, a failure or the
+    configured timeout fails the execution with an error saying which (the old model serves)."""
+    ready = steps.Choice("EndpointReady", comment="Waits for the endpoint's deployment to end.")
+    in_service = ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "InService")
+    ready.add_choice(
+        ChoiceRule.And(
+            [
+                in_service,
+                ChoiceRule.StringEqualsPath(
+                    "$.endpoint.EndpointConfigName", "$.deployment.EndpointConfigName"
+                ),
+            ]
+        ),
+        deployed,
+    )
+    ready.add_choice(
+        in_service,
+        Fail(
+            "DeploymentRolledBack",
+            error="DeploymentRolledBack",
+            cause_path="$.endpoint.FailureReason",
+        ),
+    )
+    ready.add_choice(
+        ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "Failed"),
+        Fail("EndpointFailed", error="EndpointFailed", cause_path="$.endpoint.FailureReason"),
+    )
+    ready.add_choice(
+        ChoiceRule.NumericLessThanEquals("$.deployment.polls_left", 0),
+        Fail(
+            "EndpointWaitTimedOut",
+            error="EndpointWaitTimedOut",
+            cause="The endpoint did not finish deploying within deployment.timeout_seconds; "
+            "it goes on in SageMaker (see DescribeEndpoint)",
+        ),
+    )
+    wait = steps.Wait("WaitForEndpoint", seconds_path="$.config.deployment.poll_seconds")
+    count = steps.Pass(
+        "CountPoll",
+        parameters={"value.$": "States.MathAdd($.deployment.polls_left, -1)"},
+        result_path="$.poll",
+    )
+    store = steps.Pass(
+        "StorePollsLeft", input_path="$.poll.value", result_path="$.deployment.polls_left"
+    )
+    ready.default_choice(steps.Chain([wait, count, store, describe]))
+    return ready
+
+
 def notify_failure(pipeline_failed: steps.State) -> Task:
     notify = Task(
         "NotifyFailure",
@@ -571,22 +717,32 @@ def build_definition() -> dict[str, Any]:
         next_step=notify_failure(pipeline_failed),
     )
     tasks = [preprocess(), train(), evaluate(), read_evaluation()]
-    clarify_tasks = [create_model(), prepare_clarify(), clarify(), read_bias_report()]
-    for task in [*tasks, *clarify_tasks]:
+    model = create_model()
+    clarify_tasks = [prepare_clarify(), clarify(), read_bias_report()]
+    register, deploy, describe = register_model(), deploy_model(), describe_endpoint()
+    for task in [*tasks, model, *clarify_tasks, register, deploy, describe]:
         task.add_catch(on_error)
 
-    approved = steps.Succeed("ModelApproved")
+    describe.next(endpoint_ready(deployed=steps.Succeed("ModelDeployed"), describe=describe))
+    release = steps.Chain(
+        [
+            register,
+            deployment_wanted(
+                deploy=steps.Chain([deploy, describe]), registered=steps.Succeed("ModelRegistered")
+            ),
+        ]
+    )
     clarify_chain = steps.Chain(
         [
             *clarify_tasks,
             bias_gate(
-                approved=approved,
+                approved=release,
                 failed=Fail("BiasCheckFailed", error="BiasCheckFailed", cause_path="$.bias.cause"),
             ),
         ]
     )
     gate = quality_gate(
-        approved=clarify_enabled(clarify_chain, approved),
+        approved=steps.Chain([model, clarify_enabled(clarify_chain, release)]),
         below_threshold=Fail(
             "ModelQualityBelowThreshold",
             error="ModelQualityBelowThreshold",
@@ -599,7 +755,8 @@ def build_definition() -> dict[str, Any]:
         comment=(
             "sfn-mlops training pipeline: preprocess, train and evaluate an XGBoost model, "
             "gate on the evaluation metric, then create the model, check it for bias and "
-            "explain it with SageMaker Clarify, and gate on the bias metrics."
+            "explain it with SageMaker Clarify, gate on the bias metrics, register it in the "
+            "Model Registry and deploy it to the real-time endpoint."
         ),
     )
     return graph.to_dict()

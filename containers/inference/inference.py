@@ -30,6 +30,12 @@ MISSING = float("nan")
 class InvalidInput(ValueError):
     """The request cannot be scored as sent; the message says what to change."""
 
+    status_code = 400  # the serving toolkit's convention: the HTTP status the server answers
+
+
+class UnsupportedMediaType(InvalidInput):
+    status_code = 415
+
 
 @dataclass(frozen=True)
 class Model:
@@ -92,7 +98,9 @@ def input_fn(request_body: str | bytes, content_type: str) -> RawRows:
     elif media == JSON:
         rows = _json_rows(text)
     else:
-        raise InvalidInput(f"content type {content_type!r} is not supported; use {CSV} or {JSON}")
+        raise UnsupportedMediaType(
+            f"content type {content_type!r} is not supported; use {CSV} or {JSON}"
+        )
     if not rows:
         raise InvalidInput("the request has no rows")
     return RawRows(rows)
@@ -176,7 +184,10 @@ def _category(value: Any, codes: Mapping[str, float]) -> float:
 def predict_fn(data: Any, model: Model) -> np.ndarray:
     """Regression values, P(positive label) for binary, per-class probabilities for multiclass."""
     matrix = encode_rows(data.rows, model) if isinstance(data, RawRows) else np.asarray(data)
-    return model.booster.predict(xgb.DMatrix(matrix, feature_names=list(model.features)))
+    if matrix.ndim != 2 or matrix.shape[1] != len(model.features):
+        raise InvalidInput(f"expected rows of {len(model.features)} features, got {matrix.shape}")
+    # inplace_predict: no DMatrix per request (its construction is most of a one-row request)
+    return model.booster.inplace_predict(matrix)
 
 
 def _number(value: float) -> float | None:
@@ -196,4 +207,4 @@ def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
     if media == JSON:
         values = [[_number(v) for v in row] if np.ndim(row) else _number(row) for row in prediction]
         return json.dumps({"predictions": values}), JSON
-    raise InvalidInput(f"accept type {accept!r} is not supported; use {CSV} or {JSON}")
+    raise UnsupportedMediaType(f"accept type {accept!r} is not supported; use {CSV} or {JSON}")

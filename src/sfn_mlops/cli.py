@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sfn_mlops import settings
+from sfn_mlops import hosting_cli, settings
 from sfn_mlops.config import ConfigError, PipelineConfig, load_config
 from sfn_mlops.data import LocalData, stage_data
 from sfn_mlops.follow import follow_timeout
+from sfn_mlops.hosting_cli import HostingError
 from sfn_mlops.local.control import ServiceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -466,6 +467,9 @@ def _local_status(workspace: Path) -> int:
     print(f"uptime      {status['uptime']:.0f} s (stops after {status['idle_timeout']:.0f} s idle)")
     print(f"executions  {', '.join(status['executions']) or 'none running'}")
     print(f"jobs        {', '.join(status['jobs']) or 'none running'}")
+    endpoints = status.get("endpoints") or {}
+    served = [f"{name} (http://127.0.0.1:{port})" for name, port in sorted(endpoints.items())]
+    print(f"endpoints   {', '.join(served) or 'none serving'}")
     return EXIT_OK
 
 
@@ -627,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         local_actions.add_parser(action, parents=[common], help=text)
     local.set_defaults(handler=cmd_local)
+    hosting_cli.add_commands(commands, common, _connect)
     return parser
 
 
@@ -637,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_environment()
     try:
         return int(args.handler(args))
-    except (ConfigError, CliError, ServiceError, FileNotFoundError) as err:
+    except (ConfigError, CliError, ServiceError, FileNotFoundError, HostingError) as err:
         print(f"sfn-mlops: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -163,6 +163,44 @@ class ClarifyConfig(_Strict):
         return self
 
 
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"  # SageMaker's resource names
+
+
+class RegistryConfig(_Strict):
+    """Where a model that passed the gates is registered, and who approves it."""
+
+    model_package_group: str = Field("sfn-mlops-models", pattern=NAME_PATTERN)
+    approval: Literal["auto", "manual"] = "auto"  # manual: the execution waits for a decision
+
+
+class CaptureConfig(_Strict):
+    enabled: bool = True
+    sampling_percentage: int = Field(100, ge=0, le=100)
+
+
+class DeploymentConfig(_Strict):
+    """How the registered model reaches the real-time endpoint (SageMaker's guardrails)."""
+
+    enabled: bool = True
+    endpoint_name: str = Field("sfn-mlops", pattern=NAME_PATTERN)
+    strategy: Literal["all_at_once", "canary", "linear", "rolling", "ab"] = "all_at_once"
+    instance_type: str = "ml.m5.large"
+    instance_count: int = Field(1, ge=1, le=100)
+    canary_percent: int = Field(10, ge=1, le=99)  # CANARY: the first share of capacity
+    linear_step_percent: int = Field(25, ge=1, le=99)  # LINEAR: each step's share
+    rolling_batch_percent: int = Field(50, ge=1, le=100)  # rolling: instances per batch
+    # Between traffic steps, and the bake period; default 60 for canary, linear and rolling,
+    # 0 for all_at_once and ab (a plain switch).
+    wait_seconds: int | None = Field(None, ge=0, le=3600)
+    termination_wait_seconds: int = Field(0, ge=0, le=3600)  # old fleet kept after the shift
+    max_execution_seconds: int = Field(1800, ge=600, le=14400)  # SageMaker's bounds
+    rollback_alarms: list[str] = []  # CloudWatch alarms that roll the deployment back
+    ab_challenger_share: float = Field(0.1, gt=0, lt=1)  # ab: the new model's traffic share
+    data_capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    poll_seconds: int = Field(5, ge=1, le=300)  # the state machine's DescribeEndpoint interval
+    timeout_seconds: int = Field(3600, ge=60, le=86400)  # then the execution fails
+
+
 class PipelineConfig(_Strict):
     data: str = Field(
         EXAMPLE_DATASET,
@@ -179,6 +217,8 @@ class PipelineConfig(_Strict):
     instance_type: str = "ml.m5.xlarge"
     max_runtime_seconds: int = Field(3600, ge=1, le=432000)
     clarify: ClarifyConfig = Field(default_factory=lambda: ClarifyConfig(enabled=False))
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -316,8 +356,17 @@ class PipelineConfig(_Strict):
                 "max_runtime_seconds": self.max_runtime_seconds,
                 "gate": self.resolved_gate(),
                 "clarify": self.clarify_input(),
+                "registry": self.registry.model_dump(),
+                "deployment": self.deployment_input(),
             }
         }
+
+    def deployment_input(self) -> dict[str, Any]:
+        settings = self.deployment.model_dump()
+        if settings["wait_seconds"] is None:
+            stepped = settings["strategy"] in ("canary", "linear", "rolling")
+            settings["wait_seconds"] = 60 if stepped else 0
+        return settings
 
     def clarify_input(self) -> dict[str, Any]:
         """The Clarify settings in the execution input (PrepareClarify turns them into the

@@ -49,6 +49,7 @@ def summarize(
     clarified = state_output(events, "ReadBiasReport") or state_output(events, "Clarify")
     if clarified:
         _clarify(clarified, echo, read_json or (lambda uri: _read_json(local_path(uri))))
+    _release(events, echo)
     if status != "SUCCEEDED":
         echo(f"Error: {execution.get('error')}")
         echo(f"Cause: {cause_summary(execution.get('cause'), limit=2000)}")
@@ -57,6 +58,30 @@ def summarize(
     )
     if latest:
         _artifacts(latest, echo, local_path)
+
+
+def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
+    """The registered version and where it was deployed."""
+    registered = state_output(events, "RegisterModel")
+    if registered and registered.get("registration"):
+        version = registered["registration"]
+        group = registered["config"]["registry"]["model_package_group"]
+        status = version["ModelApprovalStatus"]
+        echo(f"Registered {group}/{version['ModelPackageVersion']} ({status})")
+        if status == "PendingManualApproval":
+            echo(
+                f"  it waits for a decision: sfn-mlops models approve "
+                f"{group}/{version['ModelPackageVersion']} (nothing was deployed)"
+            )
+    deployed = state_output(events, "DeployModel")
+    if deployed and deployed.get("deployment"):
+        deployment = deployed["deployment"]
+        how = "created" if deployment["Operation"] == "create" else deployment["Strategy"]
+        echo(
+            f"Endpoint {deployment['EndpointName']} ({how}): config "
+            f"{deployment['EndpointConfigName']}; `sfn-mlops endpoints describe "
+            f"{deployment['EndpointName']}` gives its URL"
+        )
 
 
 def _artifacts(

@@ -120,7 +120,7 @@ def test_regression_report_sections_states_and_the_evaluation_jobs_numbers(
     assert set(page.outcomes) == every
     entered = set(aws.entered_states("rep-regression"))
     assert {n for n, o in page.outcomes.items() if o == "succeeded"} == entered
-    assert page.outcomes["CreateModel"] == page.outcomes["NotifyFailure"] == "not-run"
+    assert page.outcomes["PrepareClarify"] == page.outcomes["NotifyFailure"] == "not-run"
     assert [link for link in page.links if not link.startswith("#")] == []
     evaluation = aws.json_object(
         "s3://sfn-mlops-artifactbucket/runs/rep-regression/evaluation/evaluation.json"

@@ -135,9 +135,9 @@ def test_the_aws_cli_lists_objects_and_executions(cloud: LocalCloud, tmp_path: P
 
 
 def test_an_operation_not_emulated_fails_loudly(cloud: LocalCloud) -> None:
-    error = _error(boto3.client("sagemaker").list_endpoints)
+    error = _error(boto3.client("sagemaker").list_notebook_instances)
     assert error["Code"] == "NotImplemented"
-    assert "does not emulate sagemaker:ListEndpoints" in error["Message"]
+    assert "does not emulate sagemaker:ListNotebookInstances" in error["Message"]
 
 
 def test_garbage_and_unsigned_requests_are_answered_and_the_server_stays_up(

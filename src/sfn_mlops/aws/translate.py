@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,15 @@ def cfn_lint(template: dict[str, Any], name: str) -> list[LintProblem]:
     from cfnlint.api import ManualArgs, lint
 
     logging.getLogger("cfnlint").setLevel(logging.ERROR)
-    matches = lint(json.dumps(template, indent=1), config=ManualArgs(regions=[REGION]))
+    # cfn-lint validates the state machine's translated DefinitionString (one Fn::Join of the
+    # whole definition) recursively, one level per JSON nesting and schema step: the release
+    # states took it past Python's default limit of 1000 ("maximum recursion depth exceeded").
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        matches = lint(json.dumps(template, indent=1), config=ManualArgs(regions=[REGION]))
+    finally:
+        sys.setrecursionlimit(limit)
     return [
         LintProblem(name, m.linenumber, m.rule.id, m.message)
         for m in matches

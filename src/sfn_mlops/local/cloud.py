@@ -19,6 +19,9 @@ SERVICES: dict[str, str] = {
     "sfn": "sfn_mlops.local.services.stepfunctions:StepFunctions",
     "lambda": "sfn_mlops.local.services.lambda_:Lambda",
     "sns": "sfn_mlops.local.services.sns:SNS",
+    "cloudwatch": "sfn_mlops.local.services.cloudwatch:CloudWatch",
+    "eventbridge": "sfn_mlops.local.services.eventbridge:EventBridge",
+    "sagemaker-runtime": "sfn_mlops.local.services.sagemaker_runtime:SageMakerRuntime",
 }
 
 
@@ -44,6 +47,13 @@ class LocalCloud:
     @cached_property
     def logs_dir(self) -> Path:
         return self.root / "logs"
+
+    @cached_property
+    def endpoint_hosts(self) -> Any:
+        """The serving processes of the endpoints (``sfn_mlops.local.endpoints``)."""
+        from sfn_mlops.local.endpoints import EndpointHosts
+
+        return EndpointHosts(self)
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"

@@ -137,7 +137,7 @@ class Service:
         self._stop.set()
 
     def _idle_for(self) -> float:
-        if self._running_executions() or self._running_jobs():
+        if self._running_executions() or self._running_jobs() or self._serving_endpoints():
             self.server.gateway.last_request = time.monotonic()
             return 0.0
         return time.monotonic() - float(self.server.gateway.last_request)
@@ -150,6 +150,10 @@ class Service:
             log.warning("job %s was running when the previous service died: marked Failed", name)
         for arn in self.cloud.service("sfn").recover():
             log.warning("execution %s was running when the previous service died: FAILED", arn)
+        for name, done in self.cloud.service("sagemaker").recover_endpoints():
+            log.warning("endpoint %s belonged to the previous service: %s", name, done)
+        self.cloud.service("cloudwatch").start()  # alarms are evaluated from the start
+        self.cloud.service("eventbridge").start()  # and schedule rules fire
 
     def _prewarm(self) -> None:
         """Pay for the engine's imports and the workers' start while nobody waits for them."""
@@ -169,6 +173,9 @@ class Service:
             "SfnMlops.ServiceStopped", "the local service stopped while the execution ran"
         )
         jobs.shutdown_all(self.cloud)
+        self.cloud.service("sagemaker").shutdown_endpoints()
+        self.cloud.service("cloudwatch").shutdown()
+        self.cloud.service("eventbridge").shutdown()
         self.cloud.service("lambda").shutdown()
         self.server.stop()
         log.info("stopped (%d executions aborted)", len(stopped))
@@ -187,6 +194,7 @@ class Service:
             "idle_timeout": self.idle_timeout,
             "executions": self._running_executions(),
             "jobs": self._running_jobs(),
+            "endpoints": self._endpoint_ports(),
         }
 
     def deploy(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +221,17 @@ class Service:
 
     def _running_executions(self) -> list[str]:
         return list(self.cloud.service("sfn").running())
+
+    def _endpoint_ports(self) -> dict[str, int]:
+        """Each serving endpoint's own port (plain HTTP ``/invocations`` on 127.0.0.1)."""
+        if "endpoint_hosts" not in vars(self.cloud):
+            return {}
+        hosts = self.cloud.endpoint_hosts
+        return {name: port for name in hosts.serving() if (port := hosts.port(name))}
+
+    def _serving_endpoints(self) -> list[str]:
+        """Endpoints InService (or being created or updated) keep the service up."""
+        return list(self.cloud.service("sagemaker").active_endpoints())
 
     def _running_jobs(self) -> list[str]:
         from sfn_mlops.local import jobs

@@ -6,11 +6,12 @@ from __future__ import annotations
 class AwsError(Exception):
     """An error in AWS's shape: botocore raises it to the caller as a ``ClientError``."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, **members: object) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status
+        self.members = members  # the error shape's other members, e.g. ModelError's
 
 
 def validation(message: str) -> AwsError:

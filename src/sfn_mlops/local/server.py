@@ -47,7 +47,11 @@ SIGNING_NAMES: dict[str, tuple[str, str]] = {
     "sagemaker": ("sagemaker", "sagemaker"),
     "sns": ("sns", "sns"),
     "lambda": ("lambda", "lambda"),
+    "monitoring": ("cloudwatch", "cloudwatch"),
+    "events": ("events", "eventbridge"),
 }
+
+RUNTIME_MAX_PAYLOAD = 6 * 1024 * 1024  # InvokeEndpoint's limit: 6 MB
 
 AdminHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -77,6 +81,18 @@ def signing_name(request: Request) -> str | None:
     credential = credential or request.args.get("X-Amz-Credential", "")
     parts = credential.split(",")[0].split("/")
     return parts[3] if len(parts) >= 5 else None
+
+
+def _is_runtime(request: Request) -> bool:
+    """sagemaker-runtime signs as ``sagemaker`` too: its calls are REST paths, the control
+    plane's are JSON calls named by ``X-Amz-Target``."""
+    return "X-Amz-Target" not in request.headers and request.path.startswith("/endpoints/")
+
+
+def _count_rejected(cloud: Any, path: str, status: int) -> None:
+    name = path.split("/")[2] if path.count("/") >= 3 else ""
+    if name and "endpoint_hosts" in vars(cloud):
+        cloud.endpoint_hosts.count_rejected(name, status)
 
 
 def dispatch(cloud: Any, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +134,13 @@ class AwsGateway:
                 f"this one was signed for {name!r}",
             )
         model_name, local_name = SIGNING_NAMES[name]
+        if name == "sagemaker" and _is_runtime(request):
+            model_name, local_name = "sagemaker-runtime", "sagemaker-runtime"
+            if len(request.get_data()) > RUNTIME_MAX_PAYLOAD:  # before parsing, as AWS does
+                _count_rejected(self.cloud, request.path, 413)
+                return Response(
+                    f"HTTP content length exceeded {RUNTIME_MAX_PAYLOAD} bytes.", 413
+                )
         try:
             protocol = determine_aws_protocol(request, service_model(model_name))
         except ProtocolError as err:
@@ -150,7 +173,11 @@ class AwsGateway:
     ) -> Response:
         if operation is None:  # the request could not even be parsed
             return _plain_error(err.status, err.code, err.message)
-        error = CommonServiceException(err.code, err.message, status_code=err.status)
+        error = CommonServiceException(
+            err.code, err.message, status_code=err.status, sender_fault=err.status < 500
+        )  # awsQueryCompatible services (SNS, CloudWatch) report the fault's side
+        for member, value in err.members.items():
+            setattr(error, member, value)  # the serializer reads the shape's members off it
         return _serializer(model_name, protocol).serialize_error_to_response(
             error, operation, request.headers, request_id
         )

@@ -26,6 +26,8 @@ EXPECTED_PLACEHOLDERS = {
     "ClarifyImageUri",
     "PrepareClarifyFunctionArn",
     "BiasGateFunctionArn",
+    "RegisterModelFunctionArn",
+    "DeployModelFunctionArn",
 }
 DUMMY_VALUES = {
     "ArtifactBucket": "sfn-mlops-artifacts",
@@ -39,6 +41,8 @@ DUMMY_VALUES = {
     ),
     "PrepareClarifyFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:PrepareClarify",
     "BiasGateFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:BiasGate",
+    "RegisterModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:RegisterModel",
+    "DeployModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:DeployModel",
 }
 
 
@@ -99,22 +103,27 @@ def test_states_run_in_order(definition):
 
 def test_clarify_runs_after_the_quality_gate_and_gates_on_bias(definition):
     states = definition["States"]
+    assert states["CreateModel"]["Next"] == "ClarifyEnabled"
     assert states["ClarifyEnabled"]["Choices"] == [
-        {"Variable": "$.config.clarify.enabled", "BooleanEquals": True, "Next": "CreateModel"}
+        {"Variable": "$.config.clarify.enabled", "BooleanEquals": True, "Next": "PrepareClarify"}
     ]
-    assert states["ClarifyEnabled"]["Default"] == "ModelApproved"
-    order, name = [], "CreateModel"
+    assert states["ClarifyEnabled"]["Default"] == "RegisterModel"
+    order, name = [], "PrepareClarify"
     while name is not None:
         order.append(name)
         name = states[name].get("Next")
-    assert order == ["CreateModel", "PrepareClarify", "Clarify", "ReadBiasReport", "BiasGate"]
+    assert order == ["PrepareClarify", "Clarify", "ReadBiasReport", "BiasGate"]
     assert states["CreateModel"]["Resource"] == "arn:aws:states:::sagemaker:createModel"
     assert states["CreateModel"]["Parameters"]["PrimaryContainer"] == {
         "Image": "${XGBoostImageUri}",
         "ModelDataUrl.$": "$.steps.train.model_artifacts",
+        "Environment": {
+            "SAGEMAKER_PROGRAM": "inference.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "${CodeUri}/inference/sourcedir.tar.gz",
+        },
     }
     assert states["BiasGate"]["Choices"] == [
-        {"Variable": "$.bias.passed", "BooleanEquals": True, "Next": "ModelApproved"}
+        {"Variable": "$.bias.passed", "BooleanEquals": True, "Next": "RegisterModel"}
     ]
     assert states["BiasGate"]["Default"] == "BiasCheckFailed"
     assert states["BiasCheckFailed"] == {
@@ -260,11 +269,11 @@ def test_quality_gate_compares_the_numbers(definition):
                     ]
                 },
             ],
-            "Next": "ClarifyEnabled",
+            "Next": "CreateModel",
         }
     ]
     assert definition["States"]["QualityGate"]["Default"] == "ModelQualityBelowThreshold"
-    assert definition["States"]["ModelApproved"] == {"Type": "Succeed"}
+    assert definition["States"]["ModelDeployed"] == {"Type": "Succeed"}
     assert definition["States"]["ModelQualityBelowThreshold"] == {
         "Type": "Fail",
         "Error": "ModelQualityBelowThreshold",
@@ -365,15 +374,12 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
                 "ResultPath": "$.request",
                 "Next": "QualityGate",
             },
-            **{
-                name: states[name]
-                for name in (
-                    "QualityGate",
-                    "ClarifyEnabled",
-                    "ModelApproved",
-                    "ModelQualityBelowThreshold",
-                )
+            "QualityGate": {
+                **states["QualityGate"],
+                "Choices": [{**states["QualityGate"]["Choices"][0], "Next": "Passed"}],
             },
+            "Passed": {"Type": "Succeed"},
+            "ModelQualityBelowThreshold": states["ModelQualityBelowThreshold"],
         },
     }
     cause = f"rmse is {value} on the test set; the quality gate requires rmse <= 3.0"
@@ -410,3 +416,30 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
         },
         "S3OutputPath": "s3://sfn-mlops-artifacts/runs/run-1/training",
     }
+
+
+def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
+    states = definition["States"]
+    assert states["RegisterModel"]["Next"] == "DeploymentWanted"
+    wanted = states["DeploymentWanted"]
+    assert wanted["Choices"][0]["Next"] == "DeployModel"
+    assert wanted["Default"] == "ModelRegistered"  # off, or waiting for a manual approval
+    assert states["DeployModel"]["Next"] == "DescribeEndpoint"
+    assert states["DescribeEndpoint"]["Resource"] == (
+        "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
+    )
+    ready = states["EndpointReady"]
+    assert [choice["Next"] for choice in ready["Choices"]] == [
+        "ModelDeployed",
+        "DeploymentRolledBack",  # InService on the old config: SageMaker rolled it back
+        "EndpointFailed",
+        "EndpointWaitTimedOut",
+    ]
+    order, name = [], ready["Default"]
+    while name != "DescribeEndpoint":
+        order.append(name)
+        name = states[name]["Next"]
+    assert order == ["WaitForEndpoint", "CountPoll", "StorePollsLeft"]
+    assert states["WaitForEndpoint"]["SecondsPath"] == "$.config.deployment.poll_seconds"
+    for failure in ("DeploymentRolledBack", "EndpointFailed", "EndpointWaitTimedOut"):
+        assert states[failure]["Type"] == "Fail" and states[failure]["Error"] == failure

@@ -21,6 +21,8 @@ from sfn_mlops.local import jobs
 from sfn_mlops.local.errors import AwsError, validation
 from sfn_mlops.local.images import CLARIFY, runtime_for
 from sfn_mlops.local.metadata import AlreadyExists
+from sfn_mlops.local.services.sagemaker_hosting import HostingMixin
+from sfn_mlops.local.services.sagemaker_registry import RegistryMixin
 from sfn_mlops.local.shapes import timestamp
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -257,7 +259,7 @@ def _drop_none(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if value is not None}
 
 
-class SageMaker:
+class SageMaker(RegistryMixin, HostingMixin):
     def __init__(self, cloud: Any) -> None:
         self.cloud = cloud
 

@@ -1,0 +1,154 @@
+"""Deploys a registered model to a real-time endpoint with the configured strategy.
+
+Plain functions over an injected SageMaker client. A first deployment creates the endpoint;
+later ones update it with SageMaker's own deployment guardrails: blue/green with `ALL_AT_ONCE`,
+`CANARY` or `LINEAR` traffic shifting and auto-rollback on CloudWatch alarms, or an in-place
+`RollingUpdatePolicy`; `ab` keeps the production model as variant `Champion` beside the new
+one, `Challenger`, with the configured share of the traffic. The state machine then waits
+for the endpoint (`DescribeEndpoint`) and reads how it ended.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+STRATEGIES = ("all_at_once", "canary", "linear", "rolling", "ab")
+
+
+def endpoint_config_name(model_name: str) -> str:
+    """One config per run, named after its model (`<run>-model` -> `<run>-config`)."""
+    base = model_name.removesuffix("-model")
+    return f"{base[: 63 - len('-config')]}-config"
+
+
+def current_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(sagemaker.describe_endpoint(EndpointName=name))
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException":
+            return None  # "Could not find endpoint ..."
+        raise
+
+
+def production_variants(
+    sagemaker: Any, settings: dict[str, Any], model_name: str, current: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    instance = {
+        "InstanceType": settings["instance_type"],
+        "InitialInstanceCount": settings["instance_count"],
+    }
+    if settings["strategy"] != "ab" or current is None:
+        return [
+            {"VariantName": "AllTraffic", "ModelName": model_name, "InitialVariantWeight": 1.0}
+            | instance
+        ]
+    champion = _serving_model(sagemaker, current)
+    share = float(settings["ab_challenger_share"])
+    return [
+        {"VariantName": "Champion", "ModelName": champion, "InitialVariantWeight": 1 - share}
+        | instance,
+        {"VariantName": "Challenger", "ModelName": model_name, "InitialVariantWeight": share}
+        | instance,
+    ]
+
+
+def _serving_model(sagemaker: Any, endpoint: dict[str, Any]) -> str:
+    """The model behind the endpoint's heaviest variant: the one in production."""
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variants = config["ProductionVariants"]
+    return str(max(variants, key=lambda v: v.get("InitialVariantWeight", 1.0))["ModelName"])
+
+
+def data_capture(settings: dict[str, Any], destination: str) -> dict[str, Any] | None:
+    capture = settings["data_capture"]
+    if not capture["enabled"]:
+        return None
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": capture["sampling_percentage"],
+        "DestinationS3Uri": destination,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {
+            "CsvContentTypes": ["text/csv"],
+            "JsonContentTypes": ["application/json"],
+        },
+    }
+
+
+def deployment_config(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """SageMaker's `DeploymentConfig` for an update; None: a plain update (`ab`)."""
+    strategy = settings["strategy"]
+    rollback = (
+        {
+            "AutoRollbackConfiguration": {
+                "Alarms": [{"AlarmName": a} for a in settings["rollback_alarms"]]
+            }
+        }
+        if settings["rollback_alarms"]
+        else {}
+    )
+    if strategy == "ab":
+        return None
+    if strategy == "rolling":
+        policy = {
+            "MaximumBatchSize": _percent(settings["rolling_batch_percent"]),
+            "WaitIntervalInSeconds": settings["wait_seconds"],
+            "MaximumExecutionTimeoutInSeconds": settings["max_execution_seconds"],
+            "RollbackMaximumBatchSize": _percent(settings["rolling_batch_percent"]),
+        }
+        return {"RollingUpdatePolicy": policy} | rollback
+    routing: dict[str, Any] = {
+        "Type": strategy.upper(),
+        "WaitIntervalInSeconds": settings["wait_seconds"],
+    }
+    if strategy == "canary":
+        routing["CanarySize"] = _percent(settings["canary_percent"])
+    if strategy == "linear":
+        routing["LinearStepSize"] = _percent(settings["linear_step_percent"])
+    blue_green = {
+        "TrafficRoutingConfiguration": routing,
+        "TerminationWaitInSeconds": settings["termination_wait_seconds"],
+        "MaximumExecutionTimeoutInSeconds": settings["max_execution_seconds"],
+    }
+    return {"BlueGreenUpdatePolicy": blue_green} | rollback
+
+
+def _percent(value: int) -> dict[str, Any]:
+    return {"Type": "CAPACITY_PERCENT", "Value": int(value)}
+
+
+def deploy(
+    sagemaker: Any, *, model_name: str, settings: dict[str, Any], capture_destination: str
+) -> dict[str, Any]:
+    """Create or update the endpoint; returns what the state machine waits on."""
+    name = settings["endpoint_name"]
+    current = current_endpoint(sagemaker, name)
+    config_name = endpoint_config_name(model_name)
+    request: dict[str, Any] = {
+        "EndpointConfigName": config_name,
+        "ProductionVariants": production_variants(sagemaker, settings, model_name, current),
+    }
+    capture = data_capture(settings, capture_destination)
+    if capture:
+        request["DataCaptureConfig"] = capture
+    sagemaker.create_endpoint_config(**request)
+    if current is None:
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name)
+        operation, strategy = "create", "create"
+    else:
+        update: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config_name}
+        guardrails = deployment_config(settings)
+        if guardrails:
+            update["DeploymentConfig"] = guardrails
+        sagemaker.update_endpoint(**update)
+        operation, strategy = "update", settings["strategy"]
+    return {
+        "EndpointName": name,
+        "EndpointConfigName": config_name,
+        "Strategy": strategy,
+        "Operation": operation,
+        "PreviousConfigName": current["EndpointConfigName"] if current else None,
+        "polls_left": max(1, int(settings["timeout_seconds"]) // max(1, settings["poll_seconds"])),
+    }

@@ -1,0 +1,75 @@
+"""Registers the run's model in the SageMaker Model Registry.
+
+Invoked by the state machine's `RegisterModel` Task with the group, the SageMaker model the run
+created, the approval mode (`auto`: Approved; `manual`: PendingManualApproval), the report
+URIs, the execution, the data and the config; returns `ModelPackageArn`,
+`ModelPackageVersion` and `ModelApprovalStatus`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import boto3
+import registry
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = Logger()
+tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
+
+_sagemaker_client: Any = None
+
+
+def get_sagemaker_client() -> Any:
+    global _sagemaker_client
+    if _sagemaker_client is None:
+        _sagemaker_client = boto3.client("sagemaker")
+    return _sagemaker_client
+
+
+def set_sagemaker_client(client: Any) -> None:
+    global _sagemaker_client
+    _sagemaker_client = client
+
+
+class RegisterEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(min_length=1, max_length=63)
+    model_name: str = Field(min_length=1)
+    approval: Literal["auto", "manual"] = "auto"
+    clarify: bool = False  # the run wrote Clarify reports: record them
+    reports: dict[str, str] = {}
+    execution_arn: str
+    data_uri: str
+    config: dict[str, Any]
+    metric: str
+    value: float
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@event_parser(model=RegisterEvent)
+def lambda_handler(event: RegisterEvent, context: LambdaContext) -> dict[str, Any]:
+    reports = {
+        name: uri
+        for name, uri in event.reports.items()
+        if event.clarify or name not in ("bias", "explainability")
+    }
+    run = event.execution_arn.rsplit(":", 1)[-1]
+    result = registry.register(
+        get_sagemaker_client(),
+        group=event.group,
+        model_name=event.model_name,
+        approval=event.approval,
+        reports=reports,
+        execution_arn=event.execution_arn,
+        data_uri=event.data_uri,
+        config=event.config,
+        description=f"{event.metric} {event.value:.6g} on the test set (run {run})",
+    )
+    logger.info("registered", extra=result)
+    return result

@@ -1,0 +1,206 @@
+"""The RegisterModel and DeployModel Lambdas' domain code against the local SageMaker.
+
+Each function folder is its own import root, as in Lambda; the SageMaker client is plain boto3
+pointed at the test's local server, so what the registry and the endpoints accept and answer
+is the local service's, which follows SageMaker's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from endpoint_models import put_inference_code, put_model, train_booster
+
+from sfn_mlops.config import load_config
+from sfn_mlops.local.cloud import LocalCloud
+
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+CAPTURE = "s3://models/data-capture"
+
+
+def _load(function: str, module: str) -> ModuleType:
+    sys.path.insert(0, str(LAMBDAS / function))
+    try:
+        sys.modules.pop(module, None)
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(str(LAMBDAS / function))
+
+
+@pytest.fixture
+def registry() -> ModuleType:
+    return _load("register_model", "registry")
+
+
+@pytest.fixture
+def deployment() -> Iterator[ModuleType]:
+    yield _load("deploy_model", "deployment")
+    sys.modules.pop("deployment", None)
+
+
+@pytest.fixture
+def sagemaker(cloud: LocalCloud) -> Iterator[Any]:
+    yield boto3.client("sagemaker")
+    cloud.endpoint_hosts.stop_all()
+    cloud.service("sagemaker").shutdown_endpoints()
+
+
+def _model(cloud: LocalCloud, sagemaker: Any, name: str, seed: int = 0) -> str:
+    sagemaker.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": IMAGE,
+            "ModelDataUrl": put_model(cloud, name, train_booster(seed)),
+            "Environment": put_inference_code(cloud),
+        },
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+    )
+    return name
+
+
+def _settings(**overrides: str) -> dict[str, Any]:
+    items = [f"deployment.{key}={value}" for key, value in overrides.items()]
+    config = load_config(None, items).execution_input("s3://data/abalone.csv")["config"]
+    return dict(config["deployment"])
+
+
+def _wait(sagemaker: Any, name: str, config: str | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        endpoint = sagemaker.describe_endpoint(EndpointName=name)
+        done = endpoint["EndpointStatus"] in ("InService", "Failed")
+        if done and (config is None or "PendingDeploymentSummary" not in endpoint):
+            return dict(endpoint)
+        assert time.monotonic() < deadline, endpoint
+        time.sleep(0.1)
+
+
+def test_register_records_the_container_reports_and_provenance(
+    cloud: LocalCloud, sagemaker: Any, registry: ModuleType
+) -> None:
+    model = _model(cloud, sagemaker, "run1-model")
+    config = {"target": "rings", "gate": {"metric": "rmse"}}
+    result = registry.register(
+        sagemaker,
+        group="models",
+        model_name=model,
+        approval="auto",
+        reports={"evaluation": "s3://b/runs/run1/evaluation/evaluation.json"},
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:Pipeline:run1",
+        data_uri="s3://b/data/abalone.csv",
+        config=config,
+        description="rmse 2.29 on the test set (run run1)",
+    )
+    assert (result["ModelPackageVersion"], result["ModelApprovalStatus"]) == (1, "Approved")
+    package = sagemaker.describe_model_package(ModelPackageName=result["ModelPackageArn"])
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["ModelDataUrl"].endswith("run1-model/model.tar.gz")
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith(
+        "evaluation.json"
+    )
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata["config_digest"] == registry.config_digest(dict(reversed(config.items())))
+    assert metadata["execution_arn"].endswith(":run1")
+
+    second = registry.register(
+        sagemaker,
+        group="models",
+        model_name=model,
+        approval="manual",
+        reports={},
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:Pipeline:run2",
+        data_uri="s3://b/data/abalone.csv",
+        config=config,
+        description="",
+    )
+    assert (second["ModelPackageVersion"], second["ModelApprovalStatus"]) == (
+        2,
+        "PendingManualApproval",
+    )
+
+
+def test_first_deploy_creates_the_endpoint_and_a_canary_update_shifts_to_the_new_model(
+    cloud: LocalCloud, sagemaker: Any, deployment: ModuleType
+) -> None:
+    first = deployment.deploy(
+        sagemaker,
+        model_name=_model(cloud, sagemaker, "run1-model"),
+        settings=_settings(),
+        capture_destination=CAPTURE,
+    )
+    assert (first["Operation"], first["EndpointConfigName"]) == ("create", "run1-config")
+    endpoint = _wait(sagemaker, "sfn-mlops")
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["DataCaptureConfig"]["CurrentSamplingPercentage"] == 100
+
+    second = deployment.deploy(
+        sagemaker,
+        model_name=_model(cloud, sagemaker, "run2-model", seed=1),
+        settings=_settings(strategy="canary", wait_seconds="0"),
+        capture_destination=CAPTURE,
+    )
+    assert (second["Operation"], second["Strategy"]) == ("update", "canary")
+    assert second["PreviousConfigName"] == "run1-config"
+    endpoint = _wait(sagemaker, "sfn-mlops", config="run2-config")
+    assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == (
+        "InService",
+        "run2-config",
+    )
+    policy = endpoint["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["CanarySize"] == {
+        "Type": "CAPACITY_PERCENT",
+        "Value": 10,
+    }
+
+
+def test_ab_keeps_the_production_model_as_champion_beside_the_challenger(
+    cloud: LocalCloud, sagemaker: Any, deployment: ModuleType
+) -> None:
+    deployment.deploy(
+        sagemaker,
+        model_name=_model(cloud, sagemaker, "run1-model"),
+        settings=_settings(),
+        capture_destination=CAPTURE,
+    )
+    _wait(sagemaker, "sfn-mlops")
+    deployment.deploy(
+        sagemaker,
+        model_name=_model(cloud, sagemaker, "run2-model", seed=1),
+        settings=_settings(strategy="ab", ab_challenger_share="0.25"),
+        capture_destination=CAPTURE,
+    )
+    endpoint = _wait(sagemaker, "sfn-mlops", config="run2-config")
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in endpoint["ProductionVariants"]}
+    assert weights == {"Champion": 0.75, "Challenger": 0.25}
+    config = sagemaker.describe_endpoint_config(EndpointConfigName="run2-config")
+    models = {v["VariantName"]: v["ModelName"] for v in config["ProductionVariants"]}
+    assert models == {"Champion": "run1-model", "Challenger": "run2-model"}
+
+
+def test_every_strategy_gives_a_deployment_config_sagemaker_accepts(
+    deployment: ModuleType,
+) -> None:
+    stub = boto3.client("sagemaker")  # only for request validation: no call is made
+    shape = stub.meta.service_model.operation_model("UpdateEndpoint").input_shape
+    validator = __import__("botocore.validate", fromlist=["ParamValidator"]).ParamValidator()
+    for strategy in ("all_at_once", "canary", "linear", "rolling"):
+        settings = _settings(strategy=strategy)
+        settings["rollback_alarms"] = ["endpoint-5xx"]
+        request = {
+            "EndpointName": "e",
+            "EndpointConfigName": "c",
+            "DeploymentConfig": deployment.deployment_config(settings),
+        }
+        report = validator.validate(request, shape)
+        assert not report.has_errors(), (strategy, report.generate_report())
+    assert deployment.deployment_config(_settings(strategy="ab")) is None
