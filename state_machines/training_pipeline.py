@@ -55,9 +55,17 @@ PLACEHOLDERS = frozenset(
         "BiasGateFunctionArn",
         "RegisterModelFunctionArn",
         "DeployModelFunctionArn",
+        "FindChampionFunctionArn",
     }
 )
 
+#: Script mode: the endpoint serves with containers/inference/inference.py, which takes raw
+#: values (category names) in the schema's feature order. The model and its registered
+#: version both name it.
+SERVING_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "${CodeUri}/inference/sourcedir.tar.gz",
+}
 PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 TRAINING_JOB_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 CREATE_MODEL = "arn:aws:states:::sagemaker:createModel"
@@ -329,16 +337,20 @@ def train() -> Task:
 
 def evaluate() -> Task:
     model_dir, test_dir = "/opt/ml/processing/model", "/opt/ml/processing/test"
-    evaluation_dir = "/opt/ml/processing/evaluation"
+    evaluation_dir, champion_dir = "/opt/ml/processing/evaluation", "/opt/ml/processing/champion"
     return Task(
         "Evaluate",
         resource=PROCESSING_JOB_SYNC,
         parameters=_processing_job(
             "$.run.job_names.evaluate",
             "evaluate.py",
-            ["--model-dir", model_dir, "--test-dir", test_dir, "--output-dir", evaluation_dir],
+            [
+                *("--model-dir", model_dir, "--test-dir", test_dir),
+                *("--output-dir", evaluation_dir, "--champion-dir", champion_dir),
+            ],
             inputs=[
                 _s3_input("model", model_dir, {"S3Uri.$": "$.steps.train.model_artifacts"}),
+                _s3_input("champion", champion_dir, {"S3Uri.$": _run_path("champion/")}),
                 _s3_input("test", test_dir, {"S3Uri.$": _run_path("processing/test")}),
                 _s3_input("code", PROCESSING_CODE_DIR, {"S3Uri": "${CodeUri}/evaluation/"}),
             ],
@@ -351,7 +363,63 @@ def evaluate() -> Task:
 
 
 #: The keys of the read_evaluation Lambda's result, kept under $.evaluation.
-EVALUATION_KEYS = ("metric", "value", "threshold", "direction", "passed", "metrics", "cause")
+EVALUATION_KEYS = (
+    "metric",
+    "value",
+    "threshold",
+    "direction",
+    "passed",
+    "metrics",
+    "cause",
+    "champion",
+)
+
+
+def find_champion() -> Task:
+    return Task(
+        "FindChampion",
+        resource=LAMBDA_INVOKE,
+        comment="Stages the production model, if any, for the evaluation to score beside.",
+        parameters={
+            "FunctionName": "${FindChampionFunctionArn}",
+            "Payload": {
+                "endpoint_name.$": "$.config.deployment.endpoint_name",
+                "group.$": "$.config.registry.model_package_group",
+                "destination.$": _run_path("champion/"),
+            },
+        },
+        result_selector={"present.$": "$.Payload.present", "source.$": "$.Payload.source"},
+        result_path="$.steps.champion",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
+def champion_gate(challenger_wins: steps.State, kept: steps.State) -> steps.Choice:
+    """The new model goes on only if it beats the production model by the margin (numbers
+    compared here, as in the quality gate); without a comparable champion it goes on."""
+    gate = steps.Choice(
+        "ChampionGate", comment="Keeps the production model when the new one is not better."
+    )
+    gate.add_choice(
+        ChoiceRule.BooleanEquals("$.evaluation.champion.present", False), challenger_wins
+    )
+    beats = ChoiceRule.Or(
+        [
+            ChoiceRule.And(
+                [
+                    ChoiceRule.StringEquals("$.evaluation.direction", direction),
+                    comparison("$.evaluation.value", "$.evaluation.champion.required"),
+                ]
+            )
+            for direction, comparison in (
+                ("minimize", ChoiceRule.NumericLessThanEqualsPath),
+                ("maximize", ChoiceRule.NumericGreaterThanEqualsPath),
+            )
+        ]
+    )
+    gate.add_choice(beats, challenger_wins)
+    gate.default_choice(kept)
+    return gate
 
 
 def read_evaluation() -> Task:
@@ -422,12 +490,7 @@ def create_model() -> Task:
             "PrimaryContainer": {
                 "Image": "${XGBoostImageUri}",
                 "ModelDataUrl.$": "$.steps.train.model_artifacts",
-                # Script mode: the endpoint serves with containers/inference/inference.py,
-                # which takes raw values (category names) in the schema's feature order.
-                "Environment": {
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_SUBMIT_DIRECTORY": "${CodeUri}/inference/sourcedir.tar.gz",
-                },
+                "Environment": SERVING_ENVIRONMENT,
             },
             "ExecutionRoleArn": "${SageMakerRoleArn}",
         },
@@ -549,18 +612,24 @@ def bias_gate(approved: steps.State, failed: steps.State) -> steps.Choice:
     return gate
 
 
-def register_model() -> Task:
+def register_model(state_id: str = "RegisterModel", *, rejected: bool = False) -> Task:
+    """A version in the Model Registry group, with its reports and provenance; `rejected`:
+    the version of a model that lost to the production model, kept as Rejected."""
     return Task(
-        "RegisterModel",
+        state_id,
         resource=LAMBDA_INVOKE,
-        comment="A version in the Model Registry group, with its reports and provenance.",
+        comment="Registers the version as Rejected: the production model stays."
+        if rejected
+        else "A version in the Model Registry group, with its reports and provenance.",
         parameters={
             "FunctionName": "${RegisterModelFunctionArn}",
             "Payload": {
                 "group.$": "$.config.registry.model_package_group",
-                "model_name.$": "$.run.job_names.model",
+                "image": "${XGBoostImageUri}",
+                "model_data_url.$": "$.steps.train.model_artifacts",
+                "environment": SERVING_ENVIRONMENT,
                 "approval.$": "$.config.registry.approval",
-                "clarify.$": "$.config.clarify.enabled",
+                **({"clarify": False} if rejected else {"clarify.$": "$.config.clarify.enabled"}),
                 "reports": {
                     "evaluation.$": _run_path("evaluation/evaluation.json"),
                     "bias.$": _run_path("clarify/bias/report/analysis.json"),
@@ -571,6 +640,8 @@ def register_model() -> Task:
                 "config.$": "$.config",
                 "metric.$": "$.evaluation.metric",
                 "value.$": "$.evaluation.value",
+                "champion.$": "$.evaluation.champion",
+                "rejected": rejected,
             },
         },
         result_selector={
@@ -622,7 +693,19 @@ def deploy_model() -> Task:
             "polls_left.$": "$.Payload.polls_left",
         },
         result_path="$.deployment",
-        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+        retry=[
+            transient_retry(LAMBDA_TRANSIENT_ERRORS),
+            # Another run's deployment holds the endpoint: wait for it (SageMaker takes
+            # minutes per deployment), up to about an hour.
+            Retry(
+                error_equals=["EndpointBusy"],
+                interval_seconds=10,
+                max_attempts=60,
+                backoff_rate=1.5,
+                max_delay_seconds=60,
+                jitter_strategy="FULL",
+            ),
+        ],
     )
 
 
@@ -641,19 +724,17 @@ def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice
     configured timeout fails the execution with an error saying which (the old model serves)."""
     ready = steps.Choice("EndpointReady", comment="Waits for the endpoint's deployment to end.")
     in_service = ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "InService")
+    reason = ChoiceRule.IsPresent("$.endpoint.FailureReason", True)
+    config = "$.endpoint.EndpointConfigName"
     ready.add_choice(
         ChoiceRule.And(
-            [
-                in_service,
-                ChoiceRule.StringEqualsPath(
-                    "$.endpoint.EndpointConfigName", "$.deployment.EndpointConfigName"
-                ),
-            ]
+            [in_service, ChoiceRule.StringEqualsPath(config, "$.deployment.EndpointConfigName")]
         ),
         deployed,
     )
+    rolled_back = ChoiceRule.StringEqualsPath(config, "$.deployment.PreviousConfigName")
     ready.add_choice(
-        in_service,
+        ChoiceRule.And([in_service, reason, rolled_back]),
         Fail(
             "DeploymentRolledBack",
             error="DeploymentRolledBack",
@@ -661,9 +742,12 @@ def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice
         ),
     )
     ready.add_choice(
-        ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "Failed"),
+        ChoiceRule.And([ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "Failed"), reason]),
         Fail("EndpointFailed", error="EndpointFailed", cause_path="$.endpoint.FailureReason"),
     )
+    # Another run's deployment can only start once ours has ended (DeployModel retries
+    # EndpointBusy until then): InService on a config newer than ours means ours finished.
+    ready.add_choice(in_service, steps.Succeed("DeployedThenSuperseded"))
     ready.add_choice(
         ChoiceRule.NumericLessThanEquals("$.deployment.polls_left", 0),
         Fail(
@@ -716,11 +800,12 @@ def build_definition() -> dict[str, Any]:
         result_path="$.error",
         next_step=notify_failure(pipeline_failed),
     )
-    tasks = [preprocess(), train(), evaluate(), read_evaluation()]
+    tasks = [preprocess(), train(), find_champion(), evaluate(), read_evaluation()]
     model = create_model()
     clarify_tasks = [prepare_clarify(), clarify(), read_bias_report()]
     register, deploy, describe = register_model(), deploy_model(), describe_endpoint()
-    for task in [*tasks, model, *clarify_tasks, register, deploy, describe]:
+    register_rejected = register_model("RegisterRejectedModel", rejected=True)
+    for task in [*tasks, model, *clarify_tasks, register, register_rejected, deploy, describe]:
         task.add_catch(on_error)
 
     describe.next(endpoint_ready(deployed=steps.Succeed("ModelDeployed"), describe=describe))
@@ -741,20 +826,24 @@ def build_definition() -> dict[str, Any]:
             ),
         ]
     )
-    gate = quality_gate(
-        approved=steps.Chain([model, clarify_enabled(clarify_chain, release)]),
-        below_threshold=Fail(
-            "ModelQualityBelowThreshold",
-            error="ModelQualityBelowThreshold",
-            cause_path="$.evaluation.cause",
+    gate = champion_gate(
+        challenger_wins=quality_gate(
+            approved=steps.Chain([model, clarify_enabled(clarify_chain, release)]),
+            below_threshold=Fail(
+                "ModelQualityBelowThreshold",
+                error="ModelQualityBelowThreshold",
+                cause_path="$.evaluation.cause",
+            ),
         ),
+        kept=steps.Chain([register_rejected, steps.Succeed("KeptProductionModel")]),
     )
     chain = steps.Chain([prepare_run(), *tasks, gate])
     graph = Graph(
         chain,
         comment=(
-            "sfn-mlops training pipeline: preprocess, train and evaluate an XGBoost model, "
-            "gate on the evaluation metric, then create the model, check it for bias and "
+            "sfn-mlops training pipeline: preprocess, train and evaluate an XGBoost model "
+            "beside the production model, keep the production model unless the new one beats "
+            "it, gate on the evaluation metric, then create the model, check it for bias and "
             "explain it with SageMaker Clarify, gate on the bias metrics, register it in the "
             "Model Registry and deploy it to the real-time endpoint."
         ),

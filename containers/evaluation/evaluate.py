@@ -8,6 +8,7 @@ Model Registry read the same file. Standard deviations come from a small seeded 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tarfile
@@ -250,8 +251,14 @@ def predict(booster: xgb.Booster, schema: Mapping[str, Any], x: np.ndarray) -> n
     return prediction.astype(np.float64)
 
 
-def evaluate(*, model_dir: str, test_path: str, output_dir: str) -> dict[str, Any]:
-    """Score the model on the test CSV and write evaluation.json; return the report."""
+def evaluate(
+    *, model_dir: str, test_path: str, output_dir: str, champion_dir: str | None = None
+) -> dict[str, Any]:
+    """Score the model on the test CSV and write evaluation.json; return the report.
+
+    With a champion (the production model's archive in `champion_dir`), it is scored on the
+    same rows and its metrics go under `champion`, so the gate compares like with like.
+    """
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         booster, schema = load_model(extract_model(model_dir, workdir))
@@ -260,9 +267,41 @@ def evaluate(*, model_dir: str, test_path: str, output_dir: str) -> dict[str, An
         raise UserError(f"test data {test_path} has no rows")
     prediction = predict(booster, schema, x)
     report = metrics_report(schema["problem_type"], y, prediction)
+    if champion_dir and os.path.exists(os.path.join(champion_dir, "model.tar.gz")):
+        report["champion"] = score_champion(champion_dir, schema, y, x)
     jobkit.write_json(os.path.join(output_dir, "evaluation.json"), report)
     print(f"evaluated {y.size} rows in {time.perf_counter() - started:.2f}s: {report}", flush=True)
     return report
+
+
+def score_champion(
+    champion_dir: str, schema: Mapping[str, Any], y: np.ndarray, x: np.ndarray
+) -> dict[str, Any]:
+    """The champion's metrics on this test set, or why it cannot be compared."""
+    source = _champion_source(champion_dir)
+    with tempfile.TemporaryDirectory() as workdir:
+        try:
+            booster, champion_schema = load_model(extract_model(champion_dir, workdir))
+        except UserError as exc:
+            return {"comparable": False, "source": source, "reason": str(exc)}
+    for key in ("problem_type", "features", "categorical"):
+        if champion_schema.get(key) != schema.get(key):
+            return {
+                "comparable": False,
+                "source": source,
+                "reason": f"the production model's {key} ({champion_schema.get(key)!r}) is "
+                f"not this run's ({schema.get(key)!r})",
+            }
+    report = metrics_report(schema["problem_type"], y, predict(booster, champion_schema, x))
+    return {"comparable": True, "source": source, **report}
+
+
+def _champion_source(champion_dir: str) -> str:
+    try:
+        with open(os.path.join(champion_dir, "champion.json"), encoding="utf-8") as handle:
+            return str(json.load(handle).get("source") or "the production model")
+    except (OSError, ValueError):
+        return "the production model"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -270,6 +309,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", default="/opt/ml/processing/model")
     parser.add_argument("--test-dir", default="/opt/ml/processing/test")
     parser.add_argument("--output-dir", default="/opt/ml/processing/evaluation")
+    parser.add_argument("--champion-dir", help="the production model's archive, if any")
     # A processing job's failure reason goes where DescribeProcessingJob reads ExitMessage from.
     parser.add_argument("--message-file", default=jobkit.PROCESSING_MESSAGE_FILE)
     return parser.parse_args(argv)
@@ -282,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_dir=args.model_dir,
             test_path=jobkit.find_file(args.test_dir, ".csv", what="test input"),
             output_dir=args.output_dir,
+            champion_dir=args.champion_dir,
         ),
         reason_file=args.message_file,
     )

@@ -15,6 +15,23 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 STRATEGIES = ("all_at_once", "canary", "linear", "rolling", "ab")
+_BUSY = (
+    "Creating",
+    "Updating",
+    "SystemUpdating",
+    "RollingBack",
+    "Deleting",
+    "UpdateRollbackFailed",
+)
+
+
+class EndpointBusy(Exception):
+    """Another deployment holds the endpoint; the state machine retries this error by name, so
+    concurrent runs deploy one after the other."""
+
+
+class EndpointUnusable(Exception):
+    """The endpoint is Failed: SageMaker cannot update it; it must be deleted first."""
 
 
 def endpoint_config_name(model_name: str) -> str:
@@ -119,6 +136,42 @@ def _percent(value: int) -> dict[str, Any]:
     return {"Type": "CAPACITY_PERCENT", "Value": int(value)}
 
 
+def _check_updatable(current: dict[str, Any] | None) -> None:
+    if current is None:
+        return
+    name, status = current["EndpointName"], current["EndpointStatus"]
+    if status in _BUSY:
+        raise EndpointBusy(f"endpoint {name} is {status}: another deployment is in progress")
+    if status == "Failed":
+        raise EndpointUnusable(
+            f"endpoint {name} is Failed ({current.get('FailureReason', 'no reason given')}); "
+            f"SageMaker cannot update it: delete it (aws sagemaker delete-endpoint "
+            f"--endpoint-name {name}) and run again"
+        )
+
+
+def _create_config(sagemaker: Any, request: dict[str, Any]) -> None:
+    """A retried deployment finds its config made by the try before: that is the same one."""
+    try:
+        sagemaker.create_endpoint_config(**request)
+    except ClientError as error:
+        if "already exist" not in error.response["Error"]["Message"]:
+            raise
+
+
+def _call(operation: Any, **params: Any) -> None:
+    """CreateEndpoint / UpdateEndpoint; losing a race with another run is EndpointBusy."""
+    try:
+        operation(**params)
+    except ClientError as error:
+        message = error.response["Error"]["Message"]
+        if error.response["Error"]["Code"] == "ValidationException" and (
+            "already existing" in message or "in-progress" in message or "in progress" in message
+        ):
+            raise EndpointBusy(message) from error
+        raise
+
+
 def deploy(
     sagemaker: Any, *, model_name: str, settings: dict[str, Any], capture_destination: str
 ) -> dict[str, Any]:
@@ -133,22 +186,24 @@ def deploy(
     capture = data_capture(settings, capture_destination)
     if capture:
         request["DataCaptureConfig"] = capture
-    sagemaker.create_endpoint_config(**request)
+    _check_updatable(current)
+    _create_config(sagemaker, request)
     if current is None:
-        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name)
+        _call(sagemaker.create_endpoint, EndpointName=name, EndpointConfigName=config_name)
         operation, strategy = "create", "create"
     else:
         update: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config_name}
         guardrails = deployment_config(settings)
         if guardrails:
             update["DeploymentConfig"] = guardrails
-        sagemaker.update_endpoint(**update)
+        _call(sagemaker.update_endpoint, **update)
         operation, strategy = "update", settings["strategy"]
     return {
         "EndpointName": name,
         "EndpointConfigName": config_name,
         "Strategy": strategy,
         "Operation": operation,
-        "PreviousConfigName": current["EndpointConfigName"] if current else None,
+        # "" for a new endpoint: the state machine compares it with the endpoint's config
+        "PreviousConfigName": current["EndpointConfigName"] if current else "",
         "polls_left": max(1, int(settings["timeout_seconds"]) // max(1, settings["poll_seconds"])),
     }

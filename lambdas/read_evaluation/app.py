@@ -46,6 +46,7 @@ class GateSpec(BaseModel):
     metric: str
     direction: str
     threshold: float
+    champion_margin: float = Field(0.0, ge=0)  # how much better than production, at least
 
 
 class ReadEvaluationEvent(BaseModel):
@@ -61,7 +62,8 @@ class ReadEvaluationEvent(BaseModel):
 def lambda_handler(event: ReadEvaluationEvent, context: LambdaContext) -> dict[str, Any]:
     report = gate.read_report(event.evaluation_uri, get_s3_client())
     metrics = gate.flatten_metrics(report)
-    decision = gate.decide(metrics, event.gate.model_dump())
+    decision = gate.decide(metrics, event.gate.model_dump(exclude={"champion_margin"}))
+    decision["champion"] = gate.against_champion(report, decision, event.gate.champion_margin)
     logger.info(
         "quality gate decided",
         extra={key: decision[key] for key in ("metric", "value", "threshold", "passed")},

@@ -126,6 +126,44 @@ def decide(metrics: dict[str, float], gate: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def against_champion(
+    report: dict[str, Any], decision: dict[str, Any], margin: float = 0.0
+) -> dict[str, Any]:
+    """The new model against the production model scored on the same test rows.
+
+    `required` is what the new model's gate metric must reach: the champion's value less the
+    margin (minimize) or plus it (maximize); a margin of 0 means "not worse". `present` is
+    false when there is no champion or it cannot be compared (then nothing blocks the new one).
+    """
+    champion = report.get("champion")
+    if not isinstance(champion, dict):
+        return {"present": False, "cause": "no model in production yet"}
+    if not champion.get("comparable"):
+        return {"present": False, "cause": f"not compared: {champion.get('reason')}"}
+    metric, direction, value = decision["metric"], decision["direction"], decision["value"]
+    scores = flatten_metrics({k: v for k, v in champion.items() if k in METRIC_GROUPS})
+    if metric not in scores:
+        return {"present": False, "cause": f"not compared: the champion has no {metric}"}
+    champion_value = scores[metric]
+    required = champion_value - margin if direction == "minimize" else champion_value + margin
+    beats = value <= required if direction == "minimize" else value >= required
+    verdict = "beats" if beats else "does not beat"
+    cause = (
+        f"the new model's {metric} {_format_number(value)} {verdict} the production model's "
+        f"{_format_number(champion_value)} ({champion.get('source')}; required "
+        f"{COMPARISONS[direction]} {_format_number(required)})"
+    )
+    return {
+        "present": True,
+        "source": champion.get("source"),
+        "value": champion_value,
+        "required": required,
+        "beats": beats,
+        "metrics": scores,
+        "cause": cause,
+    }
+
+
 def _check_gate(metrics: dict[str, float], gate: dict[str, Any]) -> tuple[str, str, float]:
     metric, direction, threshold = gate.get("metric"), gate.get("direction"), gate.get("threshold")
     if direction not in COMPARISONS:

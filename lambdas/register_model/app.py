@@ -39,7 +39,9 @@ class RegisterEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group: str = Field(min_length=1, max_length=63)
-    model_name: str = Field(min_length=1)
+    image: str = Field(min_length=1)
+    model_data_url: str = Field(pattern=r"^s3://[^/]+/.+")
+    environment: dict[str, str] = {}
     approval: Literal["auto", "manual"] = "auto"
     clarify: bool = False  # the run wrote Clarify reports: record them
     reports: dict[str, str] = {}
@@ -48,6 +50,8 @@ class RegisterEvent(BaseModel):
     config: dict[str, Any]
     metric: str
     value: float
+    champion: dict[str, Any] = {}  # ReadEvaluation's comparison with the production model
+    rejected: bool = False  # it lost to the production model: registered as Rejected
 
 
 @logger.inject_lambda_context
@@ -60,16 +64,25 @@ def lambda_handler(event: RegisterEvent, context: LambdaContext) -> dict[str, An
         if event.clarify or name not in ("bias", "explainability")
     }
     run = event.execution_arn.rsplit(":", 1)[-1]
+    scores = {f"{event.metric}_new": f"{event.value:.6g}"}
+    if event.champion.get("present"):
+        scores[f"{event.metric}_production"] = f"{event.champion['value']:.6g}"
+        scores["production_model"] = str(event.champion.get("source"))
+    container = {"Image": event.image, "ModelDataUrl": event.model_data_url}
+    if event.environment:
+        container["Environment"] = event.environment
     result = registry.register(
         get_sagemaker_client(),
         group=event.group,
-        model_name=event.model_name,
+        container=container,
         approval=event.approval,
         reports=reports,
         execution_arn=event.execution_arn,
         data_uri=event.data_uri,
         config=event.config,
         description=f"{event.metric} {event.value:.6g} on the test set (run {run})",
+        scores=scores,
+        rejected_because=event.champion.get("cause") if event.rejected else None,
     )
     logger.info("registered", extra=result)
     return result

@@ -62,26 +62,26 @@ def register(
     sagemaker: Any,
     *,
     group: str,
-    model_name: str,
+    container: dict[str, Any],
     approval: str,
     reports: dict[str, str | None],
     execution_arn: str,
     data_uri: str,
     config: dict[str, Any],
     description: str,
+    scores: dict[str, str] | None = None,
     rejected_because: str | None = None,
 ) -> dict[str, Any]:
     """Create the version; `rejected_because` registers it as Rejected (kept for the record:
-    a challenger that lost to the production model)."""
-    model = sagemaker.describe_model(ModelName=model_name)
-    container = model.get("PrimaryContainer") or model["Containers"][0]
+    a challenger that lost to the production model). `scores` (e.g. the new and the
+    production model's gate metric) go into its metadata beside the provenance."""
     ensure_group(sagemaker, group)
     status = "Rejected" if rejected_because else APPROVAL[approval]
     metadata = {
         "execution_arn": execution_arn,
         "data_uri": data_uri,
         "config_digest": config_digest(config),
-        "model_name": model_name,
+        **(scores or {}),
     }
     if rejected_because:
         metadata["rejected_because"] = rejected_because
@@ -89,13 +89,7 @@ def register(
         "ModelPackageGroupName": group,
         "ModelPackageDescription": description[:1024],
         "InferenceSpecification": {
-            "Containers": [
-                {
-                    key: container[key]
-                    for key in ("Image", "ModelDataUrl", "Environment")
-                    if container.get(key)
-                }
-            ],
+            "Containers": [container],
             "SupportedContentTypes": CONTENT_TYPES,
             "SupportedResponseMIMETypes": CONTENT_TYPES,
         },

@@ -93,6 +93,8 @@ class GateConfig(_Strict):
     metric: str | None = None
     direction: Literal["minimize", "maximize"] | None = None
     threshold: float | None = None
+    # The new model must beat the production model by this much on the metric (0: not worse).
+    champion_margin: float = Field(0.0, ge=0)
 
 
 class FacetConfig(_Strict):
@@ -313,7 +315,12 @@ class PipelineConfig(_Strict):
         if threshold is None:
             raise ConfigError(f"gate.threshold: set a threshold for gate.metric {metric!r}")
         direction = self.gate.direction or METRICS[self.problem_type][metric]
-        return {"metric": metric, "direction": direction, "threshold": float(threshold)}
+        return {
+            "metric": metric,
+            "direction": direction,
+            "threshold": float(threshold),
+            "champion_margin": self.gate.champion_margin,
+        }
 
     def resolved_hyperparameters(self) -> dict[str, str]:
         """SageMaker takes hyperparameters as strings."""

@@ -39,13 +39,17 @@ def summarize(
     if evaluation:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in evaluation["metrics"].items())
         echo(f"Metrics on the test set: {metrics}")
-        passed = evaluation["passed"]
         sign = "<=" if evaluation["direction"] == "minimize" else ">="
-        verdict = "PASSED" if passed else "FAILED"
-        echo(
-            f"Quality gate {verdict}: {evaluation['metric']} = {evaluation['value']:.4g}, "
-            f"required {sign} {evaluation['threshold']:g}"
-        )
+        if _kept_production(evaluation, echo):
+            echo(
+                "Kept the production model: the new one is registered as Rejected, nothing deployed"
+            )
+        else:
+            verdict = "PASSED" if evaluation["passed"] else "FAILED"
+            echo(
+                f"Quality gate {verdict}: {evaluation['metric']} = {evaluation['value']:.4g}, "
+                f"required {sign} {evaluation['threshold']:g}"
+            )
     clarified = state_output(events, "ReadBiasReport") or state_output(events, "Clarify")
     if clarified:
         _clarify(clarified, echo, read_json or (lambda uri: _read_json(local_path(uri))))
@@ -58,6 +62,21 @@ def summarize(
     )
     if latest:
         _artifacts(latest, echo, local_path)
+
+
+def _kept_production(evaluation: dict[str, Any], echo: Callable[[str], None]) -> bool:
+    """Both scores, new and production, when there is a model in production; True when the
+    production model stays (the new one does not beat it by the margin)."""
+    champion = evaluation.get("champion") or {}
+    if not champion.get("present"):
+        return False
+    metric = evaluation["metric"]
+    echo(
+        f"Against production ({champion['source']}): {metric} {evaluation['value']:.4g} new, "
+        f"{champion['value']:.4g} production: the new model "
+        f"{'beats it' if champion['beats'] else 'does not beat it'}"
+    )
+    return not champion["beats"]
 
 
 def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:

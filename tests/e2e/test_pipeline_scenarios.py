@@ -26,7 +26,10 @@ from sfn_mlops.local.jobs import KIND_TRAINING, job_dir
 pytestmark = pytest.mark.e2e
 
 HAPPY, GATE, CRASH, RETRY = "happy-path", "gate-fails", "training-crash", "retry-succeeds"
-STATES_TO_GATE = ["PrepareRun", "Preprocess", "Train", "Evaluate", "ReadEvaluation", "QualityGate"]
+STATES_TO_GATE = [
+    *("PrepareRun", "Preprocess", "Train", "FindChampion", "Evaluate", "ReadEvaluation"),
+    *("ChampionGate", "QualityGate"),
+]
 #: Without Clarify (retry scenario: `clarify.enabled=false` keeps it short).
 #: After the gates: register, deploy, then DescribeEndpoint until the deployment ends (the
 #: wait loop's WaitForEndpoint, CountPoll, StorePollsLeft are left out: how often it turns
@@ -181,8 +184,9 @@ def test_describe_history_and_job_logs_of_a_finished_run(
     history = cli(workspace, "executions", "history", HAPPY)
     types = [line.split()[2] for line in history.out.splitlines() if line.strip()]
     assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
-    # three jobs and the Lambda; CreateModel, PrepareClarify, two Clarify jobs, ReadBiasReport
-    assert types.count("TaskSucceeded") == 9
+    # three jobs and ReadEvaluation; CreateModel, PrepareClarify, two Clarify jobs,
+    # ReadBiasReport; FindChampion, RegisterModel, DeployModel; DescribeEndpoint once or more
+    assert types.count("TaskSucceeded") >= 13
     logs = cli(workspace, "jobs", "logs", f"{HAPPY}-train")
     assert logs.code == 0 and "Completed" in logs.out
     missing = cli(workspace, "executions", "describe", "no-such-run")

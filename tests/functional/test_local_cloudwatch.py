@@ -138,11 +138,12 @@ def test_every_protocol_of_the_model_is_answered(
     client = boto3.client("cloudwatch")
     assert client.meta.service_model.resolved_protocol == protocol
     client.put_metric_data(Namespace="N", MetricData=[{"MetricName": "M", "Value": 2.0}])
+    now = dt.datetime.now(dt.UTC)  # not the module's NOW: the suite may reach here minutes later
     result = client.get_metric_statistics(
         Namespace="N",
         MetricName="M",
-        StartTime=NOW - dt.timedelta(minutes=5),
-        EndTime=NOW + dt.timedelta(minutes=5),
+        StartTime=now - dt.timedelta(minutes=5),
+        EndTime=now + dt.timedelta(minutes=5),
         Period=600,
         Statistics=["Sum"],
     )

@@ -87,18 +87,23 @@ def _wait(sagemaker: Any, name: str, config: str | None = None) -> dict[str, Any
 def test_register_records_the_container_reports_and_provenance(
     cloud: LocalCloud, sagemaker: Any, registry: ModuleType
 ) -> None:
-    model = _model(cloud, sagemaker, "run1-model")
+    container = {
+        "Image": IMAGE,
+        "ModelDataUrl": put_model(cloud, "run1-model", train_booster()),
+        "Environment": put_inference_code(cloud),
+    }
     config = {"target": "rings", "gate": {"metric": "rmse"}}
     result = registry.register(
         sagemaker,
         group="models",
-        model_name=model,
+        container=container,
         approval="auto",
         reports={"evaluation": "s3://b/runs/run1/evaluation/evaluation.json"},
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:Pipeline:run1",
         data_uri="s3://b/data/abalone.csv",
         config=config,
         description="rmse 2.29 on the test set (run run1)",
+        scores={"rmse_new": "2.29"},
     )
     assert (result["ModelPackageVersion"], result["ModelApprovalStatus"]) == (1, "Approved")
     package = sagemaker.describe_model_package(ModelPackageName=result["ModelPackageArn"])
@@ -110,12 +115,12 @@ def test_register_records_the_container_reports_and_provenance(
     )
     metadata = package["CustomerMetadataProperties"]
     assert metadata["config_digest"] == registry.config_digest(dict(reversed(config.items())))
-    assert metadata["execution_arn"].endswith(":run1")
+    assert metadata["execution_arn"].endswith(":run1") and metadata["rmse_new"] == "2.29"
 
     second = registry.register(
         sagemaker,
         group="models",
-        model_name=model,
+        container=container,
         approval="manual",
         reports={},
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:Pipeline:run2",
@@ -127,6 +132,21 @@ def test_register_records_the_container_reports_and_provenance(
         2,
         "PendingManualApproval",
     )
+    lost = registry.register(
+        sagemaker,
+        group="models",
+        container=container,
+        approval="auto",
+        reports={},
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:Pipeline:run3",
+        data_uri="s3://b/data/abalone.csv",
+        config=config,
+        description="",
+        rejected_because="the new model's rmse 3.1 does not beat the production model's 2.3",
+    )
+    assert lost["ModelApprovalStatus"] == "Rejected"
+    package = sagemaker.describe_model_package(ModelPackageName=lost["ModelPackageArn"])
+    assert "does not beat" in package["CustomerMetadataProperties"]["rejected_because"]
 
 
 def test_first_deploy_creates_the_endpoint_and_a_canary_update_shifts_to_the_new_model(
@@ -204,3 +224,47 @@ def test_every_strategy_gives_a_deployment_config_sagemaker_accepts(
         report = validator.validate(request, shape)
         assert not report.has_errors(), (strategy, report.generate_report())
     assert deployment.deployment_config(_settings(strategy="ab")) is None
+
+
+def test_the_champion_is_the_endpoints_model_else_the_latest_approved_version(
+    cloud: LocalCloud, sagemaker: Any, deployment: ModuleType, registry: ModuleType
+) -> None:
+    champion = _load("find_champion", "champion")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="runs")
+
+    def stage(run: str) -> dict[str, Any]:
+        return dict(
+            champion.stage_champion(
+                sagemaker, s3, endpoint_name="sfn-mlops", group="models",
+                destination=f"s3://runs/{run}/champion/",
+            )
+        )  # fmt: skip
+
+    assert stage("r1") == {"present": False, "source": None, "model_data_url": None}
+    marker = s3.get_object(Bucket="runs", Key="r1/champion/champion.json")["Body"].read()
+    assert b'"present": false' in marker
+
+    approved_url = put_model(cloud, "approved", train_booster(seed=2))
+    registry.register(
+        sagemaker, group="models", container={"Image": IMAGE, "ModelDataUrl": approved_url},
+        approval="auto", reports={}, execution_arn="arn:aws:states:::execution:P:r0",
+        data_uri="s3://b/d.csv", config={}, description="",
+    )  # fmt: skip
+    found = stage("r2")
+    assert (found["present"], found["source"], found["model_data_url"]) == (
+        True,
+        "models/1",
+        approved_url,
+    )
+    staged = s3.get_object(Bucket="runs", Key="r2/champion/model.tar.gz")["Body"].read()
+    assert staged == cloud.objects.get_bytes("models", "approved/model.tar.gz")
+
+    deployment.deploy(
+        sagemaker, model_name=_model(cloud, sagemaker, "serving-model"), settings=_settings(),
+        capture_destination=CAPTURE,
+    )  # fmt: skip
+    _wait(sagemaker, "sfn-mlops")
+    found = stage("r3")
+    assert found["source"] == "endpoint sfn-mlops (model serving-model)"
+    assert found["model_data_url"].endswith("serving-model/model.tar.gz")

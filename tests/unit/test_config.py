@@ -12,7 +12,12 @@ def test_defaults_are_the_abalone_regression() -> None:
     config = load_config()
     payload = config.execution_input("s3://b/abalone.csv")["config"]
     assert payload["target"] == "rings"
-    assert payload["gate"] == {"metric": "rmse", "direction": "minimize", "threshold": 2.5}
+    assert payload["gate"] == {
+        "metric": "rmse",
+        "direction": "minimize",
+        "threshold": 2.5,
+        "champion_margin": 0.0,
+    }
     assert payload["processing_env"]["SFN_MLOPS_CATEGORICAL_COLUMNS"] == '["sex"]'
     assert json.loads(payload["processing_env"]["SFN_MLOPS_SPLIT"]) == {
         "train": 0.7,
@@ -32,7 +37,12 @@ def test_file_then_overrides(tmp_path: Path) -> None:
     )
     config = load_config(path, ["gate.threshold=0.8", "hyperparameters.eta=0.3"])
     gate = config.resolved_gate()
-    assert gate == {"metric": "auc", "direction": "maximize", "threshold": 0.8}
+    assert gate == {
+        "metric": "auc",
+        "direction": "maximize",
+        "threshold": 0.8,
+        "champion_margin": 0.0,
+    }
     hyper = config.resolved_hyperparameters()
     assert (hyper["objective"], hyper["max_depth"], hyper["eta"]) == ("binary:logistic", "3", "0.3")
     assert config.categorical_columns == []

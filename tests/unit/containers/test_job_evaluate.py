@@ -172,3 +172,27 @@ def test_archive_without_schema_is_a_user_error(
 def test_empty_model_folder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="has neither model.tar.gz nor xgboost-model"):
         evaluate.extract_model(str(tmp_path), str(tmp_path))
+
+
+def test_the_champion_is_scored_on_the_same_rows_or_said_incomparable(
+    trained: Callable[[str], Path], tmp_path: Path
+) -> None:
+    folder = trained("regression")
+    champion = archive(folder / "model", tmp_path / "champion")
+    (champion / "champion.json").write_text('{"present": true, "source": "endpoint prod"}')
+    test_csv = str(folder / "out/test/test.csv")
+    report = evaluate.evaluate(
+        model_dir=str(folder / "model"), test_path=test_csv, output_dir=str(tmp_path),
+        champion_dir=str(champion),
+    )  # fmt: skip
+    assert report["champion"]["comparable"] is True
+    assert report["champion"]["source"] == "endpoint prod"
+    assert report["champion"]["regression_metrics"] == report["regression_metrics"]  # same model
+
+    archive(trained("binary") / "model", champion)
+    report = evaluate.evaluate(
+        model_dir=str(folder / "model"), test_path=test_csv, output_dir=str(tmp_path),
+        champion_dir=str(champion),
+    )  # fmt: skip
+    assert report["champion"]["comparable"] is False
+    assert "problem_type" in report["champion"]["reason"]

@@ -200,6 +200,7 @@ def test_handler_returns_the_decision(app, s3):
         "passed": False,
         "metrics": METRICS,
         "cause": "rmse is 3.412 on the test set; the quality gate requires rmse <= 3.0",
+        "champion": {"present": False, "cause": "no model in production yet"},
     }
     assert json.loads(json.dumps(result)) == result
 
@@ -243,3 +244,53 @@ def test_handler_rejects_an_event_without_a_gate(app):
 
     with pytest.raises(ValidationError):
         app.lambda_handler({"evaluation_uri": EVENT["evaluation_uri"]}, FakeLambdaContext())
+
+
+def _champion_report(rmse: float, comparable: bool = True) -> dict:
+    champion: dict = {"comparable": comparable, "source": "endpoint prod (model m1)"}
+    if comparable:
+        champion["regression_metrics"] = {"rmse": {"value": rmse}}
+    else:
+        champion["reason"] = "the production model's features (['a']) is not this run's (['b'])"
+    return {**REPORT, "champion": champion}
+
+
+@pytest.mark.parametrize(
+    ("champion_rmse", "margin", "beats", "required"),
+    [
+        (3.5, 0.0, True, 3.5),  # better than production
+        (3.412, 0.0, True, 3.412),  # equal: not worse is enough by default
+        (3.3, 0.0, False, 3.3),  # worse than production
+        (3.5, 0.2, False, 3.3),  # better, but not by the margin
+    ],
+)
+def test_against_champion_compares_on_the_gate_metric_with_the_margin(
+    gate, champion_rmse, margin, beats, required
+):
+    decision = gate.decide(METRICS, {"metric": "rmse", "direction": "minimize", "threshold": 4})
+    result = gate.against_champion(_champion_report(champion_rmse), decision, margin)
+    assert (result["present"], result["beats"]) == (True, beats)
+    assert result["required"] == pytest.approx(required)
+    assert result["value"] == champion_rmse
+    verdict = "beats" if beats else "does not beat"
+    assert result["cause"].startswith(f"the new model's rmse 3.412 {verdict} the production")
+
+
+def test_maximized_metrics_need_a_higher_value_than_production(gate):
+    decision = gate.decide(METRICS, {"metric": "r2", "direction": "maximize", "threshold": 0.1})
+    report = {
+        **REPORT,
+        "champion": {"comparable": True, "regression_metrics": {"r2": {"value": 0.5}}},
+    }
+    assert gate.against_champion(report, decision, 0.05)["beats"] is False  # needs >= 0.55
+    assert gate.against_champion(report, decision, 0.0)["beats"] is True
+
+
+def test_no_champion_or_one_that_cannot_be_compared_lets_the_new_model_on(gate):
+    decision = gate.decide(METRICS, {"metric": "rmse", "direction": "minimize", "threshold": 4})
+    assert gate.against_champion(REPORT, decision) == {
+        "present": False,
+        "cause": "no model in production yet",
+    }
+    other = gate.against_champion(_champion_report(1.0, comparable=False), decision)
+    assert other["present"] is False and "features" in other["cause"]

@@ -28,6 +28,7 @@ EXPECTED_PLACEHOLDERS = {
     "BiasGateFunctionArn",
     "RegisterModelFunctionArn",
     "DeployModelFunctionArn",
+    "FindChampionFunctionArn",
 }
 DUMMY_VALUES = {
     "ArtifactBucket": "sfn-mlops-artifacts",
@@ -43,6 +44,7 @@ DUMMY_VALUES = {
     "BiasGateFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:BiasGate",
     "RegisterModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:RegisterModel",
     "DeployModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:DeployModel",
+    "FindChampionFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:FindChampion",
 }
 
 
@@ -95,9 +97,10 @@ def test_states_run_in_order(definition):
         "PrepareRun",
         "Preprocess",
         "Train",
+        "FindChampion",
         "Evaluate",
         "ReadEvaluation",
-        "QualityGate",
+        "ChampionGate",
     ]
 
 
@@ -166,6 +169,13 @@ def test_every_task_retries_transient_errors_only(definition):
         assert task.get("Retry"), f"{name} has no Retry"
         for retrier in task["Retry"]:
             assert not {"States.ALL", "States.TaskFailed"} & set(retrier["ErrorEquals"]), name
+            if retrier["ErrorEquals"] == ["EndpointBusy"]:  # another run's deployment: wait
+                assert (name, retrier["MaxAttempts"], retrier["MaxDelaySeconds"]) == (
+                    "DeployModel",
+                    60,
+                    60,
+                )
+                continue
             assert {k: v for k, v in retrier.items() if k != "ErrorEquals"} == {
                 "IntervalSeconds": 2,
                 "MaxAttempts": 3,
@@ -433,6 +443,7 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
         "ModelDeployed",
         "DeploymentRolledBack",  # InService on the old config: SageMaker rolled it back
         "EndpointFailed",
+        "DeployedThenSuperseded",  # InService on a later run's config
         "EndpointWaitTimedOut",
     ]
     order, name = [], ready["Default"]
