@@ -7,7 +7,8 @@ engine's divergences from AWS (``$.a[0].b`` gives the value, not a one-item list
 a Parallel/Map branch may raise a ``States.*`` error; ``States.ALL`` does not catch the terminal
 ``States.Runtime`` and ``States.DataLimitExceeded``; ``$$.Execution.RedriveCount``), (d) scales
 Retry delays by the workspace time scale, (e) writes each history event to the metadata store as
-it happens, and (f) parses definitions safely from many threads of one long-lived process.
+it happens, (f) parses definitions safely from many threads of one long-lived process, and
+(g) lets SendTaskSuccess/Failure/Heartbeat answer a ``.waitForTaskToken`` task (``answer_task``).
 moto is pinned exactly; tests/functional/test_engine_contract.py pins what this module relies on.
 """
 
@@ -16,6 +17,7 @@ moto is pinned exactly; tests/functional/test_engine_contract.py pins what this 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import logging
@@ -24,8 +26,10 @@ import sys
 import threading
 import time
 import types
+import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -60,6 +64,7 @@ from moto.stepfunctions.parser.api import (
     HistoryEventType,
     StateMachineType,
     TaskFailedEventDetails,
+    TaskTimedOutEventDetails,
 )
 from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
@@ -101,6 +106,16 @@ from moto.stepfunctions.parser.asl.component.state.fail import state_fail
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
+from moto.stepfunctions.parser.asl.eval.callback.callback import (
+    CallbackEndpoint,
+    CallbackOutcome,
+    CallbackOutcomeFailure,
+    CallbackOutcomeSuccess,
+    CallbackOutcomeTimedOut,
+    HeartbeatEndpoint,
+    HeartbeatTimedOut,
+    HeartbeatTimeoutError,
+)
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.evaluation_details import (
     AWSExecutionDetails,
@@ -116,6 +131,7 @@ from moto.stepfunctions.parser.asl.eval.program_state import (
     ProgramStopped,
     ProgramTimedOut,
 )
+from moto.stepfunctions.parser.asl.eval.states import ContextObject, TaskData
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
@@ -326,19 +342,26 @@ def _execution_failed_details(self: FailureEventException) -> ExecutionFailedEve
 _original_error_equals = error_equals_decl.ErrorEqualsDecl._eval_body
 _RUNTIME = StatesErrorNameType.StatesRuntime.to_name()
 _DATA_LIMIT = StatesErrorNameType.StatesStatesDataLimitExceeded.to_name()
+_TIMEOUT = StatesErrorNameType.StatesTimeout.to_name()
+_HEARTBEAT_TIMEOUT = StatesErrorNameType.StatesHeartbeatTimeout.to_name()
 
 
 def _error_equals(self: error_equals_decl.ErrorEqualsDecl, env: Environment) -> None:
     """AWS: ``States.Runtime`` is never retried or caught; ``States.ALL`` does not match it nor
     the terminal ``States.DataLimitExceeded`` (which a Catch naming it does match).
 
-    The engine's ``States.ALL`` matched both, so a missing path was caught and notified.
+    The engine's ``States.ALL`` matched both, so a missing path was caught and notified. And
+    ``States.Timeout`` also matches ``States.HeartbeatTimeout``, as AWS documents.
     """
     name = getattr(env.stack[-1], "error_name", None)
     named = any(error.error_name == name for error in self.error_names)
     if name == _RUNTIME or (name == _DATA_LIMIT and not named):
         env.stack.pop()
         env.stack.append(False)
+        return
+    if name == _HEARTBEAT_TIMEOUT and any(e.error_name == _TIMEOUT for e in self.error_names):
+        env.stack.pop()
+        env.stack.append(True)
         return
     _original_error_equals(self, env)
 
@@ -368,6 +391,19 @@ def _wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> N
         if remaining <= 0:
             return
         env.program_state_event.wait(min(remaining, WAIT_SLICE_SECONDS))
+
+
+# (e') Stops ------------------------------------------------------------------------------
+_original_set_error = Environment.set_error
+
+
+def _set_error(self: Environment, error: ExecutionFailedEventDetails) -> None:
+    """A stopped execution stays ABORTED when its abandoned state then fails.
+
+    A callback wait that a stop ends raises in its state; the engine turned that into FAILED.
+    """
+    if not isinstance(self.program_state(), ProgramStopped):
+        _original_set_error(self, error)
 
 
 # (f) Parsing ----------------------------------------------------------------------------
@@ -415,23 +451,195 @@ def _install_patches() -> None:
     _rebind(_original_boto_client_for, boto_client_for)
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign,assignment]
-    for module in (state_fail, branches_decl, iteration_worker):
+    for module in (state_fail, branches_decl, iteration_worker, callback_module):
         module.CustomErrorName = _error_name  # type: ignore[attr-defined,misc,assignment]
     FailureEventException.get_execution_failed_event_details = _execution_failed_details  # type: ignore[method-assign]
     error_equals_decl.ErrorEqualsDecl._eval_body = _error_equals  # type: ignore[method-assign]
     Preprocessor.__init__ = _fresh_scopes  # type: ignore[method-assign,assignment]
+    Environment.set_error = _set_error  # type: ignore[method-assign]
+    ContextObject.update_task_token = _update_task_token  # type: ignore[method-assign]
+    StateTaskServiceCallback._eval_execution = _callback_execution  # type: ignore[method-assign,assignment]
+    StateTaskServiceCallback._eval_wait_for_task_token = _eval_wait_for_task_token  # type: ignore[method-assign,assignment]
+    StateTaskServiceCallback._from_error = _callback_from_error  # type: ignore[method-assign]
     # AWS polls a .sync job about once a minute; the engine every 0.5 s; local jobs finish in
     # fractions of a second from the fork server, so each 0.5 s was up to 15% of an abalone run.
     callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS  # type: ignore[misc]
 
 
+# (g) Callbacks: .waitForTaskToken tasks answered by SendTaskSuccess/Failure/Heartbeat ----------
+def new_task_token(execution_arn: str) -> str:
+    """A task token that names its execution, as AWS's tokens do.
+
+    So an answer can tell a task that has closed (its execution ended, or a restarted service
+    forgot it) from one that never existed, without keeping every token ever issued.
+    """
+    body = json.dumps({"executionArn": execution_arn, "task": uuid.uuid4().hex})
+    return base64.urlsafe_b64encode(body.encode()).decode()
+
+
+def task_token_execution(token: str) -> str:
+    """The execution ``token`` names; ``ValueError`` if no local service can have issued it."""
+    try:
+        arn = json.loads(base64.urlsafe_b64decode(token.encode()))["executionArn"]
+    except (ValueError, TypeError, KeyError) as err:  # binascii.Error is a ValueError
+        raise ValueError("not a task token of the local service") from err
+    if not isinstance(arn, str):
+        raise ValueError("not a task token of the local service")
+    return arn
+
+
+def _update_task_token(self: ContextObject) -> str:
+    token = new_task_token(self.context_object_data["Execution"]["Id"])
+    self.context_object_data["Task"] = TaskData(Token=token)
+    return token
+
+
+@dataclass
+class _WaitingTask:
+    frame: Environment  # the attempt's frame: it stops running on a state timeout or a stop
+    endpoint: CallbackEndpoint
+    last_beat: float = field(default_factory=time.monotonic)
+    closed: bool = False  # answered or timed out: later answers are refused
+
+
+_waiting_lock = threading.Lock()
+_waiting: dict[str, _WaitingTask] = {}
+_original_callback_execution = StateTaskServiceCallback._eval_execution
+_original_wait_for_task_token = StateTaskServiceCallback._eval_wait_for_task_token
+_original_callback_from_error = StateTaskServiceCallback._from_error
+
+
+def _callback_execution(self: StateTaskServiceCallback, env: Environment) -> None:
+    """Each attempt of a callback Task gets its own token, open to answers while it runs.
+
+    The engine made one token per state, so a Retry's next attempt found the last one's
+    answer and failed at once; and answers had no way in from outside the engine.
+    """
+    patterns = self._supported_integration_patterns
+    if not self._is_integration_pattern() or ResourceCondition.WaitForTaskToken not in patterns:
+        _original_callback_execution(self, env)
+        return
+    token = env.states.context_object.update_task_token()
+    endpoint = env.callback_pool_manager.add(token)
+    if self.resource.condition == ResourceCondition.WaitForTaskToken:
+        with _waiting_lock:  # open before the service call: a fast worker may answer during it
+            _waiting[token] = _WaitingTask(frame=env, endpoint=endpoint)
+    try:
+        _original_callback_execution(self, env)
+    finally:
+        with _waiting_lock:
+            _waiting.pop(token, None)
+
+
+def _eval_wait_for_task_token(
+    self: StateTaskServiceCallback,
+    env: Environment,
+    timeout_seconds: int,
+    callback_endpoint: CallbackEndpoint,
+    heartbeat_endpoint: HeartbeatEndpoint | None,
+) -> CallbackOutcome | HeartbeatTimedOut:
+    """Wait for an answer: at most ``TimeoutSeconds``, and ``HeartbeatSeconds`` between
+    heartbeats, both times the workspace time scale; a stop ends the wait at once.
+
+    The engine's wait ran unscaled and ignored a stop, so a stopped execution stayed RUNNING
+    until the timeout (by default 99999999 s).
+    """
+    task = _waiting.get(callback_endpoint.callback_id)
+    if self.resource.condition != ResourceCondition.WaitForTaskToken or task is None:
+        return _original_wait_for_task_token(  # type: ignore[no-any-return]
+            self, env, timeout_seconds, callback_endpoint, heartbeat_endpoint
+        )
+    scale = _time_scale()
+    deadline = time.monotonic() + timeout_seconds * scale
+    beat = heartbeat_endpoint._heartbeat_seconds * scale if heartbeat_endpoint else None
+    while env.is_running():
+        now = time.monotonic()
+        beat_deadline = task.last_beat + beat if beat is not None else deadline
+        if now >= min(deadline, beat_deadline):
+            with _waiting_lock:  # close first: an answer now is refused, not silently lost
+                task.closed = True
+            outcome = callback_endpoint.get_outcome()
+            if outcome is not None:
+                return outcome
+            if now >= deadline:
+                return CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
+            return HeartbeatTimedOut()
+        # In slices: a stop does not wake the endpoint, and a heartbeat moves the deadline.
+        wake = min(deadline, beat_deadline, now + WAIT_SLICE_SECONDS)
+        outcome = callback_endpoint.wait(wake - now)
+        if outcome is not None:
+            return outcome
+    return CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
+
+
+def _callback_from_error(
+    self: StateTaskServiceCallback, env: Environment, ex: Exception
+) -> FailureEvent:
+    """A missed heartbeat is ``States.HeartbeatTimeout`` (the engine said ``States.Timeout``)."""
+    if not isinstance(ex, HeartbeatTimeoutError):
+        return _original_callback_from_error(self, env, ex)
+    name = StatesErrorName(typ=StatesErrorNameType.StatesHeartbeatTimeout)
+    return FailureEvent(
+        env=env,
+        error_name=name,
+        event_type=HistoryEventType.TaskTimedOut,
+        event_details=EventDetails(  # type: ignore[typeddict-item]  # total=True in moto
+            taskTimedOutEventDetails=TaskTimedOutEventDetails(
+                resourceType=self._get_sfn_resource_type(),
+                resource=self._get_sfn_resource(),
+                error=_HEARTBEAT_TIMEOUT,
+            )
+        ),
+    )
+
+
+def answer_task(
+    token: str, answer: Literal["success", "failure", "heartbeat"], **details: str | None
+) -> bool:
+    """Hand SendTaskSuccess (``output``), SendTaskFailure (``error``, ``cause``) or
+    SendTaskHeartbeat to the task waiting on ``token``.
+
+    False when no task of this process is open to it: answered already, timed out, its
+    execution ended, or issued by a service process that has stopped since.
+    """
+    with _waiting_lock:
+        task = _waiting.get(token)
+        if task is None or task.closed or not task.frame.is_running():
+            return False
+        if answer == "heartbeat":
+            task.last_beat = time.monotonic()
+            return True
+        task.closed = True
+        outcome: CallbackOutcome
+        if answer == "success":
+            outcome = CallbackOutcomeSuccess(callback_id=token, output=details["output"] or "null")
+        else:
+            outcome = CallbackOutcomeFailure(
+                callback_id=token, error=details.get("error"), cause=details.get("cause")
+            )
+        task.endpoint.notify(outcome)
+    return True
+
+
 # (e) Executions ---------------------------------------------------------------------------
 class _RecordingEventManager(EventManager):
-    """Hands each history event to ``record`` the moment the engine adds it."""
+    """Hands each history event to ``record`` the moment the engine adds it.
 
-    def __init__(self, record: Callable[[dict[str, Any]], None]) -> None:
+    After a stop only ``ExecutionAborted`` is added, as AWS writes it: the abandoned state's
+    own ending (a callback wait ends at the stop) is no event of the execution.
+    """
+
+    def __init__(
+        self, record: Callable[[dict[str, Any]], None], stopped: Callable[[], bool]
+    ) -> None:
         super().__init__(cloud_watch_logging_session=None)
         self._record = record
+        self._stopped = stopped
+
+    def add_event(self, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> int:
+        if event_type != HistoryEventType.ExecutionAborted and self._stopped():
+            return int(context.last_published_event_id or 0)
+        return super().add_event(context, event_type, *args, **kwargs)
 
     def _publish_history_event(self, *args: Any, **kwargs: Any) -> None:
         super()._publish_history_event(*args, **kwargs)
@@ -463,7 +671,9 @@ class _Worker(SyncExecutionWorker):
 
     def _get_evaluation_environment(self) -> Environment:
         env = super()._get_evaluation_environment()
-        env.event_manager = _RecordingEventManager(self._record)
+        env.event_manager = _RecordingEventManager(
+            self._record, lambda: isinstance(env.program_state(), ProgramStopped)
+        )
         execution = env.states.context_object.context_object_data["Execution"]
         execution["RedriveCount"] = 0  # type: ignore[typeddict-unknown-key]  # AWS: 0 until redriven
         return env

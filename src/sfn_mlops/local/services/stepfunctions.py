@@ -331,6 +331,52 @@ class StepFunctions:
         self._stop_jobs(arn)
         return {"stopDate": timestamp(self._execution(arn).get("stopDate"))}
 
+    # callbacks (.waitForTaskToken) -----------------------------------------------------------
+    def send_task_success(self, params: dict[str, Any]) -> dict[str, Any]:
+        token, output = params["taskToken"], params["output"]
+        self._token_execution(token)
+        try:
+            json.loads(output)
+        except ValueError as err:
+            raise AwsError("InvalidOutput", f"Invalid Output: '{err}'") from err
+        return self._answer(token, "success", output=output)
+
+    def send_task_failure(self, params: dict[str, Any]) -> dict[str, Any]:
+        token = params["taskToken"]
+        self._token_execution(token)
+        return self._answer(token, "failure", error=params.get("error"), cause=params.get("cause"))
+
+    def send_task_heartbeat(self, params: dict[str, Any]) -> dict[str, Any]:
+        token = params["taskToken"]
+        self._token_execution(token)
+        return self._answer(token, "heartbeat")
+
+    @staticmethod
+    def _token_execution(token: str) -> str:
+        from sfn_mlops.local.engine import task_token_execution
+
+        try:
+            return task_token_execution(token)
+        except ValueError as err:
+            raise AwsError("InvalidToken", f"Invalid Token: '{err}'") from err
+
+    def _answer(self, token: str, answer: Any, **details: str | None) -> dict[str, Any]:
+        """Deliver an answer, or say why the token's task cannot take it.
+
+        As AWS: a task that has closed (answered, timed out, its execution stopped or ended,
+        or run by a predecessor of this service) is ``TaskTimedOut``; a token whose execution
+        this workspace does not know is ``TaskDoesNotExist``.
+        """
+        from sfn_mlops.local.engine import answer_task
+
+        arn = self._token_execution(token)
+        thread = self._threads.get(arn)  # only this service's own tasks: not another workspace's
+        if thread is not None and thread.is_alive() and answer_task(token, answer, **details):
+            return {}
+        if self.db.get(_EXECUTIONS, arn) is None:
+            raise AwsError("TaskDoesNotExist", "Task Does Not Exist: 'no execution issued it'")
+        raise AwsError("TaskTimedOut", "Task Timed Out: 'Provided task does not exist anymore'")
+
     def _stopper_ready(self, arn: str, stop: Callable[[str, str], None]) -> None:
         with self._stop_lock:
             self._stoppers[arn] = stop
