@@ -56,6 +56,7 @@ PLACEHOLDERS = frozenset(
         "RegisterModelFunctionArn",
         "DeployModelFunctionArn",
         "FindChampionFunctionArn",
+        "WaitForApprovalFunctionArn",
     }
 )
 
@@ -70,6 +71,7 @@ PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 TRAINING_JOB_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 CREATE_MODEL = "arn:aws:states:::sagemaker:createModel"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+LAMBDA_INVOKE_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 DESCRIBE_ENDPOINT = "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
 
@@ -653,11 +655,66 @@ def register_model(state_id: str = "RegisterModel", *, rejected: bool = False) -
     )
 
 
+def approval_needed(wait: steps.State, approved: steps.State) -> steps.Choice:
+    choice = steps.Choice(
+        "ApprovalNeeded", comment="A version registered PendingManualApproval waits for a decision."
+    )
+    choice.add_choice(
+        ChoiceRule.StringEquals("$.registration.ModelApprovalStatus", "PendingManualApproval"),
+        wait,
+    )
+    choice.default_choice(approved)
+    return choice
+
+
+def wait_for_approval() -> Task:
+    """Pauses the execution until the version is approved (it goes on with the registration
+    the decision returns) or rejected (`ModelRejected`), at most
+    `registry.approval_timeout_seconds` (`States.Timeout`)."""
+    wait = Task(
+        "WaitForApproval",
+        resource=LAMBDA_INVOKE_WAIT,
+        comment="Approve or reject the version in the Model Registry (locally: "
+        "`sfn-mlops models approve|reject GROUP/VERSION`) to resume.",
+        parameters={
+            "FunctionName": "${WaitForApprovalFunctionArn}",
+            "Payload": {
+                "token.$": "$$.Task.Token",
+                "model_package_arn.$": "$.registration.ModelPackageArn",
+                "execution_arn.$": "$$.Execution.Id",
+            },
+        },
+        timeout_seconds_path="$.config.registry.approval_timeout_seconds",
+        result_path="$.registration",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+    wait.add_catch(
+        steps.Catch(
+            error_equals=["ModelRejected"],
+            result_path="$.error",
+            next_step=Fail("ModelRejected", error="ModelRejected", cause_path="$.error.Cause"),
+        )
+    )
+    timed_out = steps.Pass(
+        "ApprovalCause",
+        parameters={
+            "Cause.$": "States.Format('Model package version {} was neither approved nor "
+            "rejected within {} s (registry.approval_timeout_seconds); it stays "
+            "PendingManualApproval and nothing was deployed', "
+            "$.registration.ModelPackageArn, $.config.registry.approval_timeout_seconds)"
+        },
+        result_path="$.error",
+    )
+    timed_out.next(Fail("ApprovalTimedOut", error="ApprovalTimedOut", cause_path="$.error.Cause"))
+    wait.add_catch(
+        steps.Catch(error_equals=["States.Timeout"], result_path="$.timeout", next_step=timed_out)
+    )
+    return wait
+
+
 def deployment_wanted(deploy: steps.State, registered: steps.State) -> steps.Choice:
     choice = steps.Choice(
-        "DeploymentWanted",
-        comment="Deploys an approved version when deployment is on; a version waiting for "
-        "manual approval is left for `sfn-mlops models approve`.",
+        "DeploymentWanted", comment="Deploys an approved version when deployment is on."
     )
     choice.add_choice(
         ChoiceRule.And(
@@ -805,18 +862,17 @@ def build_definition() -> dict[str, Any]:
     clarify_tasks = [prepare_clarify(), clarify(), read_bias_report()]
     register, deploy, describe = register_model(), deploy_model(), describe_endpoint()
     register_rejected = register_model("RegisterRejectedModel", rejected=True)
-    for task in [*tasks, model, *clarify_tasks, register, register_rejected, deploy, describe]:
+    wait = wait_for_approval()
+    release_tasks = [register, register_rejected, wait, deploy, describe]
+    for task in [*tasks, model, *clarify_tasks, *release_tasks]:
         task.add_catch(on_error)
 
     describe.next(endpoint_ready(deployed=steps.Succeed("ModelDeployed"), describe=describe))
-    release = steps.Chain(
-        [
-            register,
-            deployment_wanted(
-                deploy=steps.Chain([deploy, describe]), registered=steps.Succeed("ModelRegistered")
-            ),
-        ]
+    deployment = deployment_wanted(
+        deploy=steps.Chain([deploy, describe]), registered=steps.Succeed("ModelRegistered")
     )
+    wait.next(deployment)
+    release = steps.Chain([register, approval_needed(wait=wait, approved=deployment)])
     clarify_chain = steps.Chain(
         [
             *clarify_tasks,

@@ -166,6 +166,10 @@ class ClarifyConfig(_Strict):
 
 
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"  # SageMaker's resource names
+#: The endpoint template.yaml's rollback alarms watch (its EndpointName parameter's default),
+#: and their names.
+STACK_ENDPOINT = "sfn-mlops"
+STACK_ROLLBACK_ALARMS = (f"{STACK_ENDPOINT}-5xx-errors", f"{STACK_ENDPOINT}-model-latency")
 
 
 class RegistryConfig(_Strict):
@@ -173,6 +177,8 @@ class RegistryConfig(_Strict):
 
     model_package_group: str = Field("sfn-mlops-models", pattern=NAME_PATTERN)
     approval: Literal["auto", "manual"] = "auto"  # manual: the execution waits for a decision
+    # How long a manual approval may take before the execution fails (ApprovalTimedOut).
+    approval_timeout_seconds: int = Field(7 * 86400, ge=1, le=365 * 86400)
 
 
 class CaptureConfig(_Strict):
@@ -184,7 +190,7 @@ class DeploymentConfig(_Strict):
     """How the registered model reaches the real-time endpoint (SageMaker's guardrails)."""
 
     enabled: bool = True
-    endpoint_name: str = Field("sfn-mlops", pattern=NAME_PATTERN)
+    endpoint_name: str = Field(STACK_ENDPOINT, pattern=NAME_PATTERN)
     strategy: Literal["all_at_once", "canary", "linear", "rolling", "ab"] = "all_at_once"
     instance_type: str = "ml.m5.large"
     instance_count: int = Field(1, ge=1, le=100)
@@ -196,7 +202,9 @@ class DeploymentConfig(_Strict):
     wait_seconds: int | None = Field(None, ge=0, le=3600)
     termination_wait_seconds: int = Field(0, ge=0, le=3600)  # old fleet kept after the shift
     max_execution_seconds: int = Field(1800, ge=600, le=14400)  # SageMaker's bounds
-    rollback_alarms: list[str] = []  # CloudWatch alarms that roll the deployment back
+    # CloudWatch alarms that roll a canary, linear or rolling deployment back; None: the
+    # stack's own alarms (template.yaml) when the endpoint is the stack's, else none.
+    rollback_alarms: list[str] | None = None
     ab_challenger_share: float = Field(0.1, gt=0, lt=1)  # ab: the new model's traffic share
     data_capture: CaptureConfig = Field(default_factory=CaptureConfig)
     poll_seconds: int = Field(5, ge=1, le=300)  # the state machine's DescribeEndpoint interval
@@ -373,6 +381,9 @@ class PipelineConfig(_Strict):
         if settings["wait_seconds"] is None:
             stepped = settings["strategy"] in ("canary", "linear", "rolling")
             settings["wait_seconds"] = 60 if stepped else 0
+        if settings["rollback_alarms"] is None:
+            own = settings["endpoint_name"] == STACK_ENDPOINT
+            settings["rollback_alarms"] = list(STACK_ROLLBACK_ALARMS) if own else []
         return settings
 
     def clarify_input(self) -> dict[str, Any]:

@@ -30,7 +30,10 @@ FOLLOW_SLACK_SECONDS = 3600.0
 
 def follow_timeout(config: PipelineConfig) -> float:
     """How long following a run may take before it is reported as stuck."""
-    return JOB_STATES * config.max_runtime_seconds + FOLLOW_SLACK_SECONDS
+    approval = (
+        config.registry.approval_timeout_seconds if config.registry.approval == "manual" else 0
+    )
+    return JOB_STATES * config.max_runtime_seconds + approval + FOLLOW_SLACK_SECONDS
 
 
 def cause_summary(cause: str | None, limit: int = 300) -> str:
@@ -51,6 +54,17 @@ def cause_summary(cause: str | None, limit: int = 300) -> str:
             if parsed.get(key):
                 return str(parsed[key])[:limit]
     return cause[:limit]
+
+
+def _awaited_package(details: dict[str, Any], parameters: dict[str, Any]) -> str | None:
+    """GROUP/VERSION of the model version a callback Task waits on (WaitForApproval)."""
+    if details.get("resource") != "invoke.waitForTaskToken":
+        return None
+    payload = parameters.get("Payload")
+    arn = payload.get("model_package_arn") if isinstance(payload, dict) else None
+    if not isinstance(arn, str) or "model-package/" not in arn:
+        return None
+    return arn.split("model-package/", 1)[1]
 
 
 @dataclass
@@ -160,6 +174,12 @@ class Follower:
             parameters = json.loads(details.get("parameters", "{}"))
         except ValueError:
             return
+        package = _awaited_package(details, parameters)
+        if package:
+            self.echo(
+                f"  ⏸ {name:<28} {package} waits for a decision: "
+                f"`sfn-mlops models approve {package}` (or reject) resumes the run"
+            )
         for key, method in _JOB_NAME_KEYS.items():
             if key in parameters:
                 self._open[name].job = (method, key, parameters[key])  # type: ignore[index]

@@ -87,11 +87,9 @@ def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
         group = registered["config"]["registry"]["model_package_group"]
         status = version["ModelApprovalStatus"]
         echo(f"Registered {group}/{version['ModelPackageVersion']} ({status})")
-        if status == "PendingManualApproval":
-            echo(
-                f"  it waits for a decision: sfn-mlops models approve "
-                f"{group}/{version['ModelPackageVersion']} (nothing was deployed)"
-            )
+        decided = state_output(events, "WaitForApproval")
+        if decided and decided.get("registration"):
+            echo(f"  then {decided['registration']['ModelApprovalStatus']} by a reviewer")
     deployed = state_output(events, "DeployModel")
     if deployed and deployed.get("deployment"):
         deployment = deployed["deployment"]

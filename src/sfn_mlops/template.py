@@ -34,6 +34,11 @@ _SHORT_TAGS = {
     "GetAZs": "Fn::GetAZs",
     "ImportValue": "Fn::ImportValue",
 }
+_RULE_EVENT_TYPES = ("EventBridgeRule", "CloudWatchEvent", "Schedule")
+_RULE_EVENT_PROPERTIES = {
+    "Pattern", "Schedule", "Input", "InputPath", "State", "Enabled", "Name", "RuleName",
+    "Target", "Description",
+}  # fmt: skip
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 # SAM names a state machine's generated role after it; locally it only labels the executions.
 _IAM_ROLE_PREFIX = f"arn:aws:iam::{settings.LOCAL_ACCOUNT}:role/"
@@ -95,6 +100,20 @@ class StateMachineSpec:
     definition_path: Path
     substitutions: dict[str, str]
     role_arn: str
+
+
+@dataclass(frozen=True)
+class EventRuleSpec:
+    """A function's EventBridge event source as SAM makes it: a rule targeting the function."""
+
+    name: str  # SAM's logical id for the rule: <function logical id><event id>
+    pattern: dict[str, Any] | None  # EventBridgeRule / CloudWatchEvent
+    schedule: str | None  # Schedule
+    enabled: bool
+    function_arn: str
+    target_id: str
+    input: str | None
+    input_path: str | None
 
 
 @dataclass(frozen=True)
@@ -172,6 +191,47 @@ class LocalStack:
                 )
             )
         return specs
+
+    def event_rules(self) -> list[EventRuleSpec]:
+        """The rules SAM makes of the functions' ``Events`` (EventBridgeRule, CloudWatchEvent,
+        Schedule); other event source types are an error, not silently dropped."""
+        rules = []
+        for function in self.functions():
+            events = self.resources[function.logical_id]["Properties"].get("Events") or {}
+            for event_id, event in events.items():
+                where = f"Resources.{function.logical_id}.Properties.Events.{event_id}"
+                rules.append(self._event_rule(function, event_id, event, where))
+        return rules
+
+    def _event_rule(
+        self, function: FunctionSpec, event_id: str, event: dict[str, Any], where: str
+    ) -> EventRuleSpec:
+        kind = event.get("Type")
+        props = self.resolve(event.get("Properties", {}), where)
+        if kind not in _RULE_EVENT_TYPES:
+            raise TemplateError(
+                f"{self.path}: {where}: local mode makes rules of Events of type "
+                f"{', '.join(_RULE_EVENT_TYPES)}, not {kind}"
+            )
+        unknown = sorted(set(props) - _RULE_EVENT_PROPERTIES)
+        if unknown:
+            raise TemplateError(f"{self.path}: {where}: not emulated locally: {unknown}")
+        state = props.get("State", "DISABLED" if props.get("Enabled") is False else "ENABLED")
+        name = f"{function.logical_id}{event_id}"
+        return EventRuleSpec(
+            name=props.get("Name") or props.get("RuleName") or name,
+            pattern=props.get("Pattern"),
+            schedule=props.get("Schedule"),
+            enabled=state == "ENABLED",
+            function_arn=function.arn,
+            target_id=(props.get("Target") or {}).get("Id") or f"{name}LambdaTarget",
+            input=props.get("Input"),
+            input_path=props.get("InputPath"),
+        )
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """The AWS::CloudWatch::Alarm resources' properties: PutMetricAlarm's parameters."""
+        return [self._properties(lid) for lid in self.of_type("AWS::CloudWatch::Alarm")]
 
     def custom_resources(self) -> list[CustomResourceSpec]:
         specs = []

@@ -36,6 +36,7 @@ STATES_TO_GATE = [
 #: depends on the machine).
 RELEASE_STATES = [
     "RegisterModel",
+    "ApprovalNeeded",
     "DeploymentWanted",
     "DeployModel",
     "DescribeEndpoint",

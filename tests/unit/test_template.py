@@ -187,7 +187,7 @@ def test_the_deployed_functions_and_state_machine_are_traced_with_xray() -> None
     resources = project.cfn["Resources"]
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
     machines = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
-    assert len(functions) == 7
+    assert len(functions) == 9
     for name, function in functions.items():
         assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
         role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
@@ -195,3 +195,86 @@ def test_the_deployed_functions_and_state_machine_are_traced_with_xray() -> None
         assert any("AWSXrayWriteOnlyAccess" in str(arn) for arn in managed), name
     (machine,) = machines
     assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+
+
+RULES = """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: lambdas/fn/
+      Handler: app.handler
+      Events:
+        Decided:
+          Type: EventBridgeRule
+          Properties:
+            Pattern: {source: [aws.sagemaker], detail: {ModelApprovalStatus: [Approved]}}
+        Nightly:
+          Type: Schedule
+          Properties: {Schedule: rate(1 day), Enabled: false, Input: '{"why": "schedule"}'}
+  Alarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: !Sub "${AWS::StackName}-errors"
+      MetricName: Invocation5XXErrors
+"""
+
+
+def test_function_events_become_rules_targeting_the_function(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(RULES)
+    decided, nightly = LocalStack(path).event_rules()
+    assert (decided.name, decided.target_id, decided.enabled) == (
+        "FnDecided",
+        "FnDecidedLambdaTarget",
+        True,
+    )
+    assert decided.pattern == {
+        "source": ["aws.sagemaker"],
+        "detail": {"ModelApprovalStatus": ["Approved"]},
+    }
+    assert decided.function_arn == "arn:aws:lambda:us-east-1:123456789012:function:Fn"
+    assert (nightly.schedule, nightly.enabled, nightly.input) == (
+        "rate(1 day)",
+        False,
+        '{"why": "schedule"}',
+    )
+    assert LocalStack(path).alarms() == [
+        {"AlarmName": "sfn-mlops-errors", "MetricName": "Invocation5XXErrors"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ("{Type: SQS, Properties: {Queue: q}}", "Events of type EventBridgeRule, .* not SQS"),
+        (
+            "{Type: EventBridgeRule, Properties: {Pattern: {}, DeadLetterConfig: {}}}",
+            r"Events.E: not emulated locally: \['DeadLetterConfig'\]",
+        ),
+    ],
+)
+def test_an_event_source_local_mode_cannot_make_is_named(
+    tmp_path: Path, event: str, message: str
+) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        f"      CodeUri: x/\n      Handler: app.h\n      Events:\n        E: {event}\n"
+    )
+    with pytest.raises(TemplateError, match=message):
+        LocalStack(path).event_rules()
+
+
+def test_the_configs_default_rollback_alarms_are_the_templates() -> None:
+    from sfn_mlops.config import STACK_ENDPOINT, STACK_ROLLBACK_ALARMS, load_config
+
+    stack = LocalStack(Path(__file__).resolve().parents[2] / "template.yaml")
+    alarms = {alarm["AlarmName"]: alarm for alarm in stack.alarms()}
+    assert sorted(alarms) == sorted(STACK_ROLLBACK_ALARMS)
+    for alarm in alarms.values():
+        assert {"Name": "EndpointName", "Value": STACK_ENDPOINT} in alarm["Dimensions"]
+    default = load_config(None, []).execution_input("s3://b/d.csv")["config"]["deployment"]
+    assert default["rollback_alarms"] == list(STACK_ROLLBACK_ALARMS)
+    other = load_config(None, ["deployment.endpoint_name=other"]).deployment_input()
+    assert other["rollback_alarms"] == []  # the stack's alarms watch its own endpoint only

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         code_prefix = data["CodePrefix"]
     for machine in stack.state_machines():
         _deploy_state_machine(stack, machine)
+    _deploy_alarms(stack)
+    _deploy_event_rules(stack)
     return Deployment(
         stack=stack,
         bucket=bucket,
@@ -125,6 +128,37 @@ def _register_function(cloud: Any, function: FunctionSpec) -> None:
             "Environment": {"Variables": function.environment},
         },
     )
+
+
+def _deploy_alarms(stack: LocalStack) -> None:
+    """Each AWS::CloudWatch::Alarm, made or updated (PutMetricAlarm keeps an alarm's state)."""
+    alarms = stack.alarms()
+    if not alarms:
+        return
+    cloudwatch = boto3.client("cloudwatch")
+    for alarm in alarms:
+        cloudwatch.put_metric_alarm(**alarm)
+
+
+def _deploy_event_rules(stack: LocalStack) -> None:
+    """The rules SAM makes of the functions' Events, each with its function as the target."""
+    rules = stack.event_rules()
+    if not rules:
+        return
+    events = boto3.client("events")
+    for rule in rules:
+        source = (
+            {"ScheduleExpression": rule.schedule}
+            if rule.schedule
+            else {"EventPattern": json.dumps(rule.pattern)}
+        )
+        events.put_rule(Name=rule.name, State="ENABLED" if rule.enabled else "DISABLED", **source)
+        target: dict[str, Any] = {"Id": rule.target_id, "Arn": rule.function_arn}
+        if rule.input is not None:
+            target["Input"] = rule.input
+        if rule.input_path is not None:
+            target["InputPath"] = rule.input_path
+        events.put_targets(Rule=rule.name, Targets=[target])
 
 
 def _deploy_state_machine(stack: LocalStack, machine: StateMachineSpec) -> None:

@@ -138,9 +138,7 @@ class AwsGateway:
             model_name, local_name = "sagemaker-runtime", "sagemaker-runtime"
             if len(request.get_data()) > RUNTIME_MAX_PAYLOAD:  # before parsing, as AWS does
                 _count_rejected(self.cloud, request.path, 413)
-                return Response(
-                    f"HTTP content length exceeded {RUNTIME_MAX_PAYLOAD} bytes.", 413
-                )
+                return Response(f"HTTP content length exceeded {RUNTIME_MAX_PAYLOAD} bytes.", 413)
         try:
             protocol = determine_aws_protocol(request, service_model(model_name))
         except ProtocolError as err:

@@ -29,6 +29,7 @@ EXPECTED_PLACEHOLDERS = {
     "RegisterModelFunctionArn",
     "DeployModelFunctionArn",
     "FindChampionFunctionArn",
+    "WaitForApprovalFunctionArn",
 }
 DUMMY_VALUES = {
     "ArtifactBucket": "sfn-mlops-artifacts",
@@ -45,6 +46,7 @@ DUMMY_VALUES = {
     "RegisterModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:RegisterModel",
     "DeployModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:DeployModel",
     "FindChampionFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:FindChampion",
+    "WaitForApprovalFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:WaitApproval",
 }
 
 
@@ -212,7 +214,9 @@ def test_every_task_catches_into_the_failure_path(definition):
             if name == "NotifyFailure"
             else {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
         )
-        assert task.get("Catch") == [expected], name
+        assert task.get("Catch", [])[-1:] == [expected], name
+        own = [catch["ErrorEquals"] for catch in task["Catch"][:-1]]
+        assert own == ([["ModelRejected"], ["States.Timeout"]] if name == "WaitForApproval" else [])
 
 
 def test_failure_path(definition):
@@ -430,10 +434,19 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
 
 def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
     states = definition["States"]
-    assert states["RegisterModel"]["Next"] == "DeploymentWanted"
+    assert states["RegisterModel"]["Next"] == "ApprovalNeeded"
+    needed = states["ApprovalNeeded"]
+    assert needed["Choices"] == [
+        {
+            "Variable": "$.registration.ModelApprovalStatus",
+            "StringEquals": "PendingManualApproval",
+            "Next": "WaitForApproval",
+        }
+    ]
+    assert needed["Default"] == "DeploymentWanted"
     wanted = states["DeploymentWanted"]
     assert wanted["Choices"][0]["Next"] == "DeployModel"
-    assert wanted["Default"] == "ModelRegistered"  # off, or waiting for a manual approval
+    assert wanted["Default"] == "ModelRegistered"  # deployment is off
     assert states["DeployModel"]["Next"] == "DescribeEndpoint"
     assert states["DescribeEndpoint"]["Resource"] == (
         "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
@@ -454,3 +467,26 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
     assert states["WaitForEndpoint"]["SecondsPath"] == "$.config.deployment.poll_seconds"
     for failure in ("DeploymentRolledBack", "EndpointFailed", "EndpointWaitTimedOut"):
         assert states[failure]["Type"] == "Fail" and states[failure]["Error"] == failure
+
+
+def test_manual_approval_pauses_on_a_task_token_for_a_bounded_time(definition):
+    states = definition["States"]
+    wait = states["WaitForApproval"]
+    assert wait["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert wait["Parameters"] == {
+        "FunctionName": "${WaitForApprovalFunctionArn}",
+        "Payload": {
+            "token.$": "$$.Task.Token",
+            "model_package_arn.$": "$.registration.ModelPackageArn",
+            "execution_arn.$": "$$.Execution.Id",
+        },
+    }
+    assert wait["TimeoutSecondsPath"] == "$.config.registry.approval_timeout_seconds"
+    assert (wait["ResultPath"], wait["Next"]) == ("$.registration", "DeploymentWanted")
+    rejected, timed_out, _ = wait["Catch"]
+    assert states[rejected["Next"]] == {
+        "Type": "Fail", "Error": "ModelRejected", "CausePath": "$.error.Cause",
+    }  # fmt: skip
+    cause = states[timed_out["Next"]]
+    assert cause["Type"] == "Pass" and cause["Next"] == "ApprovalTimedOut"
+    assert states["ApprovalTimedOut"]["Error"] == "ApprovalTimedOut"
