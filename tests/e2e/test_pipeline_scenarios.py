@@ -424,3 +424,9 @@ def test_a_violated_bias_threshold_fails_with_bias_check_failed(bias_fails: Any,
         f"DPPL for facet sex=F is {float(f'{dppl:.6g}')!r}; the bias gate requires |DPPL| <= 0.05"
     )
     assert aws.entered_states(BIAS)[-2:] == ["BiasGate", "BiasCheckFailed"]
+    assert "RegisterModel" not in aws.entered_states(BIAS)  # nothing registered
+    packages = aws.sagemaker.list_model_packages(ModelPackageGroupName="sfn-mlops-models")
+    assert all(
+        BIAS not in p.get("ModelPackageDescription", "")
+        for p in packages["ModelPackageSummaryList"]
+    )
