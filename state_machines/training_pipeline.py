@@ -339,6 +339,7 @@ def train() -> Task:
 
 def evaluate() -> Task:
     model_dir, test_dir = "/opt/ml/processing/model", "/opt/ml/processing/test"
+    train_dir, validation_dir = "/opt/ml/processing/train", "/opt/ml/processing/validation"
     evaluation_dir, champion_dir = "/opt/ml/processing/evaluation", "/opt/ml/processing/champion"
     return Task(
         "Evaluate",
@@ -349,11 +350,16 @@ def evaluate() -> Task:
             [
                 *("--model-dir", model_dir, "--test-dir", test_dir),
                 *("--output-dir", evaluation_dir, "--champion-dir", champion_dir),
+                *("--train-dir", train_dir, "--validation-dir", validation_dir),
             ],
             inputs=[
                 _s3_input("model", model_dir, {"S3Uri.$": "$.steps.train.model_artifacts"}),
                 _s3_input("champion", champion_dir, {"S3Uri.$": _run_path("champion/")}),
                 _s3_input("test", test_dir, {"S3Uri.$": _run_path("processing/test")}),
+                _s3_input("train", train_dir, {"S3Uri.$": _run_path("processing/train")}),
+                _s3_input(
+                    "validation", validation_dir, {"S3Uri.$": _run_path("processing/validation")}
+                ),
                 _s3_input("code", PROCESSING_CODE_DIR, {"S3Uri": "${CodeUri}/evaluation/"}),
             ],
             outputs=[_s3_output("evaluation", evaluation_dir, _run_path("evaluation"))],
@@ -374,6 +380,7 @@ EVALUATION_KEYS = (
     "metrics",
     "cause",
     "champion",
+    "overfitting",
 )
 
 
@@ -470,6 +477,26 @@ def quality_gate(approved: steps.State, below_threshold: steps.State) -> steps.C
     )
     gate.add_choice(passes, approved)
     gate.default_choice(below_threshold)
+    return gate
+
+
+def overfit_gate(approved: steps.State, overfits: steps.State) -> steps.Choice:
+    """With `gate.max_train_test_gap`, the test metric may be worse than the training one by
+    at most that much (the numbers compared here); without it, nothing is gated."""
+    gate = steps.Choice(
+        "OverfitGate", comment="Passes when the train/test gap is within gate.max_train_test_gap."
+    )
+    limit = "$.evaluation.overfitting.limit"
+    gate.add_choice(
+        ChoiceRule.Or(
+            [
+                ChoiceRule.IsNull(limit, True),
+                ChoiceRule.NumericLessThanEqualsPath("$.evaluation.overfitting.gap", limit),
+            ]
+        ),
+        approved,
+    )
+    gate.default_choice(overfits)
     return gate
 
 
@@ -884,7 +911,14 @@ def build_definition() -> dict[str, Any]:
     )
     gate = champion_gate(
         challenger_wins=quality_gate(
-            approved=steps.Chain([model, clarify_enabled(clarify_chain, release)]),
+            approved=overfit_gate(
+                approved=steps.Chain([model, clarify_enabled(clarify_chain, release)]),
+                overfits=Fail(
+                    "ModelOverfits",
+                    error="ModelOverfits",
+                    cause_path="$.evaluation.overfitting.cause",
+                ),
+            ),
             below_threshold=Fail(
                 "ModelQualityBelowThreshold",
                 error="ModelQualityBelowThreshold",

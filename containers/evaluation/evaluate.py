@@ -193,6 +193,17 @@ def metrics_report(
     return {REPORT_KEYS[problem_type]: section, "dataset": {"rows": int(y.size)}}
 
 
+def split_metrics(problem_type: str, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """The metric values on a training or validation split (no bootstrap: they only feed the
+    train/test gap, which compares values)."""
+    section = {}
+    for name, metric in METRICS[problem_type].items():
+        entry = _entry(metric(y, pred), float("nan"))
+        if entry is not None:
+            section[name] = entry
+    return {REPORT_KEYS[problem_type]: section, "dataset": {"rows": int(y.size)}}
+
+
 # ---------------------------------------------------------------- model and data
 
 
@@ -252,12 +263,19 @@ def predict(booster: xgb.Booster, schema: Mapping[str, Any], x: np.ndarray) -> n
 
 
 def evaluate(
-    *, model_dir: str, test_path: str, output_dir: str, champion_dir: str | None = None
+    *,
+    model_dir: str,
+    test_path: str,
+    output_dir: str,
+    champion_dir: str | None = None,
+    split_paths: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Score the model on the test CSV and write evaluation.json; return the report.
 
     With a champion (the production model's archive in `champion_dir`), it is scored on the
-    same rows and its metrics go under `champion`, so the gate compares like with like.
+    same rows and its metrics go under `champion`, so the gate compares like with like. The
+    training and validation splits (`split_paths`) are scored too, under `splits`: the
+    train/test gap is how the pipeline sees overfitting.
     """
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
@@ -267,6 +285,14 @@ def evaluate(
         raise UserError(f"test data {test_path} has no rows")
     prediction = predict(booster, schema, x)
     report = metrics_report(schema["problem_type"], y, prediction)
+    splits = {}
+    for split, path in (split_paths or {}).items():
+        y_split, x_split = jobkit.read_target_first_csv(path)
+        if y_split.size:
+            prediction = predict(booster, schema, x_split)
+            splits[split] = split_metrics(schema["problem_type"], y_split, prediction)
+    if splits:
+        report["splits"] = splits
     if champion_dir and os.path.exists(os.path.join(champion_dir, "model.tar.gz")):
         report["champion"] = score_champion(champion_dir, schema, y, x)
     jobkit.write_json(os.path.join(output_dir, "evaluation.json"), report)
@@ -310,6 +336,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-dir", default="/opt/ml/processing/test")
     parser.add_argument("--output-dir", default="/opt/ml/processing/evaluation")
     parser.add_argument("--champion-dir", help="the production model's archive, if any")
+    parser.add_argument("--train-dir", help="the training split, scored for the train/test gap")
+    parser.add_argument("--validation-dir", help="the validation split, scored beside it")
     # A processing job's failure reason goes where DescribeProcessingJob reads ExitMessage from.
     parser.add_argument("--message-file", default=jobkit.PROCESSING_MESSAGE_FILE)
     return parser.parse_args(argv)
@@ -323,6 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_path=jobkit.find_file(args.test_dir, ".csv", what="test input"),
             output_dir=args.output_dir,
             champion_dir=args.champion_dir,
+            split_paths={
+                split: jobkit.find_file(folder, ".csv", what=f"{split} input")
+                for split, folder in (
+                    ("train", args.train_dir),
+                    ("validation", args.validation_dir),
+                )
+                if folder
+            },
         ),
         reason_file=args.message_file,
     )

@@ -86,7 +86,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
 
 
 def parse_delimiter(text: str) -> str:
-    if len(text) != 1 or text in "\r\n\"":
+    if len(text) != 1 or text in '\r\n"':
         raise UserError(f"{ENV_DELIMITER}={text!r} must be one character (csv_delimiter)")
     return text
 
@@ -271,9 +271,7 @@ def _check_target_present(target: str, columns: list[str]) -> None:
     if not close:  # case-only differences score low with difflib
         close = [c for c in columns if c.lower() == target.lower()]
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UserError(
-        f"target column {target!r} is not in the data; columns are {columns}{hint}"
-    )
+    raise UserError(f"target column {target!r} is not in the data; columns are {columns}{hint}")
 
 
 def _check_categoricals(settings: Settings, columns: list[str]) -> None:

@@ -47,6 +47,7 @@ class GateSpec(BaseModel):
     direction: str
     threshold: float
     champion_margin: float = Field(0.0, ge=0)  # how much better than production, at least
+    max_train_test_gap: float | None = Field(None, ge=0)  # the overfitting gate, when set
 
 
 class ReadEvaluationEvent(BaseModel):
@@ -62,8 +63,10 @@ class ReadEvaluationEvent(BaseModel):
 def lambda_handler(event: ReadEvaluationEvent, context: LambdaContext) -> dict[str, Any]:
     report = gate.read_report(event.evaluation_uri, get_s3_client())
     metrics = gate.flatten_metrics(report)
-    decision = gate.decide(metrics, event.gate.model_dump(exclude={"champion_margin"}))
-    decision["champion"] = gate.against_champion(report, decision, event.gate.champion_margin)
+    spec = event.gate
+    decision = gate.decide(metrics, spec.model_dump(include={"metric", "direction", "threshold"}))
+    decision["champion"] = gate.against_champion(report, decision, spec.champion_margin)
+    decision["overfitting"] = gate.overfitting(report, decision, spec.max_train_test_gap)
     logger.info(
         "quality gate decided",
         extra={key: decision[key] for key in ("metric", "value", "threshold", "passed")},

@@ -164,6 +164,47 @@ def against_champion(
     }
 
 
+#: Without gate.max_train_test_gap, the summary calls a model overfit when its test metric is
+#: worse than its training metric by more than this share of the training value.
+OVERFIT_RELATIVE_GAP = 0.25
+
+
+def overfitting(
+    report: dict[str, Any], decision: dict[str, Any], limit: float | None = None
+) -> dict[str, Any]:
+    """The gate metric on the training, validation and test splits, and the train/test gap:
+    how much worse the test value is than the training one (positive: worse on unseen data).
+
+    `passed` holds when no `limit` is set or the gap is within it; `overfits` says what the
+    summary says: over the limit, or without one, worse by more than OVERFIT_RELATIVE_GAP.
+    """
+    metric, direction, test = decision["metric"], decision["direction"], decision["value"]
+    splits = report.get("splits") if isinstance(report.get("splits"), dict) else {}
+    values = {"train": None, "validation": None, "test": test}
+    for split in ("train", "validation"):
+        if isinstance(splits.get(split), dict):
+            values[split] = flatten_metrics(splits[split]).get(metric)
+    train = values["train"]
+    result: dict[str, Any] = {"metric": metric, **values, "limit": limit}
+    if train is None:
+        why = "the training split was not scored"
+        return {**result, "gap": None, "overfits": False, "passed": limit is None, "cause": why}
+    gap = test - train if direction == "minimize" else train - test
+    overfits = gap > (limit if limit is not None else OVERFIT_RELATIVE_GAP * abs(train))
+    cause = (
+        f"{metric} is {_format_number(train)} on the training set and {_format_number(test)} on "
+        f"the test set: a train/test gap of {_format_number(gap)}"
+        + (f"; gate.max_train_test_gap allows {_format_number(limit)}" if limit is not None else "")
+    )
+    return {
+        **result,
+        "gap": gap,
+        "overfits": overfits,
+        "passed": limit is None or gap <= limit,
+        "cause": cause,
+    }
+
+
 def _check_gate(metrics: dict[str, float], gate: dict[str, Any]) -> tuple[str, str, float]:
     metric, direction, threshold = gate.get("metric"), gate.get("direction"), gate.get("threshold")
     if direction not in COMPARISONS:

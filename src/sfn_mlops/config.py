@@ -95,6 +95,8 @@ class GateConfig(_Strict):
     threshold: float | None = None
     # The new model must beat the production model by this much on the metric (0: not worse).
     champion_margin: float = Field(0.0, ge=0)
+    # The test metric may be worse than the training one by at most this (ModelOverfits).
+    max_train_test_gap: float | None = Field(None, ge=0)
 
 
 class FacetConfig(_Strict):
@@ -328,6 +330,7 @@ class PipelineConfig(_Strict):
             "direction": direction,
             "threshold": float(threshold),
             "champion_margin": self.gate.champion_margin,
+            "max_train_test_gap": self.gate.max_train_test_gap,
         }
 
     def resolved_hyperparameters(self) -> dict[str, str]:

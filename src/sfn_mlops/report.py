@@ -39,6 +39,7 @@ def summarize(
     if evaluation:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in evaluation["metrics"].items())
         echo(f"Metrics on the test set: {metrics}")
+        _overfitting(evaluation.get("overfitting"), echo)
         sign = "<=" if evaluation["direction"] == "minimize" else ">="
         if _kept_production(evaluation, echo):
             echo(
@@ -62,6 +63,31 @@ def summarize(
     )
     if latest:
         _artifacts(latest, echo, local_path)
+
+
+def _overfitting(found: dict[str, Any] | None, echo: Callable[[str], None]) -> None:
+    """The gate metric on each split and the train/test gap; whether the model overfits."""
+    if not found or found.get("gap") is None:
+        return
+    scores = ", ".join(
+        f"{found[split]:.4g} {split}"
+        for split in ("train", "validation", "test")
+        if found.get(split) is not None
+    )
+    echo(f"Overfitting check: {found['metric']} {scores}; train/test gap {found['gap']:.4g}")
+    if found["limit"] is not None:
+        verdict = "within" if found["passed"] else "over"
+        echo(f"  {verdict} gate.max_train_test_gap = {found['limit']:g}")
+    elif found["overfits"]:
+        worse = (
+            f" ({found['gap'] / abs(found['train']):.0%} of the training value)"
+            if found["train"]
+            else ""
+        )
+        echo(
+            f"  the model overfits: its test score is worse than its training score by more "
+            f"than a quarter{worse}; gate.max_train_test_gap can gate on it"
+        )
 
 
 def _kept_production(evaluation: dict[str, Any], echo: Callable[[str], None]) -> bool:

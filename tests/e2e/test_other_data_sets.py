@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -83,3 +84,33 @@ def test_a_semicolon_csv_with_text_columns_runs_by_naming_data_target_and_proble
     assert json.loads(environment["SFN_MLOPS_CATEGORICAL_COLUMNS"]) == ["sex", "size"]
     assert environment["SFN_MLOPS_CSV_DELIMITER"] == ";"
     assert _gate(aws, "semicolons")["value"] > 0.75
+
+
+def test_a_deep_model_of_tiny_noisy_data_fails_the_overfitting_gate(
+    cli: Any, workspace: Path, aws: Any, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(7)
+    noisy = pd.DataFrame(rng.normal(size=(300, 4)), columns=["a", "b", "c", "d"])
+    noisy["y"] = rng.normal(size=300)  # nothing to learn: a deep model memorizes the noise
+    data = tmp_path / "noise.csv"
+    noisy.to_csv(data, index=False)
+    result = cli(
+        workspace, "run", "--name", "overfit", "--data", str(data), "--target", "y",
+        "--set", "gate.threshold=10", "--set", "gate.max_train_test_gap=0.5",
+        "--set", "hyperparameters.max_depth=12", "--set", "hyperparameters.num_round=200",
+        "--set", "clarify.enabled=false",
+    )  # fmt: skip
+    assert result.code == 1, result.out + result.err
+    execution = aws.describe("overfit")
+    overfitting = _gate(aws, "overfit")["overfitting"]
+    assert overfitting["train"] < 0.2 < 0.5 < overfitting["gap"]
+    assert (execution["error"], aws.entered_states("overfit")[-2:]) == (
+        "ModelOverfits",
+        ["OverfitGate", "ModelOverfits"],
+    )
+    assert execution["cause"].startswith("rmse is ") and execution["cause"].endswith(
+        "gate.max_train_test_gap allows 0.5"
+    )
+    assert "Overfitting check: rmse " in result.out and "over gate.max_train_test_gap = 0.5" in (
+        result.out
+    )

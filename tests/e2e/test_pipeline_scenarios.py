@@ -43,7 +43,13 @@ RELEASE_STATES = [
     "EndpointReady",
     "ModelDeployed",
 ]
-STATES_TO_APPROVAL = [*STATES_TO_GATE, "CreateModel", "ClarifyEnabled", *RELEASE_STATES]
+STATES_TO_APPROVAL = [
+    *STATES_TO_GATE,
+    "OverfitGate",
+    "CreateModel",
+    "ClarifyEnabled",
+    *RELEASE_STATES,
+]
 CLARIFY_STATES = ["CreateModel", "ClarifyEnabled", "PrepareClarify", "Clarify"]
 WAIT_LOOP = {"WaitForEndpoint", "CountPoll", "StorePollsLeft"}
 
@@ -118,6 +124,7 @@ def test_happy_path_succeeds_through_every_state_in_order(happy: Any, aws: Any) 
     jobs = [name for name in entered if name in CLARIFY_JOBS]
     assert _without_wait_loop([name for name in entered if name not in CLARIFY_JOBS]) == [
         *STATES_TO_GATE,
+        "OverfitGate",
         *CLARIFY_STATES,
         "ReadBiasReport",
         "BiasGate",

@@ -196,3 +196,28 @@ def test_the_champion_is_scored_on_the_same_rows_or_said_incomparable(
     )  # fmt: skip
     assert report["champion"]["comparable"] is False
     assert "problem_type" in report["champion"]["reason"]
+
+
+@pytest.mark.parametrize("problem_type", sorted(LAYOUTS))
+def test_the_training_and_validation_splits_are_scored_for_the_gap(
+    trained: Callable[[str], Path], tmp_path: Path, problem_type: str
+) -> None:
+    folder = trained(problem_type)
+    model = archive(folder / "model", tmp_path / "model")
+    argv = [
+        *("--model-dir", str(model), "--test-dir", str(folder / "out/test")),
+        *("--train-dir", str(folder / "out/train")),
+        *("--validation-dir", str(folder / "out/validation")),
+        *("--output-dir", str(tmp_path / "evaluation"), "--message-file", str(tmp_path / "m")),
+    ]
+    assert evaluate.main(argv) == 0
+    report = json.loads((tmp_path / "evaluation/evaluation.json").read_text())
+    key, names = LAYOUTS[problem_type]
+    splits = report["splits"]
+    assert set(splits) == {"train", "validation"}
+    assert splits["train"]["dataset"]["rows"] + splits["validation"]["dataset"]["rows"] == 240
+    for split in splits.values():
+        assert set(split[key]) <= names and set(next(iter(split[key].values()))) == {"value"}
+    # The model has seen its training rows: it scores at least as well there as on the test set.
+    if problem_type == "regression":
+        assert splits["train"][key]["rmse"]["value"] <= report[key]["rmse"]["value"]

@@ -201,6 +201,17 @@ def test_handler_returns_the_decision(app, s3):
         "metrics": METRICS,
         "cause": "rmse is 3.412 on the test set; the quality gate requires rmse <= 3.0",
         "champion": {"present": False, "cause": "no model in production yet"},
+        "overfitting": {
+            "metric": "rmse",
+            "train": None,
+            "validation": None,
+            "test": 3.412,
+            "limit": None,
+            "gap": None,
+            "overfits": False,
+            "passed": True,
+            "cause": "the training split was not scored",
+        },
     }
     assert json.loads(json.dumps(result)) == result
 
@@ -294,3 +305,45 @@ def test_no_champion_or_one_that_cannot_be_compared_lets_the_new_model_on(gate):
     }
     other = gate.against_champion(_champion_report(1.0, comparable=False), decision)
     assert other["present"] is False and "features" in other["cause"]
+
+
+def _split_report(train: float, validation: float) -> dict:
+    def split(value: float) -> dict:
+        return {"regression_metrics": {"rmse": {"value": value}}, "dataset": {"rows": 10}}
+
+    return {**REPORT, "splits": {"train": split(train), "validation": split(validation)}}
+
+
+@pytest.mark.parametrize(
+    ("train", "limit", "overfits", "passed"),
+    [
+        (3.0, None, False, True),  # 0.412 worse: under a quarter of 3.0, and no gate
+        (1.0, None, True, True),  # 2.412 worse: the summary says so; nothing gates
+        (1.0, 2.5, False, True),  # within the configured limit
+        (1.0, 2.0, True, False),  # over it: ModelOverfits
+    ],
+)
+def test_overfitting_is_the_test_metric_worse_than_the_training_one(
+    gate, train, limit, overfits, passed
+):
+    decision = gate.decide(METRICS, {"metric": "rmse", "direction": "minimize", "threshold": 4})
+    result = gate.overfitting(_split_report(train, 3.2), decision, limit)
+    assert (result["train"], result["validation"], result["test"]) == (train, 3.2, 3.412)
+    assert result["gap"] == pytest.approx(3.412 - train)
+    assert (result["overfits"], result["passed"]) == (overfits, passed)
+    if limit == 2.0:
+        assert result["cause"] == (
+            "rmse is 1.0 on the training set and 3.412 on the test set: a train/test gap of "
+            "2.412; gate.max_train_test_gap allows 2.0"
+        )
+
+
+def test_a_maximized_metrics_gap_is_the_training_value_above_the_test_one(gate):
+    decision = gate.decide(METRICS, {"metric": "r2", "direction": "maximize", "threshold": 0.1})
+    report = {
+        **REPORT,
+        "splits": {"train": {"regression_metrics": {"r2": {"value": 0.95}}}},
+    }
+    result = gate.overfitting(report, decision, 0.3)
+    assert result["gap"] == pytest.approx(0.43) and result["passed"] is False
+    assert result["validation"] is None

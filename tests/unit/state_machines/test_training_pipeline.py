@@ -283,7 +283,7 @@ def test_quality_gate_compares_the_numbers(definition):
                     ]
                 },
             ],
-            "Next": "CreateModel",
+            "Next": "OverfitGate",
         }
     ]
     assert definition["States"]["QualityGate"]["Default"] == "ModelQualityBelowThreshold"
@@ -490,3 +490,32 @@ def test_manual_approval_pauses_on_a_task_token_for_a_bounded_time(definition):
     cause = states[timed_out["Next"]]
     assert cause["Type"] == "Pass" and cause["Next"] == "ApprovalTimedOut"
     assert states["ApprovalTimedOut"]["Error"] == "ApprovalTimedOut"
+
+
+def test_the_overfit_gate_compares_the_gap_with_the_configured_limit(definition):
+    states = definition["States"]
+    gate = states["OverfitGate"]
+    limit = "$.evaluation.overfitting.limit"
+    assert gate["Choices"] == [
+        {
+            "Or": [
+                {"Variable": limit, "IsNull": True},  # no gate.max_train_test_gap: no gate
+                {
+                    "Variable": "$.evaluation.overfitting.gap",
+                    "NumericLessThanEqualsPath": limit,
+                },
+            ],
+            "Next": "CreateModel",
+        }
+    ]
+    assert states[gate["Default"]] == {
+        "Type": "Fail",
+        "Error": "ModelOverfits",
+        "CausePath": "$.evaluation.overfitting.cause",
+    }
+    evaluate = states["Evaluate"]["Parameters"]
+    channels = {i["InputName"]: i["S3Input"]["LocalPath"] for i in evaluate["ProcessingInputs"]}
+    assert channels["train"] == "/opt/ml/processing/train"
+    assert channels["validation"] == "/opt/ml/processing/validation"
+    arguments = evaluate["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--train-dir") + 1] == "/opt/ml/processing/train"
