@@ -775,6 +775,7 @@ def deploy_model() -> Task:
                 for key in ("EndpointName", "EndpointConfigName", "Strategy", "Operation")
             },
             "polls_left.$": "$.Payload.polls_left",
+            "waits.$": "$.Payload.waits",
         },
         result_path="$.deployment",
         retry=[
@@ -841,16 +842,20 @@ def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice
             "it goes on in SageMaker (see DescribeEndpoint)",
         ),
     )
-    wait = steps.Wait("WaitForEndpoint", seconds_path="$.config.deployment.poll_seconds")
+    # DeployModel's schedule: waits[polls_left] seconds (1 s, doubling to poll_seconds).
     count = steps.Pass(
         "CountPoll",
-        parameters={"value.$": "States.MathAdd($.deployment.polls_left, -1)"},
+        parameters={
+            "value.$": "States.MathAdd($.deployment.polls_left, -1)",
+            "wait.$": "States.ArrayGetItem($.deployment.waits, $.deployment.polls_left)",
+        },
         result_path="$.poll",
     )
+    wait = steps.Wait("WaitForEndpoint", seconds_path="$.poll.wait")
     store = steps.Pass(
         "StorePollsLeft", input_path="$.poll.value", result_path="$.deployment.polls_left"
     )
-    ready.default_choice(steps.Chain([wait, count, store, describe]))
+    ready.default_choice(steps.Chain([count, wait, store, describe]))
     return ready
 
 

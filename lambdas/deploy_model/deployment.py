@@ -205,5 +205,22 @@ def deploy(
         "Operation": operation,
         # "" for a new endpoint: the state machine compares it with the endpoint's config
         "PreviousConfigName": current["EndpointConfigName"] if current else "",
-        "polls_left": max(1, int(settings["timeout_seconds"]) // max(1, settings["poll_seconds"])),
+        **poll_schedule(int(settings["timeout_seconds"]), int(settings["poll_seconds"])),
     }
+
+
+def poll_schedule(timeout_seconds: int, poll_seconds: int) -> dict[str, Any]:
+    """The state machine's waits between DescribeEndpoint calls: 1 s, doubling up to
+    ``poll_seconds``, until they add up to ``timeout_seconds``.
+
+    A local endpoint is in service within a second, one in AWS within minutes: short first
+    waits cost AWS a few calls and save a local run most of a ``poll_seconds`` wait. The loop
+    counts ``polls_left`` down to 0 and waits ``waits[polls_left]`` seconds before each call,
+    so ``waits`` holds the schedule backwards (index 0 is never used).
+    """
+    schedule: list[int] = []
+    wait = 1
+    while sum(schedule) < timeout_seconds:
+        schedule.append(min(wait, poll_seconds))
+        wait *= 2
+    return {"polls_left": len(schedule), "waits": [0, *reversed(schedule)]}

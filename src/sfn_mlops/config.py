@@ -209,7 +209,9 @@ class DeploymentConfig(_Strict):
     rollback_alarms: list[str] | None = None
     ab_challenger_share: float = Field(0.1, gt=0, lt=1)  # ab: the new model's traffic share
     data_capture: CaptureConfig = Field(default_factory=CaptureConfig)
-    poll_seconds: int = Field(5, ge=1, le=300)  # the state machine's DescribeEndpoint interval
+    # The longest wait between the state machine's DescribeEndpoint calls (it starts at 1 s
+    # and doubles up to this).
+    poll_seconds: int = Field(5, ge=1, le=300)
     timeout_seconds: int = Field(3600, ge=60, le=86400)  # then the execution fails
 
 

@@ -268,3 +268,16 @@ def test_the_champion_is_the_endpoints_model_else_the_latest_approved_version(
     found = stage("r3")
     assert found["source"] == "endpoint sfn-mlops (model serving-model)"
     assert found["model_data_url"].endswith("serving-model/model.tar.gz")
+
+
+def test_the_endpoint_wait_starts_short_and_is_bounded_by_the_timeout(
+    deployment: ModuleType,
+) -> None:
+    schedule = deployment.poll_schedule(timeout_seconds=60, poll_seconds=5)
+    waits = schedule["waits"]
+    # Used from the back: polls_left counts down and the loop waits waits[polls_left].
+    forwards = [waits[left] for left in range(schedule["polls_left"], 0, -1)]
+    assert forwards[:5] == [1, 2, 4, 5, 5]
+    assert sum(forwards) >= 60 > sum(forwards[:-1])
+    assert waits[0] == 0 and len(waits) == schedule["polls_left"] + 1
+    assert deployment.poll_schedule(timeout_seconds=3600, poll_seconds=300)["polls_left"] == 20

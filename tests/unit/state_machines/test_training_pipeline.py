@@ -463,8 +463,11 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
     while name != "DescribeEndpoint":
         order.append(name)
         name = states[name]["Next"]
-    assert order == ["WaitForEndpoint", "CountPoll", "StorePollsLeft"]
-    assert states["WaitForEndpoint"]["SecondsPath"] == "$.config.deployment.poll_seconds"
+    assert order == ["CountPoll", "WaitForEndpoint", "StorePollsLeft"]
+    assert states["CountPoll"]["Parameters"]["wait.$"] == (
+        "States.ArrayGetItem($.deployment.waits, $.deployment.polls_left)"
+    )
+    assert states["WaitForEndpoint"]["SecondsPath"] == "$.poll.wait"
     for failure in ("DeploymentRolledBack", "EndpointFailed", "EndpointWaitTimedOut"):
         assert states[failure]["Type"] == "Fail" and states[failure]["Error"] == failure
 
