@@ -50,8 +50,9 @@ CODES = {"F": "0", "I": "1", "M": "2"}
 
 
 # ------------------------------------------------------------------ the model
-def abalone_model(folder: Path) -> tuple[Path, Path]:
-    """The pipeline's model on abalone: model.tar.gz (xgboost-model + schema.json)."""
+def abalone_model(folder: Path, rounds: int = 150, seed: int = 0) -> tuple[Path, Path]:
+    """The pipeline's model on abalone: model.tar.gz (xgboost-model + schema.json) in
+    ``folder``; ``rounds`` and ``seed`` give another version of it (another prediction)."""
     import io
     import tarfile
 
@@ -64,9 +65,9 @@ def abalone_model(folder: Path) -> tuple[Path, Path]:
     frame["sex"] = frame["sex"].map({c: i for i, c in enumerate(categories)}).astype(float)
     features = [c for c in frame.columns if c != "rings"]
     booster = xgb.train(
-        {"max_depth": 5, "eta": 0.1, "subsample": 0.8, "nthread": 2, "seed": 0},
+        {"max_depth": 5, "eta": 0.1, "subsample": 0.8, "nthread": 2, "seed": seed},
         xgb.DMatrix(frame[features].to_numpy(float), frame["rings"].to_numpy(float)),
-        150,
+        rounds,
     )
     schema = {
         "target": "rings",

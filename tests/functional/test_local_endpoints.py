@@ -195,6 +195,25 @@ def test_a_killed_endpoint_leaves_whole_capture_lines_that_the_next_start_publis
     assert len(captured(cloud, "ep")) == 10  # every line parses (captured() loads each)
 
 
+def test_a_capture_line_torn_by_a_kill_mid_write_is_cut_when_the_next_start_publishes(
+    cloud: LocalCloud, hosts: EndpointHosts, booster: Any
+) -> None:
+    # A SIGKILL during the writer's os.write ends the write at a page boundary (Linux stops a
+    # file write at a fatal signal): the spool file's last line can be torn.
+    fleet = Fleet("c#1", (variant(cloud, booster),))
+    spool = hosts.folder("ep") / "spool"
+    spool.mkdir(parents=True)
+    line = b'{"captureData":{},"eventVersion":"0"}\n'
+    key = f"{BUCKET}/capture/ep/AllTraffic/2026/12/03/12"
+    for name, data in (("torn", line * 3 + b'{"captureData":{"endpointIn'), ("only", b'{"ca')):
+        (spool / f"{name}.part").write_bytes(data)
+        (spool / f"{name}.key").write_text(f"{key}/00-00-000-{name}.jsonl")
+    hosts.serve("ep", [(fleet, 1.0)], CAPTURE)  # the start publishes what the killed one left
+    assert captured(cloud, "ep") == [(Path("AllTraffic/2026/12/03/12/00-00-000-torn.jsonl"),
+                                      {"captureData": {}, "eventVersion": "0"})] * 3  # fmt: skip
+    assert list(spool.iterdir()) == []
+
+
 # ------------------------------------------------------------------ through boto3
 
 

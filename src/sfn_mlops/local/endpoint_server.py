@@ -17,8 +17,8 @@ Data capture is SageMaker's: a JSON line per sampled request under
 ``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl``. Lines are
 written whole (one ``os.write`` of complete lines) to a ``.part`` file in the endpoint's spool
 folder and the file is moved into the object store every ``rotate_seconds`` and at stop, so an
-object is never half a file and a ``kill -9`` leaves only whole lines behind (the service
-publishes them at the next start).
+object is never half a file. A ``kill -9`` leaves the spool files behind; the service publishes
+them at the next start, cut after their last newline (a kill during a write tears the last line).
 
     python -m sfn_mlops.local.endpoint_server SPEC.json   # prints {"port": N} once serving
 """
@@ -312,7 +312,7 @@ class CaptureWriter:
             now = time.time()
             for key, lines in pending.items():
                 fd, _, _, _ = self._open(key, now)
-                os.write(fd, b"".join(lines))  # whole lines only: a kill leaves no half line
+                os.write(fd, b"".join(lines))  # whole lines; a kill mid-write tears the last
             for key, (fd, path, object_key, opened) in list(self._files.items()):
                 if rotate_all or now - opened >= self.rotate_seconds:
                     os.close(fd)
@@ -347,16 +347,33 @@ def publish(path: Path, bucket_key: str, objects_root: Path) -> None:
 
 
 def publish_leftovers(spool: Path, objects_root: Path) -> int:
-    """Capture files a killed endpoint left in its spool: published as they are (whole lines)."""
+    """Capture files a killed endpoint left in its spool: published with whole lines only."""
     count = 0
     for part in sorted(spool.glob("*.part")) if spool.is_dir() else []:
         key_file = part.with_suffix(".key")
         if key_file.is_file():
+            _cut_torn_line(part)
             publish(part, key_file.read_text().strip(), objects_root)
             count += 1
         else:
             part.unlink()
     return count
+
+
+def _cut_torn_line(path: Path, chunk: int = 1 << 16) -> None:
+    """Truncate ``path`` after its last newline. Linux ends a write to a file at a page when a
+    SIGKILL arrives, so a killed writer's last ``os.write`` can leave part of a line."""
+    with open(path, "r+b") as file:
+        end = file.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - chunk)
+            file.seek(start)
+            newline = file.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                file.truncate(start + newline + 1)
+                return
+            end = start
+        file.truncate(0)
 
 
 # ------------------------------------------------------------------ metrics
