@@ -214,6 +214,25 @@ def test_a_capture_line_torn_by_a_kill_mid_write_is_cut_when_the_next_start_publ
     assert list(spool.iterdir()) == []
 
 
+def test_a_killed_endpoint_process_is_started_again_on_its_port_with_its_routing(
+    cloud: LocalCloud, hosts: EndpointHosts, booster: Any
+) -> None:
+    other = train_booster(seed=1)
+    old, new = variant(cloud, booster), variant(cloud, other, model="m2")
+    port = hosts.serve("ep", [(Fleet("c#1", (old,)), 0.0), (Fleet("c#2", (new,)), 1.0)], None)
+    pid = hosts.pid("ep")
+    assert pid is not None and hosts.revive() == []  # alive: nothing to do
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while hosts.pid("ep") is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hosts.revive() == ["ep"]
+    assert hosts.port("ep") == port and hosts.pid("ep") not in (None, pid)
+    status, body, _ = post(port, b"M,0.5,0.3\n")
+    expected = other.inplace_predict(np.array([[2, 0.5, 0.3]], np.float32))  # the new fleet's
+    assert status == 200 and np.isclose(float(body), expected[0], atol=1e-6), body
+
+
 # ------------------------------------------------------------------ through boto3
 
 

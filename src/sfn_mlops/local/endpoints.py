@@ -81,6 +81,7 @@ class _Process:
     popen: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    spec: dict[str, Any]  # what it serves now: a process that dies is started again with it
     connections: threading.local = field(default_factory=threading.local)
 
 
@@ -115,6 +116,7 @@ class EndpointHosts:
             process = self._processes.get(endpoint_name)
             if process is not None and process.popen.poll() is None:
                 self._update(process, spec)
+                process.spec = spec
                 return process.port
             process = self._start(endpoint_name, spec)
             self._processes[endpoint_name] = process
@@ -205,10 +207,32 @@ class EndpointHosts:
         except EndpointError:
             return {}
 
+    def revive(self) -> list[str]:
+        """Start again, on the same port and with the same models and routing, each endpoint
+        whose serving process died (a crash, a ``kill -9``), as SageMaker replaces a failed
+        instance; returns their names."""
+        revived = []
+        with self._lock:
+            for name, process in list(self._processes.items()):
+                code = process.popen.poll()
+                if code is None:
+                    continue
+                log.warning("endpoint %s: its serving process exited (%s); starting it again",
+                            name, code)  # fmt: skip
+                try:
+                    self._processes[name] = self._start(name, process.spec)
+                    revived.append(name)
+                except EndpointError:
+                    log.exception("endpoint %s could not be started again", name)
+                    del self._processes[name]  # tried once: invoking it now says so
+        return revived
+
     def _pump_metrics(self) -> None:
+        """Every second (times the time scale): the metrics, and a look for dead processes."""
         interval = max(0.05, METRICS_SECONDS * self.cloud.time_scale)
         while not self._stop_pump.wait(interval):
             try:
+                self.revive()
                 self.publish_metrics()
             except Exception:  # noqa: BLE001 - metrics must never stop the endpoints
                 log.exception("endpoint metrics could not be published")
@@ -262,7 +286,7 @@ class EndpointHosts:
             raise EndpointError(_last_error(log_path) or f"endpoint {name} did not start")
         port = int(json.loads(line)["port"])
         port_file.write_text(str(port))
-        return _Process(popen=popen, port=port, log_path=log_path)
+        return _Process(popen=popen, port=port, log_path=log_path, spec=spec)
 
     def _update(self, process: _Process, spec: dict[str, Any]) -> None:
         body = json.dumps(spec).encode()
