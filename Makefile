@@ -65,6 +65,7 @@ deploy: $(SAM_STAMP)
 
 asl: $(STAMP)
 	$(BIN)/python -m state_machines.training_pipeline
+	$(BIN)/python -m state_machines.batch_inference
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py

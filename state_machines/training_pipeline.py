@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ SERVING_ENVIRONMENT = {
 }
 PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 TRAINING_JOB_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+TUNING_JOB_SYNC = "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync"
+DESCRIBE_TRAINING_JOB = "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
 CREATE_MODEL = "arn:aws:states:::sagemaker:createModel"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 LAMBDA_INVOKE_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"
@@ -260,6 +263,7 @@ def prepare_run() -> steps.Pass:
             "job_names": {
                 "preprocess.$": "States.Format('{}-preprocess', $$.Execution.Name)",
                 "train.$": "States.Format('{}-train', $$.Execution.Name)",
+                "tune.$": "States.Format('{}-tune', $$.Execution.Name)",
                 "evaluate.$": "States.Format('{}-evaluate', $$.Execution.Name)",
                 "model.$": "States.Format('{}-model', $$.Execution.Name)",
                 "bias.$": "States.Format('{}-bias', $$.Execution.Name)",
@@ -301,6 +305,82 @@ def preprocess() -> Task:
     )
 
 
+def _training_resources() -> dict[str, Any]:
+    """What a training job and a tuning job's training jobs share: data, output, machine."""
+    return {
+        "InputDataConfig": [
+            _channel("train", "text/csv"),
+            _channel("validation", "text/csv"),
+            _channel("schema", "application/json"),
+        ],
+        "OutputDataConfig": {"S3OutputPath.$": _run_path("training")},
+        "ResourceConfig": {
+            "InstanceCount": 1,
+            "InstanceType.$": "$.config.instance_type",
+            "VolumeSizeInGB": VOLUME_SIZE_GB,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.max_runtime_seconds"},
+        "RoleArn": "${SageMakerRoleArn}",
+    }
+
+
+def tuning_enabled(tune: steps.State, train: steps.State) -> steps.Choice:
+    choice = steps.Choice(
+        "TuningEnabled", comment="A hyperparameter tuning job when the config has `tuning`."
+    )
+    choice.add_choice(ChoiceRule.BooleanEquals("$.config.tuning.enabled", True), tune)
+    choice.default_choice(train)
+    return choice
+
+
+def tune() -> Task:
+    """The search: SageMaker runs the training jobs and names the best by the objective,
+    read from each job's log by the metric definition's regex (script mode has no built-in
+    metrics)."""
+    return Task(
+        "Tune",
+        resource=TUNING_JOB_SYNC,
+        parameters={
+            "HyperParameterTuningJobName.$": "$.run.job_names.tune",
+            "HyperParameterTuningJobConfig.$": "$.config.tuning.job_config",
+            "TrainingJobDefinition": {
+                "AlgorithmSpecification": {
+                    "TrainingImage": "${XGBoostImageUri}",
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions.$": "$.config.tuning.metric_definitions",
+                },
+                "StaticHyperParameters.$": (
+                    "States.JsonMerge($.config.tuning.static_hyperparameters, "
+                    "$.run.script_mode, false)"
+                ),
+                **_training_resources(),
+            },
+        },
+        result_selector={
+            "job_name.$": "$.HyperParameterTuningJobName",
+            "best.$": "$.BestTrainingJob",
+            "counters.$": "$.TrainingJobStatusCounters",
+        },
+        result_path="$.steps.tune",
+        retry=transient_retry(SAGEMAKER_TRANSIENT_ERRORS),
+    )
+
+
+def describe_best_training_job() -> Task:
+    return Task(
+        "DescribeBestTrainingJob",
+        resource=DESCRIBE_TRAINING_JOB,
+        comment="The best training job's model goes on, as a training job's would.",
+        parameters={"TrainingJobName.$": "$.steps.tune.best.TrainingJobName"},
+        result_selector={
+            "job_name.$": "$.TrainingJobName",
+            "model_artifacts.$": "$.ModelArtifacts.S3ModelArtifacts",
+        },
+        result_path="$.steps.train",
+        retry=transient_retry(["SageMaker.SageMakerException", "SageMaker.ThrottlingException"]),
+    )
+
+
 def train() -> Task:
     return Task(
         "Train",
@@ -314,19 +394,7 @@ def train() -> Task:
             "HyperParameters.$": (
                 "States.JsonMerge($.config.hyperparameters, $.run.script_mode, false)"
             ),
-            "InputDataConfig": [
-                _channel("train", "text/csv"),
-                _channel("validation", "text/csv"),
-                _channel("schema", "application/json"),
-            ],
-            "OutputDataConfig": {"S3OutputPath.$": _run_path("training")},
-            "ResourceConfig": {
-                "InstanceCount": 1,
-                "InstanceType.$": "$.config.instance_type",
-                "VolumeSizeInGB": VOLUME_SIZE_GB,
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.max_runtime_seconds"},
-            "RoleArn": "${SageMakerRoleArn}",
+            **_training_resources(),
         },
         result_selector={
             "job_name.$": "$.TrainingJobName",
@@ -889,7 +957,10 @@ def build_definition() -> dict[str, Any]:
         result_path="$.error",
         next_step=notify_failure(pipeline_failed),
     )
-    tasks = [preprocess(), train(), find_champion(), evaluate(), read_evaluation()]
+    prepare, training, tuning = preprocess(), train(), tune()
+    best = describe_best_training_job()
+    scoring = [find_champion(), evaluate(), read_evaluation()]
+    tasks = [prepare, training, tuning, best, *scoring]
     model = create_model()
     clarify_tasks = [prepare_clarify(), clarify(), read_bias_report()]
     register, deploy, describe = register_model(), deploy_model(), describe_endpoint()
@@ -932,7 +1003,10 @@ def build_definition() -> dict[str, Any]:
         ),
         kept=steps.Chain([register_rejected, steps.Succeed("KeptProductionModel")]),
     )
-    chain = steps.Chain([prepare_run(), *tasks, gate])
+    scored = steps.Chain([*scoring, gate])
+    training.next(scored)
+    steps.Chain([tuning, best, scored])
+    chain = steps.Chain([prepare_run(), prepare, tuning_enabled(tune=tuning, train=training)])
     graph = Graph(
         chain,
         comment=(
@@ -951,28 +1025,32 @@ def render(definition: dict[str, Any]) -> str:
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def generate(
+    argv: list[str] | None, asl_path: Path, build: Callable[[], dict[str, Any]], module: str
+) -> int:
+    """Write ``asl_path`` from ``build()``; with ``--check``, exit 1 when it is stale."""
+    parser = argparse.ArgumentParser(description=f"Writes {asl_path.name}.")
     parser.add_argument(
         "--check",
         action="store_true",
-        help=f"exit 1 if {ASL_PATH.name} differs from the definition built here",
+        help=f"exit 1 if {asl_path.name} differs from the definition built here",
     )
     args = parser.parse_args(argv)
 
-    expected = render(build_definition())
+    expected = render(build())
     if args.check:
-        current = ASL_PATH.read_text(encoding="utf-8") if ASL_PATH.exists() else None
+        current = asl_path.read_text(encoding="utf-8") if asl_path.exists() else None
         if current != expected:
-            print(
-                f"{ASL_PATH} is out of date; run: python -m state_machines.training_pipeline",
-                file=sys.stderr,
-            )
+            print(f"{asl_path} is out of date; run: python -m {module}", file=sys.stderr)
             return 1
         return 0
-    ASL_PATH.write_text(expected, encoding="utf-8")
-    print(f"wrote {ASL_PATH}")
+    asl_path.write_text(expected, encoding="utf-8")
+    print(f"wrote {asl_path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generate(argv, ASL_PATH, build_definition, "state_machines.training_pipeline")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,12 @@ def merge_hyperparameters(sm_hps: str | None, cli: Mapping[str, str]) -> dict[st
     if not isinstance(from_env, dict):
         raise UserError("SM_HPS must be a JSON object of hyperparameters")
     merged = {**from_env, **cli}
-    return {key: value for key, value in merged.items() if not key.startswith("sagemaker_")}
+    return {key: value for key, value in merged.items() if not _platform_key(key)}
+
+
+def _platform_key(key: str) -> bool:
+    """SageMaker's own hyperparameters (script mode's, a tuning job's objective), not xgboost's."""
+    return key.startswith("sagemaker_") or key == "_tuning_objective_metric"
 
 
 def _number(text: Any) -> Any:
@@ -112,7 +117,7 @@ def resolve_hyperparameters(
     params = {
         key: _number(value)
         for key, value in hyperparameters.items()
-        if not key.startswith("sagemaker_")
+        if not _platform_key(key)
     }
     if "num_round" not in params:
         raise UserError(

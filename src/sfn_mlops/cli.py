@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sfn_mlops import hosting_cli, settings
+from sfn_mlops import batch_cli, hosting_cli, settings
+from sfn_mlops.batch import BatchError
 from sfn_mlops.config import ConfigError, PipelineConfig, load_config
 from sfn_mlops.data import LocalData, stage_data
 from sfn_mlops.follow import follow_timeout
@@ -29,6 +30,8 @@ EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 #: How often a local run's history is read: a loopback call costs about 2 ms.
 LOCAL_POLL_SECONDS = 0.05
 MAX_RUN_NAME = 52  # + "-preprocess" = 63, SageMaker's limit for job names
+MAX_TUNING_JOB_NAME = 32  # SageMaker's limit for HyperParameterTuningJobName
+TUNING_SUFFIX = "-tune"  # the state machine's PrepareRun names the tuning job <run>-tune
 _RUN_NAME = re.compile(rf"^[A-Za-z0-9](-?[A-Za-z0-9]){{0,{MAX_RUN_NAME - 1}}}$")
 
 
@@ -108,14 +111,21 @@ def _check_data(workspace: Path, config: PipelineConfig) -> tuple[LocalData | No
     return local, config
 
 
-def _run_name(requested: str | None) -> str:
-    """Job names derive from it: SageMaker allows 63 letters, digits and hyphens."""
+def _run_name(requested: str | None, config: PipelineConfig) -> str:
+    """Job names derive from it: SageMaker allows 63 letters, digits and hyphens (a tuning
+    job's name, <run>-tune, 32)."""
     if requested is None:
         return f"run-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     if not _RUN_NAME.match(requested):
         raise CliError(
             f"--name {requested!r}: use at most {MAX_RUN_NAME} letters, digits and single "
             "hyphens, starting and ending with a letter or digit (job names are built from it)"
+        )
+    longest = MAX_TUNING_JOB_NAME - len(TUNING_SUFFIX)
+    if config.tuning is not None and len(requested) > longest:
+        raise CliError(
+            f"--name {requested!r}: with tuning, use at most {longest} characters (SageMaker "
+            f"names a tuning job in at most {MAX_TUNING_JOB_NAME}: <run>{TUNING_SUFFIX})"
         )
     return requested
 
@@ -131,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sfn_mlops.local import control
 
     started = time.monotonic()
-    run_name = _run_name(args.name)
+    run_name = _run_name(args.name, config)
     service = _connect(args)
     local_data, config = _check_data(service.workspace, config)
     try:
@@ -236,7 +246,7 @@ def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
     from sfn_mlops.report import summarize
 
     started = time.monotonic()
-    run_name = _run_name(args.name)
+    run_name = _run_name(args.name, config)
     try:
         defaults = sam_defaults(settings.project_root(args.project))
     except FileNotFoundError:  # installed elsewhere: samconfig.toml's values are the defaults
@@ -632,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
         local_actions.add_parser(action, parents=[common], help=text)
     local.set_defaults(handler=cmd_local)
     hosting_cli.add_commands(commands, common, _connect)
+    batch_cli.add_command(commands, common, _connect)
     return parser
 
 
@@ -642,7 +653,9 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_environment()
     try:
         return int(args.handler(args))
-    except (ConfigError, CliError, ServiceError, FileNotFoundError, HostingError) as err:
+    except (
+        ConfigError, CliError, ServiceError, FileNotFoundError, HostingError, BatchError
+    ) as err:  # fmt: skip
         print(f"sfn-mlops: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

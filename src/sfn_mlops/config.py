@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sfn_mlops.tuning import TuningConfig
+
 ProblemType = Literal["regression", "binary", "multiclass"]
 
 METRICS: dict[str, dict[str, str]] = {
@@ -233,6 +235,8 @@ class PipelineConfig(_Strict):
     clarify: ClarifyConfig = Field(default_factory=lambda: ClarifyConfig(enabled=False))
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    # A hyperparameter tuning job instead of one training job (sfn_mlops.tuning).
+    tuning: TuningConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -378,8 +382,26 @@ class PipelineConfig(_Strict):
                 "clarify": self.clarify_input(),
                 "registry": self.registry.model_dump(),
                 "deployment": self.deployment_input(),
+                "tuning": self.tuning_input(),
             }
         }
+
+    def tuning_input(self) -> dict[str, Any]:
+        if self.tuning is None:
+            return {"enabled": False}
+        hyperparameters = self.resolved_hyperparameters()
+        return self.tuning.execution_input(
+            self.problem_type, self.tuning_objective(), hyperparameters
+        )
+
+    def tuning_objective(self) -> str:
+        assert self.tuning is not None
+        gate_metric = self.resolved_gate()["metric"]
+        eval_metric = OBJECTIVES[self.problem_type][1]
+        try:
+            return self.tuning.resolved_objective(self.problem_type, gate_metric, eval_metric)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
     def deployment_input(self) -> dict[str, Any]:
         settings = self.deployment.model_dump()
@@ -448,6 +470,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         config = PipelineConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_explain(err, source)) from err
+    if config.tuning is not None:
+        _check_tuning(config, source)
     if config.hyperparameters:
         from sfn_mlops.hyperparameters import problems
 
@@ -459,6 +483,28 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
             lines = "\n".join(f"  - {problem}" for problem in found)
             raise ConfigError(f"invalid pipeline config in {source}:\n{lines}")
     return config
+
+
+def _check_tuning(config: PipelineConfig, source: str) -> None:
+    """Before any job: the objective fits the problem, and XGBoost takes each range's ends."""
+    from sfn_mlops.hyperparameters import problems
+
+    assert config.tuning is not None
+    config.tuning_objective()
+    found = [
+        f"tuning.ranges.{name}: also set in hyperparameters; tune it or fix it, not both"
+        for name in config.tuning.ranges
+        if name in config.hyperparameters
+    ]
+    for name, parameter in config.tuning.ranges.items():
+        for value in parameter.endpoints():
+            found += [
+                problem.replace(f"hyperparameters.{name}:", f"tuning.ranges.{name}:", 1)
+                for problem in problems({name: value}, config.problem_type)
+            ]
+    if found:
+        lines = "\n".join(f"  - {problem}" for problem in dict.fromkeys(found))
+        raise ConfigError(f"invalid pipeline config in {source}:\n{lines}")
 
 
 def _hyperparameter_text(value: str | int | float | bool) -> str:

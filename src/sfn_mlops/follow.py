@@ -15,11 +15,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sfn_mlops.config import PipelineConfig
 
-_JOB_LABELS = {"TrainingJobName": "training job", "ProcessingJobName": "processing job"}
+_JOB_LABELS = {
+    "TrainingJobName": "training job",
+    "ProcessingJobName": "processing job",
+    "HyperParameterTuningJobName": "tuning job",
+    "TransformJobName": "transform job",
+}
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 _JOB_NAME_KEYS = {
     "TrainingJobName": "describe_training_job",
     "ProcessingJobName": "describe_processing_job",
+    "HyperParameterTuningJobName": "describe_hyper_parameter_tuning_job",
+    "TransformJobName": "describe_transform_job",
 }
 
 
@@ -65,6 +72,21 @@ def _awaited_package(details: dict[str, Any], parameters: dict[str, Any]) -> str
     if not isinstance(arn, str) or "model-package/" not in arn:
         return None
     return arn.split("model-package/", 1)[1]
+
+
+def tuning_progress(job: dict[str, Any]) -> str:
+    """A tuning job's training jobs done/running/failed and the best objective so far."""
+    counters = job.get("TrainingJobStatusCounters")
+    if not isinstance(counters, dict):
+        return ""
+    text = (
+        f" ({counters.get('Completed', 0)} done, {counters.get('InProgress', 0)} running, "
+        f"{counters.get('RetryableError', 0) + counters.get('NonRetryableError', 0)} failed"
+    )
+    best = (job.get("BestTrainingJob") or {}).get("FinalHyperParameterTuningJobObjectiveMetric")
+    if best:
+        text += f"; best {best['MetricName']} {best['Value']:.4g}"
+    return text + ")"
 
 
 @dataclass
@@ -200,4 +222,5 @@ class Follower:
             except Exception:  # progress is best effort; the history is the source of truth
                 continue
             status = job.get("SecondaryStatus") or job.get(key.replace("Name", "Status"), "")
+            status += tuning_progress(job)
             self.echo(f"    … {state.name}: {status}, {now - state.started:.0f} s")

@@ -34,6 +34,7 @@ def summarize(
     status = execution["status"]
     took = (execution["stopDate"] - execution["startDate"]).total_seconds()
     echo(f"\nExecution {execution['name']}: {status} in {took:.1f} s")
+    _tuning(state_output(events, "Tune"), echo)
     evaluated = state_output(events, "ReadEvaluation")
     evaluation = (evaluated or {}).get("evaluation")
     if evaluation:
@@ -63,6 +64,23 @@ def summarize(
     )
     if latest:
         _artifacts(latest, echo, local_path)
+
+
+def _tuning(tuned: dict[str, Any] | None, echo: Callable[[str], None]) -> None:
+    """The search's counts and its best training job's hyperparameters."""
+    tuning = ((tuned or {}).get("steps") or {}).get("tune")
+    if not tuning:
+        return
+    best, counters = tuning["best"], tuning["counters"]
+    objective = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+    failed = counters.get("RetryableError", 0) + counters.get("NonRetryableError", 0)
+    echo(
+        f"Tuning {tuning['job_name']}: {counters.get('Completed', 0)} training jobs completed, "
+        f"{failed} failed, {counters.get('Stopped', 0)} stopped; best {best['TrainingJobName']}"
+        + (f" ({objective['MetricName']} {objective['Value']:.4g})" if objective else "")
+    )
+    tuned_values = ", ".join(f"{k}={v}" for k, v in sorted(best["TunedHyperParameters"].items()))
+    echo(f"  best hyperparameters: {tuned_values}")
 
 
 def _overfitting(found: dict[str, Any] | None, echo: Callable[[str], None]) -> None:

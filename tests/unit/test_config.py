@@ -17,6 +17,7 @@ def test_defaults_are_the_abalone_regression() -> None:
         "direction": "minimize",
         "threshold": 2.5,
         "champion_margin": 0.0,
+        "max_train_test_gap": None,
     }
     assert payload["processing_env"]["SFN_MLOPS_CATEGORICAL_COLUMNS"] == '["sex"]'
     assert json.loads(payload["processing_env"]["SFN_MLOPS_SPLIT"]) == {
@@ -42,6 +43,7 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         "direction": "maximize",
         "threshold": 0.8,
         "champion_margin": 0.0,
+        "max_train_test_gap": None,
     }
     hyper = config.resolved_hyperparameters()
     assert (hyper["objective"], hyper["max_depth"], hyper["eta"]) == ("binary:logistic", "3", "0.3")

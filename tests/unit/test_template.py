@@ -187,14 +187,15 @@ def test_the_deployed_functions_and_state_machine_are_traced_with_xray() -> None
     resources = project.cfn["Resources"]
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
     machines = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
-    assert len(functions) == 9
+    assert len(functions) == 11
     for name, function in functions.items():
         assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
         role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
         managed = role["Properties"].get("ManagedPolicyArns", [])
         assert any("AWSXrayWriteOnlyAccess" in str(arn) for arn in managed), name
-    (machine,) = machines
-    assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    assert len(machines) == 2  # the training pipeline and batch inference
+    for machine in machines:
+        assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
 
 
 RULES = """

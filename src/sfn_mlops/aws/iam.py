@@ -212,6 +212,12 @@ SAGEMAKER_JOBS: dict[str, tuple[str, str, str, str]] = {
         "TransformJobName",
         "StepFunctionsGetEventsForSageMakerTransformJobsRule",
     ),
+    "createHyperParameterTuningJob": (
+        "HyperParameterTuningJob",
+        "hyper-parameter-tuning-job",
+        "HyperParameterTuningJobName",
+        "StepFunctionsGetEventsForSageMakerTuningJobsRule",
+    ),
 }
 #: Request-response SageMaker integrations: integration -> [(action, ARN type, name parameter)].
 SAGEMAKER_CALLS: dict[str, list[tuple[str, str, str]]] = {
@@ -278,10 +284,12 @@ def _sagemaker_needs(action: str, suffix: str, parameters: dict[str, Any]) -> li
             )
     else:
         raise UnknownIntegration(f"sagemaker:{action}{suffix}")
-    for role_param in ROLE_PARAMETERS:
-        if role_param in parameters or f"{role_param}.$" in parameters:
-            why = f"sagemaker:{action}{suffix} passes {role_param} to SageMaker"
-            needs.append(Need("iam:PassRole", _param(parameters, role_param), why))
+    # A tuning job passes its training jobs' role, in its TrainingJobDefinition.
+    for where in (parameters, parameters.get("TrainingJobDefinition") or {}):
+        for role_param in ROLE_PARAMETERS:
+            if role_param in where or f"{role_param}.$" in where:
+                why = f"sagemaker:{action}{suffix} passes {role_param} to SageMaker"
+                needs.append(Need("iam:PassRole", _param(where, role_param), why))
     return needs
 
 

@@ -145,8 +145,9 @@ class Service:
     def _recover(self) -> None:
         """What a predecessor that died left running is killed and marked failed, with why."""
         from sfn_mlops.local import jobs
+        from sfn_mlops.local.jobs import tuning
 
-        for name in jobs.recover_orphans(self.cloud):
+        for name in [*tuning.recover_orphans(self.cloud), *jobs.recover_orphans(self.cloud)]:
             log.warning("job %s was running when the previous service died: marked Failed", name)
         for arn in self.cloud.service("sfn").recover():
             log.warning("execution %s was running when the previous service died: FAILED", arn)
@@ -168,10 +169,12 @@ class Service:
 
     def _shutdown(self) -> None:
         from sfn_mlops.local import jobs
+        from sfn_mlops.local.jobs import tuning
 
         stopped = self.cloud.service("sfn").stop_all(
             "SfnMlops.ServiceStopped", "the local service stopped while the execution ran"
         )
+        tuning.shutdown_all(self.cloud)  # first: it would start more training jobs
         jobs.shutdown_all(self.cloud)
         self.cloud.service("sagemaker").shutdown_endpoints()
         self.cloud.service("cloudwatch").shutdown()
@@ -213,6 +216,7 @@ class Service:
             "bucket": deployment.bucket,
             "state_machine_arn": deployment.state_machine_arn,
             "code_prefix": deployment.code_prefix,
+            "state_machines": deployment.state_machines,
         }
 
     def _shutdown_action(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +242,7 @@ class Service:
 
         return [
             doc["Name"]
-            for kind in (jobs.KIND_PROCESSING, jobs.KIND_TRAINING)
+            for kind in jobs.KINDS
             for doc in self.cloud.metadata.list(kind)
             if doc["Status"] == "InProgress"
         ]

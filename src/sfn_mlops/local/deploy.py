@@ -36,6 +36,7 @@ from sfn_mlops.template import (
 
 ARTIFACT_BUCKET = "ArtifactBucket"
 PIPELINE = "TrainingPipeline"
+BATCH = "BatchInference"
 JOB_CODE_TYPE = "Custom::JobCode"
 #: The plain module, in the job code function's CodeUri, whose ``publish`` copies the bundle.
 JOB_CODE_MODULE = "job_code.py"
@@ -47,6 +48,7 @@ class Deployment:
     bucket: str
     state_machine_arn: str
     code_prefix: str
+    state_machines: dict[str, str]  # logical id -> ARN (the pipeline and the batch machine)
 
 
 def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployment:
@@ -65,7 +67,8 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         data = _job_code(stack, resource, functions, project)
         stack.provide(resource.logical_id, data)
         code_prefix = data["CodePrefix"]
-    for machine in stack.state_machines():
+    machines = stack.state_machines()
+    for machine in machines:
         _deploy_state_machine(stack, machine)
     _deploy_alarms(stack)
     _deploy_event_rules(stack)
@@ -74,6 +77,7 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         bucket=bucket,
         state_machine_arn=stack.ref(PIPELINE),
         code_prefix=code_prefix,
+        state_machines={machine.logical_id: machine.arn for machine in machines},
     )
 
 

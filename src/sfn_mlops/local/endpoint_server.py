@@ -50,6 +50,12 @@ TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 ROUTING_ERROR_HEADER = "X-Sfn-Mlops-Routing-Error"  # the endpoint refused, not the model
+# The default handler reads a numeric CSV body this large or larger with pyarrow in one call;
+# below it pyarrow's fixed cost per call is more than the value-by-value loop's.
+FAST_CSV_BYTES = 16 * 1024
+# Line breaks of str.splitlines that pyarrow does not break lines at (besides \n, \r and the
+# non-ASCII ones), and NUL: a body with any of them takes the value-by-value loop.
+_SPLITLINES_ONLY = (b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x00")
 _FLUSH_SECONDS = 0.2
 
 
@@ -110,6 +116,26 @@ def load_variant(spec: dict[str, Any], objects_root: Path, folder: Path) -> Hand
         output_fn=getattr(module, "output_fn", _csv_output),
         user_error=getattr(module, "InvalidInput", ValueError),
     )
+
+
+def answer(
+    handlers: Handlers, body: bytes, content_type: str, accept: str
+) -> tuple[int, bytes, str]:
+    """(status, body, content type) of one request through the model's four functions, as the
+    serving toolkit answers it: a bad request is its status (the handler's ``status_code``, else
+    400), a model bug a 500. The endpoint and batch transform (``jobs.transform``) both call it.
+    """
+    try:
+        data = handlers.input_fn(body, content_type)
+        prediction = handlers.predict_fn(data, handlers.model)
+        payload, out_type = handlers.output_fn(prediction, accept)
+    except RequestError as exc:
+        return exc.status, str(exc).encode(), "text/plain"
+    except handlers.user_error as exc:  # the toolkit's errors carry their status_code
+        return getattr(exc, "status_code", 400), str(exc).encode(), "text/plain"
+    except Exception as exc:  # noqa: BLE001 - a model bug is a 500, never a dead server
+        return 500, f"{type(exc).__name__}: {exc}".encode(), "text/plain"
+    return 200, payload.encode() if isinstance(payload, str) else bytes(payload), out_type
 
 
 def _unpack(uri: str, objects_root: Path, target: Path, what: str) -> None:
@@ -184,9 +210,15 @@ def _listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-def _csv_input(body: bytes, content_type: str) -> list[list[float]]:
+def _csv_input(body: bytes, content_type: str) -> Any:
+    """Numeric CSV rows: a float32 matrix for a large body pyarrow reads exactly as the loop
+    below does, else the loop's list of rows (its errors, and ragged rows for predict to refuse).
+    """
     if content_type.split(";")[0].strip().lower() != "text/csv":
         raise RequestError(415, f"Content type {content_type} is not supported by this model")
+    matrix = _numeric_csv(body) if len(body) >= FAST_CSV_BYTES else None
+    if matrix is not None:
+        return matrix
     rows = []
     for number, line in enumerate(body.decode("utf-8").splitlines(), 1):
         if line.strip():
@@ -199,7 +231,51 @@ def _csv_input(body: bytes, content_type: str) -> list[list[float]]:
     return rows
 
 
+def _numeric_csv(body: bytes) -> Any:
+    """The float32 matrix of a numeric CSV body read by pyarrow, or None where it cannot read
+    it or might read it otherwise than ``_csv_input``'s loop (``splitlines``, then ``float()``
+    of each comma-separated value, an empty one NaN): a non-ASCII body, a line break pyarrow
+    does not know, a row of another width, a value that is not a plain decimal number."""
+    if not isinstance(body, bytes) or not body.isascii():
+        return None
+    if any(character in body for character in _SPLITLINES_ONLY):
+        return None
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    end = body.find(b"\n")
+    width = (body if end < 0 else body[:end]).count(b",") + 1  # pyarrow checks the other rows
+    names = [f"c{index}" for index in range(width)]
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(body),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(quote_char=False, escape_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.float64()), null_values=[""]
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows == 0:
+        return None
+    matrix = np.empty((table.num_rows, width), dtype=np.float64)
+    for index in range(width):
+        column = table.column(index)
+        numbers = column.to_numpy()  # an empty field (a null) is NaN
+        if np.count_nonzero(~np.isfinite(numbers)) != column.null_count:
+            return None  # "nan", "inf", "1e999", "nan(1)": float() decides what they are
+        matrix[:, index] = numbers
+    return matrix.astype(np.float32)  # double, then float32: what np.asarray(rows, float32) does
+
+
 def _csv_output(prediction: Any, accept: str) -> tuple[str, str]:
+    import numpy as np
+
+    vector = isinstance(prediction, np.ndarray) and prediction.ndim == 1
+    if vector and prediction.dtype == np.float32:  # numpy's cast writes str() of each value
+        return "\n".join(prediction.astype(str).tolist()) + "\n", "text/csv"
     return "\n".join(str(v) for v in prediction) + "\n", "text/csv"
 
 
@@ -480,23 +556,8 @@ class Endpoint:
         variant = routing.pick(headers.get(TARGET_VARIANT_HEADER))
         content_type = headers.get("Content-Type") or "application/octet-stream"
         accept = headers.get("Accept") or "*/*"
-        handlers = variant.handlers
         model_started = time.perf_counter()
-        try:
-            data = handlers.input_fn(body, content_type)
-            prediction = handlers.predict_fn(data, handlers.model)
-            payload, out_type = handlers.output_fn(prediction, accept)
-            status, out = 200, payload.encode() if isinstance(payload, str) else bytes(payload)
-        except RequestError as exc:
-            status, out, out_type = exc.status, str(exc).encode(), "text/plain"
-        except handlers.user_error as exc:  # the toolkit's errors carry their status_code
-            status, out, out_type = (
-                getattr(exc, "status_code", 400),
-                str(exc).encode(),
-                "text/plain",
-            )
-        except Exception as exc:  # noqa: BLE001 - a model bug is a 500, never a dead endpoint
-            status, out, out_type = 500, f"{type(exc).__name__}: {exc}".encode(), "text/plain"
+        status, out, out_type = answer(variant.handlers, body, content_type, accept)
         model_us = (time.perf_counter() - model_started) * 1e6
         if status == 200 and capture is not None and _sampled(capture.sampling_percentage):
             self._capture(capture, variant.name, body, content_type, out, out_type, headers)

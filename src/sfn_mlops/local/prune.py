@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sfn_mlops.local.jobs import KIND_PROCESSING, KIND_TRAINING, TERMINAL
+from sfn_mlops.local.jobs import KIND_PROCESSING, KIND_TRAINING, KIND_TRANSFORM, TERMINAL
 from sfn_mlops.local.services.sagemaker import KIND_MODEL
 
 EXECUTIONS = "sfn/execution"  # the Step Functions provider's kind (services/stepfunctions.py)
@@ -45,6 +45,7 @@ TRASH = ".prune-trash"
 TASK_RESOURCES = {
     "TrainingJobName": KIND_TRAINING,
     "ProcessingJobName": KIND_PROCESSING,
+    "TransformJobName": KIND_TRANSFORM,
     "ModelName": KIND_MODEL,
 }
 _S3_URI = re.compile(r"s3://[^\s\"'\\,]+")

@@ -80,6 +80,7 @@ def test_missing_pass_role(tmp_path: Path) -> None:
     assert {p.message.split(" (")[0] for p in passrole} == {
         "States.Preprocess",
         "States.Train",
+        "States.Tune",  # a tuning job passes its training jobs' role
         "States.Evaluate",
         "States.CreateModel",
         "States.Clarify.Branches[0].States.BiasCheck",

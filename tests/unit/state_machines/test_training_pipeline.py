@@ -95,15 +95,37 @@ def test_states_run_in_order(definition):
         order.append(name)
         name = definition["States"][name].get("Next")
 
-    assert order == [
-        "PrepareRun",
-        "Preprocess",
-        "Train",
-        "FindChampion",
-        "Evaluate",
-        "ReadEvaluation",
-        "ChampionGate",
+    assert order == ["PrepareRun", "Preprocess", "TuningEnabled"]
+    states = definition["States"]
+    assert states["TuningEnabled"]["Default"] == "Train"
+    assert states["TuningEnabled"]["Choices"] == [
+        {"Variable": "$.config.tuning.enabled", "BooleanEquals": True, "Next": "Tune"}
     ]
+    assert states["Tune"]["Next"] == "DescribeBestTrainingJob"
+    order, name = [], "Train"
+    while name is not None:
+        order.append(name)
+        name = states[name].get("Next")
+    assert order == ["Train", "FindChampion", "Evaluate", "ReadEvaluation", "ChampionGate"]
+    assert states["DescribeBestTrainingJob"]["Next"] == "FindChampion"
+
+
+def test_tuning_runs_the_training_job_of_train_over_the_configured_ranges(definition):
+    states = definition["States"]
+    tune, train = states["Tune"], states["Train"]
+    assert tune["Resource"] == "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync"
+    parameters = tune["Parameters"]
+    assert parameters["HyperParameterTuningJobConfig.$"] == "$.config.tuning.job_config"
+    definition_ = parameters["TrainingJobDefinition"]
+    for key in ("InputDataConfig", "OutputDataConfig", "ResourceConfig", "RoleArn"):
+        assert definition_[key] == train["Parameters"][key], key
+    assert definition_["AlgorithmSpecification"]["MetricDefinitions.$"] == (
+        "$.config.tuning.metric_definitions"
+    )
+    best = states["DescribeBestTrainingJob"]
+    assert best["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
+    assert best["Parameters"] == {"TrainingJobName.$": "$.steps.tune.best.TrainingJobName"}
+    assert best["ResultPath"] == train["ResultPath"] == "$.steps.train"
 
 
 def test_clarify_runs_after_the_quality_gate_and_gates_on_bias(definition):
@@ -415,6 +437,7 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
     assert output["run"]["job_names"] == {
         "preprocess": "run-1-preprocess",
         "train": "run-1-train",
+        "tune": "run-1-tune",
         "evaluate": "run-1-evaluate",
         "model": "run-1-model",
         "bias": "run-1-bias",

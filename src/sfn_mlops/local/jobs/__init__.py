@@ -17,6 +17,7 @@ from __future__ import annotations
 from sfn_mlops.local.jobs.launch import prewarm
 from sfn_mlops.local.jobs.paths import job_dir, job_log_path
 from sfn_mlops.local.jobs.registry import (
+    KINDS,
     recover_orphans,
     refresh,
     request_stop,
@@ -27,6 +28,7 @@ from sfn_mlops.local.jobs.state import (
     DEFAULT_MAX_RUNTIME,
     KIND_PROCESSING,
     KIND_TRAINING,
+    KIND_TRANSFORM,
     TERMINAL,
     new_job_doc,
 )
@@ -36,6 +38,8 @@ __all__ = [
     "DEFAULT_MAX_RUNTIME",
     "KIND_PROCESSING",
     "KIND_TRAINING",
+    "KIND_TRANSFORM",
+    "KINDS",
     "TERMINAL",
     "decode_hyperparameters",
     "job_dir",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sfn_mlops.local.jobs import forkserver
@@ -24,6 +25,7 @@ from sfn_mlops.local.jobs.state import (
     FAILURE_REASON_LIMIT,
     KIND_PROCESSING,
     KIND_TRAINING,
+    KIND_TRANSFORM,
     TERMINAL,
     WORDING,
     close_transitions,
@@ -39,7 +41,7 @@ from sfn_mlops.local.processes import (
     start_time,
 )
 
-KINDS = (KIND_PROCESSING, KIND_TRAINING)
+KINDS = (KIND_PROCESSING, KIND_TRAINING, KIND_TRANSFORM)
 SHUTDOWN_SLACK_SECONDS = 5.0  # on top of the stop grace: uploads of a job that just finished
 
 _RUNS: dict[tuple[str, str, str], Run] = {}
@@ -67,9 +69,19 @@ def _shutdown_everything() -> None:
     forkserver.shutdown()
 
 
-def submit(cloud: Any, kind: str, doc: dict[str, Any]) -> None:
-    """Store the new job (``metadata.AlreadyExists`` if the name is taken) and start it."""
+def submit(
+    cloud: Any,
+    kind: str,
+    doc: dict[str, Any],
+    make_run: Callable[[dict[str, Any]], Run] | None = None,
+) -> None:
+    """Store the new job (``metadata.AlreadyExists`` if the name is taken) and start it.
+
+    ``make_run(stored doc)`` builds its Run; by default a processing or training job's.
+    """
     run_cls = TrainingRun if kind == KIND_TRAINING else ProcessingRun
+    if make_run is None:
+        make_run = lambda stored: run_cls(cloud, kind, stored["Name"], stored["Request"])  # noqa: E731
     key = _key(cloud, kind, doc["Name"])
     doc = {**doc, "OwnerPid": os.getpid(), "OwnerStartTime": start_time(os.getpid())}
     _install_atexit()
@@ -77,7 +89,7 @@ def submit(cloud: Any, kind: str, doc: dict[str, Any]) -> None:
         if key in _RUNS:
             raise AlreadyExists(f"{kind} {doc['Name']}")
         cloud.metadata.create(kind, doc["Name"], doc)
-        run = run_cls(cloud, kind, doc["Name"], doc["Request"])
+        run = make_run(doc)
         _RUNS[key] = run
     threading.Thread(
         target=_run, args=(key, run), name=f"sagemaker-job-{doc['Name']}", daemon=True

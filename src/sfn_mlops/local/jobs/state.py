@@ -14,6 +14,7 @@ from typing import Any
 
 KIND_PROCESSING = "sagemaker:processing-job"
 KIND_TRAINING = "sagemaker:training-job"
+KIND_TRANSFORM = "sagemaker:transform-job"
 
 FAILURE_REASON_LIMIT = 1024  # SageMaker truncates FailureReason and ExitMessage at 1 KB.
 DEFAULT_MAX_RUNTIME = 86400  # SageMaker's default StoppingCondition: one day
@@ -64,6 +65,12 @@ WORDING = {
         transitions=False,
         running="Processing container started. Processing in progress.",
         uploading="Uploading processing outputs",
+    ),
+    KIND_TRANSFORM: Wording(
+        "transform",
+        transitions=False,  # DescribeTransformJob has no SecondaryStatus
+        running="Transform container started. Transforming the input data.",
+        uploading="Uploading the transformed data",
     ),
 }
 

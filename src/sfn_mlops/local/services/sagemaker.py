@@ -23,6 +23,8 @@ from sfn_mlops.local.images import CLARIFY, runtime_for
 from sfn_mlops.local.metadata import AlreadyExists
 from sfn_mlops.local.services.sagemaker_hosting import HostingMixin
 from sfn_mlops.local.services.sagemaker_registry import RegistryMixin
+from sfn_mlops.local.services.sagemaker_transform import TransformMixin
+from sfn_mlops.local.services.sagemaker_tuning import TuningMixin
 from sfn_mlops.local.shapes import timestamp
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -259,7 +261,7 @@ def _drop_none(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if value is not None}
 
 
-class SageMaker(RegistryMixin, HostingMixin):
+class SageMaker(RegistryMixin, HostingMixin, TransformMixin, TuningMixin):
     def __init__(self, cloud: Any) -> None:
         self.cloud = cloud
 
@@ -388,6 +390,7 @@ class SageMaker(RegistryMixin, HostingMixin):
             TrainingTimeInSeconds=seconds,
             BillableTimeInSeconds=seconds,
         )
+        result.update(self._tuning_fields(doc))  # TuningJobArn, FinalMetricDataList
         return _drop_none(result)
 
     def stop_training_job(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -396,6 +396,7 @@ _JOB_KEYS = {
     "stop_training_job": "TrainingJobName",
     "stop_processing_job": "ProcessingJobName",
     "stop_transform_job": "TransformJobName",
+    "stop_hyper_parameter_tuning_job": "HyperParameterTuningJobName",
 }
 
 
