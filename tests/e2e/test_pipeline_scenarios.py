@@ -27,7 +27,8 @@ pytestmark = pytest.mark.e2e
 
 HAPPY, GATE, CRASH, RETRY = "happy-path", "gate-fails", "training-crash", "retry-succeeds"
 STATES_TO_GATE = [
-    *("PrepareRun", "Preprocess", "Train", "FindChampion", "Evaluate", "ReadEvaluation"),
+    *("PrepareRun", "Preprocess", "TuningEnabled", "Train", "FindChampion", "Evaluate"),
+    "ReadEvaluation",
     *("ChampionGate", "QualityGate"),
 ]
 #: Without Clarify (retry scenario: `clarify.enabled=false` keeps it short).
@@ -291,6 +292,7 @@ def test_training_crash_is_caught_with_the_scripts_failure_reason(
     assert aws.entered_states(CRASH) == [
         "PrepareRun",
         "Preprocess",
+        "TuningEnabled",
         "Train",
         "NotifyFailure",
         "PipelineFailed",
