@@ -271,11 +271,6 @@ def _numeric_csv(body: bytes) -> Any:
 
 
 def _csv_output(prediction: Any, accept: str) -> tuple[str, str]:
-    import numpy as np
-
-    vector = isinstance(prediction, np.ndarray) and prediction.ndim == 1
-    if vector and prediction.dtype == np.float32:  # numpy's cast writes str() of each value
-        return "\n".join(prediction.astype(str).tolist()) + "\n", "text/csv"
     return "\n".join(str(v) for v in prediction) + "\n", "text/csv"
 
 
