@@ -422,6 +422,10 @@ def test_after_a_restart_endpoints_serve_again_and_an_interrupted_update_rolls_b
     assert (steady["EndpointStatus"], "FailureReason" in steady) == ("InService", False)
     assert (moving["EndpointStatus"], moving["EndpointConfigName"]) == ("InService", "cfg-1")
     assert "rolled back" in moving["FailureReason"]
+    # "steady" stays InService while it is served again: wait for its recovery to serve it.
+    deadline = time.monotonic() + 10
+    while not (host.tables("moving") and host.tables("steady")) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert sorted(host.tables("moving") + host.tables("steady")) == [
         [("cfg-1#1", (("A", 1.0),), 1.0)],
         [("cfg-1#1", (("A", 1.0),), 1.0)],
