@@ -30,12 +30,11 @@ from state_machines.training_pipeline import (
     LAMBDA_INVOKE,
     LAMBDA_TRANSIENT_ERRORS,
     SAGEMAKER_TRANSIENT_ERRORS,
-    SNS_PUBLISH,
-    SNS_TRANSIENT_ERRORS,
     Fail,
     Graph,
     Task,
     generate,
+    notify_failure,
     steps,
     transient_retry,
 )
@@ -156,32 +155,13 @@ def publish_output() -> Task:
     )
 
 
-def notify_failure(batch_failed: steps.State) -> Task:
-    notify = Task(
-        "NotifyFailure",
-        resource=SNS_PUBLISH,
-        parameters={
-            "TopicArn": "${FailureTopicArn}",
-            "Subject": "sfn-mlops batch inference failed",
-            "Message": {
-                "execution.$": "$$.Execution.Id",
-                "error.$": "$.error.Error",
-                "cause.$": "$.error.Cause",
-            },
-        },
-        result_path=None,
-        retry=transient_retry(SNS_TRANSIENT_ERRORS),
-        catch=steps.Catch(error_equals=["States.ALL"], result_path=None, next_step=batch_failed),
-    )
-    notify.next(batch_failed)
-    return notify
-
-
 def build_definition() -> dict[str, Any]:
     """The batch state machine as an Amazon States Language dict."""
     failed = Fail("BatchFailed", error_path="$.error.Error", cause_path="$.error.Cause")
     on_error = steps.Catch(
-        error_equals=["States.ALL"], result_path="$.error", next_step=notify_failure(failed)
+        error_equals=["States.ALL"],
+        result_path="$.error",
+        next_step=notify_failure(failed, "sfn-mlops batch inference failed"),
     )
     tasks = [find_model(), create_batch_model(), transform(), publish_output()]
     for task in tasks:

@@ -927,13 +927,16 @@ def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice
     return ready
 
 
-def notify_failure(pipeline_failed: steps.State) -> Task:
+def notify_failure(
+    pipeline_failed: steps.State, subject: str = "sfn-mlops pipeline failed"
+) -> Task:
+    """Publishes the caught error to the failure topic, then ends in ``pipeline_failed``."""
     notify = Task(
         "NotifyFailure",
         resource=SNS_PUBLISH,
         parameters={
             "TopicArn": "${FailureTopicArn}",
-            "Subject": "sfn-mlops pipeline failed",
+            "Subject": subject,
             "Message": {
                 "execution.$": "$$.Execution.Id",
                 "error.$": "$.error.Error",
