@@ -147,7 +147,11 @@ def publish_output() -> Task:
         comment="Copies the predictions to the destination: a failed job leaves nothing there.",
         parameters={
             "FunctionName": "${PublishBatchOutputFunctionArn}",
-            "Payload": {"source.$": "$.batch.output", "destination.$": "$.destination_uri"},
+            "Payload": {
+                "source.$": "$.batch.output",
+                "destination.$": "$.destination_uri",
+                "execution.$": "$$.Execution.Name",
+            },
         },
         result_selector={"objects.$": "$.Payload.objects", "outputs.$": "$.Payload.outputs"},
         result_path="$.published",

@@ -58,6 +58,8 @@ PLACEHOLDERS = frozenset(
         "DeployModelFunctionArn",
         "FindChampionFunctionArn",
         "WaitForApprovalFunctionArn",
+        "ModelMonitorImageUri",
+        "SetUpMonitoringFunctionArn",
     }
 )
 
@@ -104,7 +106,7 @@ SNS_TRANSIENT_ERRORS = ["SNS.ThrottledException", "SNS.InternalErrorException"]
 PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
 PROCESSING_DATA_DIR = "/opt/ml/processing/input/data"
 PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
-PROCESSING_OUTPUTS = ("train", "validation", "test", "schema")
+PROCESSING_OUTPUTS = ("train", "validation", "test", "schema", "baseline")
 VOLUME_SIZE_GB = 30
 
 
@@ -268,6 +270,8 @@ def prepare_run() -> steps.Pass:
                 "model.$": "States.Format('{}-model', $$.Execution.Name)",
                 "bias.$": "States.Format('{}-bias', $$.Execution.Name)",
                 "explainability.$": "States.Format('{}-explain', $$.Execution.Name)",
+                "data_baseline.$": "States.Format('{}-dq-base', $$.Execution.Name)",
+                "quality_baseline.$": "States.Format('{}-mq-base', $$.Execution.Name)",
             },
             "prefix.$": "States.Format('s3://${ArtifactBucket}/runs/{}', $$.Execution.Name)",
             # SageMaker script mode reads these two hyperparameters JSON-encoded.
@@ -927,6 +931,127 @@ def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice
     return ready
 
 
+# Model Monitor's analyzer container reads its settings from the environment and these folders.
+MONITOR_INPUT_DIR = "/opt/ml/processing/input/baseline_dataset_input"
+MONITOR_OUTPUT_DIR = "/opt/ml/processing/output"
+MONITOR_CSV_FORMAT = json.dumps({"csv": {"header": True, "output_columns_position": "START"}})
+#: The columns of the evaluation's model_quality_baseline.csv (containers/evaluation).
+QUALITY_COLUMNS = {
+    "inference_attribute": "prediction",
+    "probability_attribute": "probability",
+    "ground_truth_attribute": "label",
+}
+
+
+def monitoring_wanted(baselines: steps.State, deployed: steps.State) -> steps.Choice:
+    choice = steps.Choice(
+        "MonitoringWanted", comment="Sets Model Monitor up on the endpoint when monitoring is on."
+    )
+    choice.add_choice(ChoiceRule.BooleanEquals("$.config.monitoring.enabled", True), baselines)
+    choice.default_choice(deployed)
+    return choice
+
+
+def _baseline_job(
+    state_id: str, job_name: str, dataset: str, output: str, environment: dict[str, str]
+) -> Task:
+    """A Model Monitor baseline: the analyzer image suggests statistics and constraints."""
+    return Task(
+        state_id,
+        resource=PROCESSING_JOB_SYNC,
+        parameters={
+            "ProcessingJobName.$": f"$.run.job_names.{job_name}",
+            "AppSpecification": {"ImageUri": "${ModelMonitorImageUri}"},
+            "Environment": {
+                "dataset_format": MONITOR_CSV_FORMAT,
+                "dataset_source": MONITOR_INPUT_DIR,
+                "output_path": MONITOR_OUTPUT_DIR,
+                "publish_cloudwatch_metrics": "Disabled",
+                **environment,
+            },
+            "ProcessingInputs": [
+                _s3_input(
+                    "baseline_dataset_input", MONITOR_INPUT_DIR, {"S3Uri.$": _run_path(dataset)}
+                )
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [_s3_output("monitoring_output", MONITOR_OUTPUT_DIR, _run_path(output))]
+            },
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCount": 1,
+                    "InstanceType.$": "$.config.instance_type",
+                    "VolumeSizeInGB": VOLUME_SIZE_GB,
+                }
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.max_runtime_seconds"},
+            "RoleArn": "${SageMakerRoleArn}",
+        },
+        result_path=None,
+        retry=transient_retry(SAGEMAKER_TRANSIENT_ERRORS),
+    )
+
+
+def baselines() -> steps.Parallel:
+    """The data-quality baseline of the training features and, with model quality on, the
+    model-quality baseline of the test set's predictions, side by side."""
+    parallel = steps.Parallel(
+        "Baselines", comment="Model Monitor's baselines, in parallel.", result_path=None
+    )
+    parallel.add_branch(
+        _baseline_job(
+            "DataQualityBaseline",
+            "data_baseline",
+            "processing/baseline/",
+            "monitoring/data-quality",
+            {},
+        )  # fmt: skip
+    )
+    quality = _baseline_job(
+        "ModelQualityBaseline",
+        "quality_baseline",
+        "evaluation/model_quality_baseline.csv",
+        "monitoring/model-quality",
+        {
+            "analysis_type": "MODEL_QUALITY",
+            "problem_type.$": "$.config.monitoring.model_quality.problem_type",
+            "probability_threshold_attribute": "0.5",
+            **QUALITY_COLUMNS,
+        },
+    )
+    wanted = steps.Choice("ModelQualityWanted")
+    wanted.add_choice(
+        ChoiceRule.BooleanEquals("$.config.monitoring.model_quality.enabled", True), quality
+    )
+    wanted.default_choice(steps.Pass("NoModelQualityBaseline"))
+    parallel.add_branch(wanted)
+    return parallel
+
+
+def set_up_monitoring() -> Task:
+    return Task(
+        "SetUpMonitoring",
+        resource=LAMBDA_INVOKE,
+        comment="Points the endpoint's monitoring schedules at the new baselines, and makes "
+        "the alarms that start a retraining.",
+        parameters={
+            "FunctionName": "${SetUpMonitoringFunctionArn}",
+            "Payload": {
+                "endpoint_name.$": "$.deployment.EndpointName",
+                "run_name.$": "$$.Execution.Name",
+                "baseline_uri.$": _run_path("monitoring"),
+                "settings.$": "$.config.monitoring",
+                "image_uri": "${ModelMonitorImageUri}",
+                "role_arn": "${SageMakerRoleArn}",
+                "bucket": "${ArtifactBucket}",
+            },
+        },
+        result_selector={"schedules.$": "$.Payload.schedules", "alarms.$": "$.Payload.alarms"},
+        result_path="$.monitoring",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
 def notify_failure(
     pipeline_failed: steps.State, subject: str = "sfn-mlops pipeline failed"
 ) -> Task:
@@ -970,10 +1095,13 @@ def build_definition() -> dict[str, Any]:
     register_rejected = register_model("RegisterRejectedModel", rejected=True)
     wait = wait_for_approval()
     release_tasks = [register, register_rejected, wait, deploy, describe]
-    for task in [*tasks, model, *clarify_tasks, *release_tasks]:
+    monitor_tasks = [baselines(), set_up_monitoring()]
+    for task in [*tasks, model, *clarify_tasks, *release_tasks, *monitor_tasks]:
         task.add_catch(on_error)
 
-    describe.next(endpoint_ready(deployed=steps.Succeed("ModelDeployed"), describe=describe))
+    deployed = steps.Succeed("ModelDeployed")
+    monitored = monitoring_wanted(steps.Chain([*monitor_tasks, deployed]), deployed)
+    describe.next(endpoint_ready(deployed=monitored, describe=describe))
     deployment = deployment_wanted(
         deploy=steps.Chain([deploy, describe]), registered=steps.Succeed("ModelRegistered")
     )
@@ -1017,7 +1145,7 @@ def build_definition() -> dict[str, Any]:
             "beside the production model, keep the production model unless the new one beats "
             "it, gate on the evaluation metric, then create the model, check it for bias and "
             "explain it with SageMaker Clarify, gate on the bias metrics, register it in the "
-            "Model Registry and deploy it to the real-time endpoint."
+            "Model Registry, deploy it to the real-time endpoint and set Model Monitor up on it."
         ),
     )
     return graph.to_dict()

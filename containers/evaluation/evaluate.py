@@ -27,6 +27,7 @@ BOOTSTRAP_RESAMPLES = 20
 BOOTSTRAP_MAX_ROWS = 100_000  # each resample draws at most this many rows, so 1M rows stays fast
 BOOTSTRAP_SEED = 0
 EPSILON = 1e-15  # probability clip for log loss, as scikit-learn does
+MODEL_QUALITY_BASELINE = "model_quality_baseline.csv"  # Model Monitor's baseline data set
 REPORT_KEYS = {
     "regression": "regression_metrics",
     "binary": "binary_classification_metrics",
@@ -193,6 +194,32 @@ def metrics_report(
     return {REPORT_KEYS[problem_type]: section, "dataset": {"rows": int(y.size)}}
 
 
+def write_model_quality_baseline(
+    path: str, problem_type: str, y: np.ndarray, prediction: np.ndarray
+) -> None:
+    """The Model Monitor model quality baseline data set: a CSV with a header of the test rows'
+    `prediction`, `probability` (binary only: P(positive), the value the endpoint returns) and
+    `label` (the class code, or the target value). Values are the endpoint's float32 texts, and
+    classes are picked as evaluation picks them (P >= 0.5; the largest probability)."""
+    texts = prediction.astype(np.float32).astype(str)
+    if problem_type == "binary":
+        labels = (prediction >= 0.5).astype(np.int64).astype(str)
+        columns = {"prediction": labels, "probability": texts, "label": _codes(y)}
+    elif problem_type == "multiclass":
+        columns = {"prediction": np.argmax(prediction, axis=1).astype(str), "label": _codes(y)}
+    else:
+        columns = {"prediction": texts, "label": y.astype(str)}
+    rows = zip(*columns.values(), strict=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(",".join(columns) + "\n")
+        handle.writelines(",".join(row) + "\n" for row in rows)
+
+
+def _codes(y: np.ndarray) -> np.ndarray:
+    return y.astype(np.int64).astype(str)
+
+
 def split_metrics(problem_type: str, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """The metric values on a training or validation split (no bootstrap: they only feed the
     train/test gap, which compares values)."""
@@ -270,7 +297,8 @@ def evaluate(
     champion_dir: str | None = None,
     split_paths: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Score the model on the test CSV and write evaluation.json; return the report.
+    """Score the model on the test CSV and write evaluation.json and the model quality
+    baseline data set (model_quality_baseline.csv); return the report.
 
     With a champion (the production model's archive in `champion_dir`), it is scored on the
     same rows and its metrics go under `champion`, so the gate compares like with like. The
@@ -285,6 +313,9 @@ def evaluate(
         raise UserError(f"test data {test_path} has no rows")
     prediction = predict(booster, schema, x)
     report = metrics_report(schema["problem_type"], y, prediction)
+    write_model_quality_baseline(
+        os.path.join(output_dir, MODEL_QUALITY_BASELINE), schema["problem_type"], y, prediction
+    )
     splits = {}
     for split, path in (split_paths or {}).items():
         y_split, x_split = jobkit.read_target_first_csv(path)

@@ -4,7 +4,9 @@ Reads one CSV/Parquet file or a folder of them, checks the data against the pipe
 (every problem is a UserError that names the column or value), encodes categoricals and
 classification labels as integer codes, and writes SageMaker's built-in XGBoost CSV layout
 (target first, no header, empty field for missing) plus a schema.json that later jobs and the
-endpoint use to decode. Runs in a SageMaker Processing job; every path is an argument.
+endpoint use to decode, and the training rows' raw features with a header (baseline/), the
+data the Model Monitor baseline describes. Runs in a SageMaker Processing job; every path is an
+argument.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ ENV_DELIMITER = "SFN_MLOPS_CSV_DELIMITER"  # optional: the CLI detects it (defau
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 SPLITS = ("train", "validation", "test")
+BASELINE_FILE = "baseline.csv"  # under <output>/baseline/: the monitoring baseline's data
 # XGBoost rejects feature names with these characters; catch it here, before training.
 FORBIDDEN_NAME_CHARS = ("[", "]", "<", ",")
 SHOW = 5  # how many offending values or rows a message lists
@@ -445,6 +448,14 @@ def write_split(path: str, columns: Sequence[np.ndarray], rows: np.ndarray) -> N
     pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(include_header=False))
 
 
+def write_baseline(path: str, features: pd.DataFrame, rows: np.ndarray) -> None:
+    """The training rows' features as the endpoint receives them (raw values, the schema's
+    order) with a header: the data Model Monitor's baseline describes."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    table = pa.Table.from_pandas(features.iloc[rows], preserve_index=False)
+    pacsv.write_csv(table, path)
+
+
 def preprocess(
     *,
     input_dir: str,
@@ -477,6 +488,11 @@ def preprocess(
             order[start : start + sizes[name]],
         )
         start += sizes[name]
+    write_baseline(
+        os.path.join(output_dir, "baseline", BASELINE_FILE),
+        data[schema["features"]],
+        order[: sizes["train"]],
+    )
     schema["rows"] = sizes
     jobkit.write_json(os.path.join(output_dir, "schema", jobkit.SCHEMA_FILE), schema)
     print(

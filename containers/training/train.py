@@ -115,9 +115,7 @@ def resolve_hyperparameters(
 ) -> tuple[dict[str, Any], int, int | None]:
     """Turn string hyperparameters into xgboost params, num_round and early_stopping_rounds."""
     params = {
-        key: _number(value)
-        for key, value in hyperparameters.items()
-        if not _platform_key(key)
+        key: _number(value) for key, value in hyperparameters.items() if not _platform_key(key)
     }
     if "num_round" not in params:
         raise UserError(

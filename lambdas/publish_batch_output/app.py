@@ -1,7 +1,8 @@
 """Publishes a batch's predictions at the destination once the transform job has succeeded.
 
-Invoked by the batch state machine's `PublishOutput` Task with the job's output prefix and the
-destination; returns how many objects were copied and (up to 100 of) their URIs.
+Invoked by the batch state machine's `PublishOutput` Task with the job's output prefix, the
+destination and the execution's name; returns how many objects were copied and (up to 100 of)
+their URIs.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ class PublishEvent(BaseModel):
 
     source: str = Field(pattern=r"^s3://[^/]+/.+")
     destination: str = Field(pattern=r"^s3://[^/]+(/.*)?$")
+    execution: str = ""  # the execution's name, for a destination holding {execution}
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @event_parser(model=PublishEvent)
 def lambda_handler(event: PublishEvent, context: LambdaContext) -> dict[str, Any]:
-    result = publish.publish(get_s3_client(), event.source, event.destination)
+    result = publish.publish(get_s3_client(), event.source, event.destination, event.execution)
     logger.info("published", extra={"objects": result["objects"]})
     return result

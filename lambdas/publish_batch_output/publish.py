@@ -1,12 +1,16 @@
 """A batch's predictions reach their destination only when the transform job has succeeded.
 
 The transform job writes under the run's own prefix; this copies each object to the
-destination prefix (server-side), so a failed job leaves nothing half-written there.
+destination prefix (server-side), so a failed job leaves nothing half-written there. A
+destination holding ``{execution}`` gets the execution's name there: a scheduled batch, whose
+input never changes, writes each run under a prefix of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+EXECUTION_PLACEHOLDER = "{execution}"
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -17,8 +21,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def publish(s3: Any, source: str, destination: str) -> dict[str, Any]:
+def publish(s3: Any, source: str, destination: str, execution: str = "") -> dict[str, Any]:
     """Copy every object under ``source`` to the same relative key under ``destination``."""
+    destination = destination.replace(EXECUTION_PLACEHOLDER, execution)
     source_bucket, source_prefix = parse_s3_uri(source.rstrip("/") + "/")
     bucket, prefix = parse_s3_uri(destination)
     prefix = prefix.rstrip("/") + "/" if prefix else ""

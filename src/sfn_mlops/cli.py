@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sfn_mlops import batch_cli, hosting_cli, settings
+from sfn_mlops import batch_cli, demo, hosting_cli, monitor_cli, settings
 from sfn_mlops.batch import BatchError
 from sfn_mlops.config import ConfigError, PipelineConfig, load_config
 from sfn_mlops.data import LocalData, stage_data
 from sfn_mlops.follow import follow_timeout
 from sfn_mlops.hosting_cli import HostingError
 from sfn_mlops.local.control import ServiceError
+from sfn_mlops.monitor_cli import MonitorError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -643,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(handler=cmd_local)
     hosting_cli.add_commands(commands, common, _connect)
     batch_cli.add_command(commands, common, _connect)
+    monitor_cli.add_command(commands, common, _connect)
+    demo.add_command(commands, common, _connect)
     return parser
 
 
@@ -654,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (
-        ConfigError, CliError, ServiceError, FileNotFoundError, HostingError, BatchError
+        ConfigError, CliError, ServiceError, FileNotFoundError, HostingError, BatchError,
+        MonitorError,
     ) as err:  # fmt: skip
         print(f"sfn-mlops: error: {err}", file=sys.stderr)
         return EXIT_USAGE

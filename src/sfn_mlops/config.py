@@ -217,6 +217,48 @@ class DeploymentConfig(_Strict):
     timeout_seconds: int = Field(3600, ge=60, le=86400)  # then the execution fails
 
 
+#: SageMaker accepts hourly schedules, every N hours, or daily, always on the hour.
+MONITORING_SCHEDULE = r"^cron\(0 (\*|\*/([1-9]|1[0-9]|2[0-3])|([0-9]|1[0-9]|2[0-3])) \? \* \* \*\)$"
+#: Model quality metrics (Model Monitor's names) and whether a larger value is worse.
+QUALITY_METRICS: dict[str, dict[str, bool]] = {
+    "regression": {"rmse": True, "mae": True, "mse": True, "r2": False},
+    "binary": {"f1": False, "accuracy": False, "precision": False, "recall": False, "auc": False},
+    "multiclass": {"accuracy": False, "weighted_f1": False},
+}
+MONITOR_PROBLEM_TYPES = {
+    "regression": "Regression",
+    "binary": "BinaryClassification",
+    "multiclass": "MulticlassClassification",
+}
+
+
+class ModelQualityMonitorConfig(_Strict):
+    """Concept drift: predictions joined with the ground truth users upload, scored."""
+
+    enabled: bool = True
+    metric: str | None = None  # default: rmse, f1 or accuracy by problem type
+    # The alarm's limit; default: the baseline's value made worse by ``tolerance``.
+    threshold: float | None = None
+    tolerance: float = Field(0.2, ge=0, le=10)
+
+
+class MonitoringConfig(_Strict):
+    """Model Monitor on the endpoint, and the alarms that start a retraining."""
+
+    enabled: bool | None = None  # default: on when the model is deployed with data capture
+    schedule: str = Field("cron(0 * ? * * *)", pattern=MONITORING_SCHEDULE)
+    # A feature drifts when the distance between its baseline and current distributions
+    # passes this (Model Monitor's comparison_threshold).
+    drift_threshold: float = Field(0.1, gt=0, le=1)
+    # The alarms look at the newest monitoring result: periods of this length, of which
+    # ``datapoints_to_alarm`` out of ``evaluation_periods`` must breach.
+    alarm_period_seconds: int = Field(60, ge=60, le=86400, multiple_of=60)
+    evaluation_periods: int = Field(1, ge=1, le=24)
+    datapoints_to_alarm: int | None = Field(None, ge=1, le=24)
+    retrain_on_alarm: bool = True
+    model_quality: ModelQualityMonitorConfig = Field(default_factory=ModelQualityMonitorConfig)
+
+
 class PipelineConfig(_Strict):
     data: str = Field(
         EXAMPLE_DATASET,
@@ -237,6 +279,7 @@ class PipelineConfig(_Strict):
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     # A hyperparameter tuning job instead of one training job (sfn_mlops.tuning).
     tuning: TuningConfig | None = None
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -383,7 +426,57 @@ class PipelineConfig(_Strict):
                 "registry": self.registry.model_dump(),
                 "deployment": self.deployment_input(),
                 "tuning": self.tuning_input(),
+                "monitoring": self.monitoring_input(),
             }
+        }
+
+    def monitoring_input(self) -> dict[str, Any]:
+        """Model Monitor's settings; on by default when the model is deployed and captured."""
+        monitoring, deployment = self.monitoring, self.deployment
+        served = deployment.enabled and deployment.data_capture.enabled
+        if monitoring.enabled and not served:
+            raise ConfigError(
+                "monitoring.enabled needs deployment.enabled and "
+                "deployment.data_capture.enabled: Model Monitor reads the endpoint's capture"
+            )
+        if not (served if monitoring.enabled is None else monitoring.enabled):
+            return {"enabled": False}
+        periods = monitoring.evaluation_periods
+        datapoints = monitoring.datapoints_to_alarm or periods
+        if datapoints > periods:
+            raise ConfigError(
+                f"monitoring.datapoints_to_alarm ({datapoints}) must be at most "
+                f"monitoring.evaluation_periods ({periods})"
+            )
+        return {
+            "enabled": True,
+            "schedule": monitoring.schedule,
+            "drift_threshold": monitoring.drift_threshold,
+            "alarm_period_seconds": monitoring.alarm_period_seconds,
+            "evaluation_periods": periods,
+            "datapoints_to_alarm": datapoints,
+            "retrain_on_alarm": monitoring.retrain_on_alarm,
+            "model_quality": self._model_quality_input(),
+        }
+
+    def _model_quality_input(self) -> dict[str, Any]:
+        quality = self.monitoring.model_quality
+        if not quality.enabled:
+            return {"enabled": False}
+        metrics = QUALITY_METRICS[self.problem_type]
+        metric = quality.metric or next(iter(metrics))
+        if metric not in metrics:
+            raise ConfigError(
+                f"monitoring.model_quality.metric {metric!r} is not a {self.problem_type} "
+                f"metric of Model Monitor; choose one of {', '.join(metrics)}"
+            )
+        return {
+            "enabled": True,
+            "problem_type": MONITOR_PROBLEM_TYPES[self.problem_type],
+            "metric": metric,
+            "higher_is_worse": metrics[metric],
+            "threshold": quality.threshold,
+            "tolerance": quality.tolerance,
         }
 
     def tuning_input(self) -> dict[str, Any]:

@@ -145,11 +145,22 @@ class Stack:
         self.conditions: dict[str, bool] = {}
         for name, expression in template.get("Conditions", {}).items():
             self.conditions[name] = bool(self.resolve(expression))
+        self._check_rules(template.get("Rules", {}))
         self._provided: dict[str, dict[str, str]] = {}
         self._owners: dict[str, Owner] = {}
         for logical_id, resource in self.resources.items():
             for attribute, value in self._values(logical_id).items():
                 self._owners.setdefault(value, Owner(logical_id, resource["Type"], attribute))
+
+    def _check_rules(self, rules: dict[str, Any]) -> None:
+        """The template's Rules: an assertion that fails stops the deploy with its description."""
+        for name, rule in rules.items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self.resolve(assertion["Assert"]):
+                    description = assertion.get("AssertDescription", "an assertion failed")
+                    raise Unresolved(f"template rule {name}: {description}")
 
     def provide(self, logical_id: str, attributes: dict[str, str]) -> None:
         """The attributes a custom resource answered with (its `Data`), for `!GetAtt`."""
@@ -258,7 +269,23 @@ def _parameter_values(declared: dict[str, Any], given: dict[str, str]) -> dict[s
     unknown = sorted(set(given) - set(declared))
     if unknown:
         raise Unresolved(f"unknown parameter(s) {unknown}; declared: {sorted(declared)}")
-    return {name: given.get(name, spec.get("Default", "")) for name, spec in declared.items()}
+    values = {name: given.get(name, spec.get("Default", "")) for name, spec in declared.items()}
+    for name, value in values.items():
+        _check_parameter(name, str(value), declared[name])
+    return values
+
+
+def _check_parameter(name: str, value: str, spec: dict[str, Any]) -> None:
+    """CloudFormation's own checks of a parameter value (AllowedValues, AllowedPattern)."""
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(v) for v in allowed]:
+        raise Unresolved(
+            f"Parameter '{name}' must be one of AllowedValues {allowed}, not {value!r}"
+        )
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        hint = spec.get("ConstraintDescription") or f"the pattern {pattern}"
+        raise Unresolved(f"Parameter '{name}' failed to satisfy constraint: {hint} ({value!r})")
 
 
 def _get_att(stack: Stack, argument: Any) -> str:

@@ -104,13 +104,14 @@ class StateMachineSpec:
 
 @dataclass(frozen=True)
 class EventRuleSpec:
-    """A function's EventBridge event source as SAM makes it: a rule targeting the function."""
+    """A function's or state machine's EventBridge event source as SAM makes it: a rule whose
+    target is that function (invoked) or state machine (an execution started)."""
 
-    name: str  # SAM's logical id for the rule: <function logical id><event id>
+    name: str  # SAM's logical id for the rule: <resource logical id><event id>
     pattern: dict[str, Any] | None  # EventBridgeRule / CloudWatchEvent
     schedule: str | None  # Schedule
     enabled: bool
-    function_arn: str
+    target_arn: str
     target_id: str
     input: str | None
     input_path: str | None
@@ -193,18 +194,29 @@ class LocalStack:
         return specs
 
     def event_rules(self) -> list[EventRuleSpec]:
-        """The rules SAM makes of the functions' ``Events`` (EventBridgeRule, CloudWatchEvent,
-        Schedule); other event source types are an error, not silently dropped."""
+        """The rules SAM makes of the functions' and state machines' ``Events``
+        (EventBridgeRule, CloudWatchEvent, Schedule); other event source types are an error,
+        not silently dropped."""
+        targets = [(f.logical_id, f.arn, "LambdaTarget") for f in self.functions()]
+        targets += [(m.logical_id, m.arn, "StepFunctionsTarget") for m in self.state_machines()]
         rules = []
-        for function in self.functions():
-            events = self.resources[function.logical_id]["Properties"].get("Events") or {}
+        for logical_id, arn, target_suffix in targets:
+            events = self.resources[logical_id]["Properties"].get("Events") or {}
             for event_id, event in events.items():
-                where = f"Resources.{function.logical_id}.Properties.Events.{event_id}"
-                rules.append(self._event_rule(function, event_id, event, where))
+                where = f"Resources.{logical_id}.Properties.Events.{event_id}"
+                rules.append(
+                    self._event_rule(logical_id, arn, target_suffix, event_id, event, where)
+                )
         return rules
 
     def _event_rule(
-        self, function: FunctionSpec, event_id: str, event: dict[str, Any], where: str
+        self,
+        logical_id: str,
+        target_arn: str,
+        target_suffix: str,
+        event_id: str,
+        event: dict[str, Any],
+        where: str,
     ) -> EventRuleSpec:
         kind = event.get("Type")
         props = self.resolve(event.get("Properties", {}), where)
@@ -217,14 +229,14 @@ class LocalStack:
         if unknown:
             raise TemplateError(f"{self.path}: {where}: not emulated locally: {unknown}")
         state = props.get("State", "DISABLED" if props.get("Enabled") is False else "ENABLED")
-        name = f"{function.logical_id}{event_id}"
+        name = f"{logical_id}{event_id}"
         return EventRuleSpec(
             name=props.get("Name") or props.get("RuleName") or name,
             pattern=props.get("Pattern"),
             schedule=props.get("Schedule"),
             enabled=state == "ENABLED",
-            function_arn=function.arn,
-            target_id=(props.get("Target") or {}).get("Id") or f"{name}LambdaTarget",
+            target_arn=target_arn,
+            target_id=(props.get("Target") or {}).get("Id") or f"{name}{target_suffix}",
             input=props.get("Input"),
             input_path=props.get("InputPath"),
         )

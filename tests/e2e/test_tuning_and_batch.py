@@ -48,8 +48,9 @@ def test_a_tuned_run_trains_every_job_and_its_best_model_goes_on(tuned: Any, aws
     output = json.loads(aws.describe(TUNED)["output"])
     assert output["steps"]["train"]["job_name"] == best["TrainingJobName"]
     evaluated = aws.sagemaker.describe_training_job(TrainingJobName=best["TrainingJobName"])
-    assert output["steps"]["train"]["model_artifacts"] == (
-        evaluated["ModelArtifacts"]["S3ModelArtifacts"]
+    assert (
+        output["steps"]["train"]["model_artifacts"]
+        == (evaluated["ModelArtifacts"]["S3ModelArtifacts"])
     )
     summary = tuned.summary(TUNED)
     assert f"Tuning {TUNED}-tune: 4 training jobs completed, 0 failed" in summary

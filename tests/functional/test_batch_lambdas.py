@@ -86,3 +86,15 @@ def test_publish_copies_every_prediction_file_under_the_destination(cloud: Local
     }
     body = s3.get_object(Bucket="results", Key="scored/sub/b.csv.out")["Body"].read()
     assert body == b"1,9.5\n"
+
+
+def test_a_scheduled_batch_publishes_under_its_executions_name(cloud: LocalCloud) -> None:
+    publish = _load("publish_batch_output", "publish")
+    s3 = boto3.client("s3")
+    for bucket in ("artifacts", "results"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="artifacts", Key="batches/b2/output/a.csv.out", Body=b"1,9.5\n")
+    result = publish.publish(
+        s3, "s3://artifacts/batches/b2/output/", "s3://results/nightly/{execution}/", "run-7"
+    )
+    assert result["outputs"] == ["s3://results/nightly/run-7/a.csv.out"]

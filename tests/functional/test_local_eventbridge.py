@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -242,6 +243,44 @@ def test_rate_schedule_fires_scheduled_events(cloud: LocalCloud, events: Any) ->
     assert len(published_messages(cloud)) == settled
 
 
+def test_cron_schedule_fires_at_its_times_in_scaled_time(cloud: LocalCloud, events: Any) -> None:
+    cloud.time_scale = 0.0001  # an hour of local time lasts 0.36 s
+    arn = topic()
+    events.put_rule(Name="hourly", ScheduleExpression="cron(0 * ? * * *)")
+    events.put_targets(Rule="hourly", Targets=[{"Id": "t", "Arn": arn}])
+    messages = eventually(lambda: len(published_messages(cloud)) >= 2 and published_messages(cloud))
+    times = [dt.datetime.fromisoformat(json.loads(m["Message"])["time"]) for m in messages[:2]]
+    assert (times[0].minute, times[0].second) == (0, 0)  # the cron time itself
+    assert times[1] - times[0] == dt.timedelta(hours=1)
+    assert times[0] - dt.datetime.now(dt.timezone.utc) < dt.timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "cron(0 12 * * ? *)",
+        "cron(15 10 ? * 6L 2026-2027)",
+        "cron(0 18 ? * MON-FRI *)",
+        "cron(0 8 1W * ? *)",
+        "cron(0/15 * ? * 3#2 *)",
+    ],
+)
+def test_valid_cron_expressions_are_stored(events: Any, expression: str) -> None:
+    events.put_rule(Name="c", ScheduleExpression=expression, State="DISABLED")
+    assert events.describe_rule(Name="c")["ScheduleExpression"] == expression
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["cron(0 12 ? * ? *)", "cron(60 * ? * * *)", "cron(0 * ? * 8 *)", "cron(0 12 * *)"],
+)
+def test_invalid_cron_is_aws_validation_error(events: Any, expression: str) -> None:
+    with pytest.raises(ClientError) as err:
+        events.put_rule(Name="c", ScheduleExpression=expression)
+    assert code_of(err) == "ValidationException"
+    assert err.value.response["Error"]["Message"] == "Parameter ScheduleExpression is not valid."
+
+
 def test_put_events_entry_errors(cloud: LocalCloud, events: Any) -> None:
     answer = events.put_events(
         Entries=[
@@ -275,7 +314,7 @@ def test_put_events_entry_errors(cloud: LocalCloud, events: Any) -> None:
         ),
         (lambda e: e.put_rule(Name="r", EventPattern="{nope"), "InvalidEventPatternException"),
         (
-            lambda e: e.put_rule(Name="r", ScheduleExpression="cron(0 12 * * ? *)"),
+            lambda e: e.put_rule(Name="r", ScheduleExpression="cron(0 12 * * * *)"),
             "ValidationException",
         ),
         (

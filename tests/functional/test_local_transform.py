@@ -400,8 +400,13 @@ def test_csv_jsonpath_index_outside_the_record_is_an_error() -> None:
             'Could not find model "arn:aws:sagemaker:us-east-1:123456789012:model/nope".',
         ),
         (
-            {"TransformInput": {"DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/empty/"}}}},  # fmt: skip
+            {
+                "TransformInput": {
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/empty/"}
+                    }
+                }
+            },  # fmt: skip
             "ValidationException",
             f'No S3 objects found under S3 URL "s3://{BUCKET}/empty/" given in input data source. '
             "Please ensure that the bucket exists in the selected region (us-east-1), that objects "
@@ -430,8 +435,10 @@ def test_csv_jsonpath_index_outside_the_record_is_an_error() -> None:
             "MaxConcurrentTransforms x MaxPayloadInMB (4 x 30 = 120) must not be greater",
         ),
         (
-            {"TransformInput": {"ContentType": "application/json"},
-             "DataProcessing": {"InputFilter": "$.features"}},  # fmt: skip
+            {
+                "TransformInput": {"ContentType": "application/json"},
+                "DataProcessing": {"InputFilter": "$.features"},
+            },  # fmt: skip
             "ValidationException",
             "DataProcessing.InputFilter '$.features' with ContentType 'application/json' (JSON "
             "data processing; text/csv is emulated) is not supported locally",

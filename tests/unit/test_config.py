@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from sfn_mlops.config import ConfigError, load_config
+from sfn_mlops.config import ConfigError, PipelineConfig, load_config
 
 
 def test_defaults_are_the_abalone_regression() -> None:
@@ -154,3 +157,49 @@ def test_clarify_columns_and_values_are_checked_against_the_data(tmp_path: Path)
     assert check(base, "clarify.group_variable=zone").startswith(
         "clarify.group_variable: column 'zone' is not in"
     )
+
+
+def test_monitoring_is_on_when_the_model_is_deployed_with_capture() -> None:
+    monitoring = PipelineConfig().execution_input("s3://b/d")["config"]["monitoring"]
+    assert monitoring["enabled"] is True
+    assert monitoring["schedule"] == "cron(0 * ? * * *)"
+    assert monitoring["model_quality"] == {
+        "enabled": True,
+        "problem_type": "Regression",
+        "metric": "rmse",
+        "higher_is_worse": True,
+        "threshold": None,
+        "tolerance": 0.2,
+    }
+    off = PipelineConfig(deployment={"data_capture": {"enabled": False}})
+    assert off.execution_input("s3://b/d")["config"]["monitoring"] == {"enabled": False}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"monitoring": {"enabled": True}, "deployment": {"enabled": False}},
+            "monitoring.enabled needs deployment.enabled",
+        ),
+        (
+            {"monitoring": {"model_quality": {"metric": "auc"}}},
+            "'auc' is not a regression metric of Model Monitor; choose one of rmse, mae",
+        ),
+        (
+            {"monitoring": {"evaluation_periods": 2, "datapoints_to_alarm": 3}},
+            "datapoints_to_alarm (3) must be at most monitoring.evaluation_periods (2)",
+        ),
+    ],
+)
+def test_monitoring_settings_that_cannot_work_are_named(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        PipelineConfig(**settings).execution_input("s3://b/d")
+
+
+def test_a_monitoring_schedule_must_be_one_sagemaker_accepts() -> None:
+    with pytest.raises(ValidationError, match="schedule"):
+        PipelineConfig(monitoring={"schedule": "cron(15 * ? * * *)"})
+    assert PipelineConfig(monitoring={"schedule": "cron(0 */6 ? * * *)"})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -172,9 +173,7 @@ def test_the_clarify_image_mapping_is_the_sagemaker_sdks_table() -> None:
     root = Path(__file__).resolve().parents[2]
     mapping = load(root / "template.yaml")["Mappings"]["ClarifyImage"]
     assert {region: row["Account"] for region, row in mapping.items()} == {
-        region: account
-        for region, account in config["registries"].items()
-        if "-iso" not in region
+        region: account for region, account in config["registries"].items() if "-iso" not in region
     }
 
 
@@ -187,7 +186,7 @@ def test_the_deployed_functions_and_state_machine_are_traced_with_xray() -> None
     resources = project.cfn["Resources"]
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
     machines = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
-    assert len(functions) == 11
+    assert len(functions) == 13
     for name, function in functions.items():
         assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
         role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
@@ -234,7 +233,7 @@ def test_function_events_become_rules_targeting_the_function(tmp_path: Path) -> 
         "source": ["aws.sagemaker"],
         "detail": {"ModelApprovalStatus": ["Approved"]},
     }
-    assert decided.function_arn == "arn:aws:lambda:us-east-1:123456789012:function:Fn"
+    assert decided.target_arn == "arn:aws:lambda:us-east-1:123456789012:function:Fn"
     assert (nightly.schedule, nightly.enabled, nightly.input) == (
         "rate(1 day)",
         False,
@@ -279,3 +278,103 @@ def test_the_configs_default_rollback_alarms_are_the_templates() -> None:
     assert default["rollback_alarms"] == list(STACK_ROLLBACK_ALARMS)
     other = load_config(None, ["deployment.endpoint_name=other"]).deployment_input()
     assert other["rollback_alarms"] == []  # the stack's alarms watch its own endpoint only
+
+
+def test_the_model_monitor_image_mapping_is_the_sagemaker_sdks_table() -> None:
+    """template.yaml's ModelMonitorImage mapping: the analyzer image's account per region."""
+    import json
+
+    import sagemaker
+
+    from sfn_mlops.template import load
+
+    table = Path(sagemaker.__file__).parent / "image_uri_config" / "model-monitor.json"
+    config = json.loads(table.read_text())["versions"][""]
+    assert config["repository"] == "sagemaker-model-monitor-analyzer"
+    root = Path(__file__).resolve().parents[2]
+    mapping = load(root / "template.yaml")["Mappings"]["ModelMonitorImage"]
+    assert {region: row["Account"] for region, row in mapping.items()} == {
+        region: account for region, account in config["registries"].items() if "-iso" not in region
+    }
+
+
+STATE_MACHINE_SCHEDULE = """
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Every:
+    Type: String
+    Default: rate(1 day)
+    AllowedPattern: "^(rate|cron)\\\\(.+\\\\)$"
+  Switch:
+    Type: String
+    Default: DISABLED
+    AllowedValues: [ENABLED, DISABLED]
+  Data:
+    Type: String
+    Default: ""
+Rules:
+  SwitchNeedsData:
+    RuleCondition: !Equals [!Ref Switch, ENABLED]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Data, ""]]
+        AssertDescription: A schedule needs Data.
+Resources:
+  Machine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: machine.asl.json
+      Events:
+        Nightly:
+          Type: Schedule
+          Properties:
+            Schedule: !Ref Every
+            State: !Ref Switch
+            Input: !Sub '{"data": "${Data}"}'
+"""
+
+
+def test_state_machine_events_become_rules_starting_executions(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(STATE_MACHINE_SCHEDULE)
+    parameters = {"Switch": "ENABLED", "Data": "s3://b/in/", "Every": "cron(0 2 * * ? *)"}
+    (rule,) = LocalStack(path, parameters=parameters).event_rules()
+    assert (rule.name, rule.target_id, rule.schedule, rule.enabled) == (
+        "MachineNightly",
+        "MachineNightlyStepFunctionsTarget",
+        "cron(0 2 * * ? *)",
+        True,
+    )
+    assert rule.target_arn == "arn:aws:states:us-east-1:123456789012:stateMachine:Machine"
+    assert rule.input == '{"data": "s3://b/in/"}'
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"Switch": "ENABLED"}, "template rule SwitchNeedsData: A schedule needs Data."),
+        ({"Switch": "yes"}, "Parameter 'Switch' must be one of AllowedValues"),
+        ({"Every": "daily"}, "Parameter 'Every' failed to satisfy constraint"),
+    ],
+)
+def test_parameters_are_checked_as_cloudformation_checks_them(
+    tmp_path: Path, parameters: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(STATE_MACHINE_SCHEDULE)
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        LocalStack(path, parameters=parameters)
+
+
+def test_local_deploy_reads_samconfig_parameter_overrides(tmp_path: Path) -> None:
+    from sfn_mlops.local.deploy import samconfig_parameters
+
+    (tmp_path / "samconfig.toml").write_text(
+        "[default.deploy.parameters]\n"
+        "parameter_overrides = \"Switch=ENABLED Every='cron(0 2 * * ? *)'\"\n"
+    )
+    assert samconfig_parameters(tmp_path) == {"Switch": "ENABLED", "Every": "cron(0 2 * * ? *)"}
+    (tmp_path / "samconfig.toml").write_text(
+        '[default.deploy.parameters]\nparameter_overrides = ["Switch=ENABLED", "Data"]\n'
+    )
+    with pytest.raises(TemplateError, match="'Data' is not Key=Value"):
+        samconfig_parameters(tmp_path)

@@ -149,12 +149,15 @@ class Service:
 
         for name in [*tuning.recover_orphans(self.cloud), *jobs.recover_orphans(self.cloud)]:
             log.warning("job %s was running when the previous service died: marked Failed", name)
+        for key in self.cloud.service("sagemaker").recover_monitoring():  # after their jobs
+            log.warning("monitoring execution %s was running when the service died: Failed", key)
         for arn in self.cloud.service("sfn").recover():
             log.warning("execution %s was running when the previous service died: FAILED", arn)
         for name, done in self.cloud.service("sagemaker").recover_endpoints():
             log.warning("endpoint %s belonged to the previous service: %s", name, done)
         self.cloud.service("cloudwatch").start()  # alarms are evaluated from the start
         self.cloud.service("eventbridge").start()  # and schedule rules fire
+        self.cloud.service("sagemaker").start_monitoring()  # and monitoring schedules
 
     def _prewarm(self) -> None:
         """Pay for the engine's imports and the workers' start while nobody waits for them."""
@@ -175,6 +178,7 @@ class Service:
             "SfnMlops.ServiceStopped", "the local service stopped while the execution ran"
         )
         tuning.shutdown_all(self.cloud)  # first: it would start more training jobs
+        self.cloud.service("sagemaker").stop_monitoring()  # it would start processing jobs
         jobs.shutdown_all(self.cloud)
         self.cloud.service("sagemaker").shutdown_endpoints()
         self.cloud.service("cloudwatch").shutdown()
@@ -185,7 +189,26 @@ class Service:
 
     # admin actions ---------------------------------------------------------------------------
     def _admin_actions(self) -> dict[str, Any]:
-        return {"status": self.status, "deploy": self.deploy, "shutdown": self._shutdown_action}
+        return {
+            "status": self.status,
+            "deploy": self.deploy,
+            "shutdown": self._shutdown_action,
+            "monitor-run-now": self.monitor_run_now,
+        }
+
+    def monitor_run_now(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One execution of a monitoring schedule, now, under its own name (local only: in
+        SageMaker a one-time ``NOW`` schedule does this, under a name of its own)."""
+        from sfn_mlops.local.jobs import monitoring
+
+        schedule = self.cloud.service("sagemaker")._schedule(str(body.get("schedule", "")))
+        scheduled = time.time()
+        execution = monitoring.start_execution(self.cloud, schedule, scheduled)
+        return {
+            "ScheduledTime": scheduled,
+            "ProcessingJobName": execution.get("ProcessingJobName"),
+            "Status": execution.get("Status"),
+        }
 
     def status(self, _: dict[str, Any]) -> dict[str, Any]:
         return {

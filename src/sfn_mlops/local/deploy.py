@@ -8,6 +8,10 @@ deploy runs that function's own plain module (``job_code.publish``, loaded from 
 ``CodeUri``) on the bundle of ``containers/`` against the local S3, so ``!GetAtt JobCode.CodeUri``
 resolves to the same ``s3://<bucket>/code/<hash>`` as in AWS. The function is registered like
 every other (its handler is never invoked locally: it would answer a CloudFormation ResponseURL).
+
+Parameters: the template's defaults, overridden by ``parameter_overrides`` in samconfig.toml
+(``[default.deploy.parameters]``), checked as CloudFormation checks them (AllowedValues,
+AllowedPattern, the template's Rules).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import tomllib
 
 from sfn_mlops.local.services.lambda_ import FUNCTIONS
 from sfn_mlops.packaging import build_bundle
@@ -51,8 +57,32 @@ class Deployment:
     state_machines: dict[str, str]  # logical id -> ARN (the pipeline and the batch machine)
 
 
+def samconfig_parameters(project: Path) -> dict[str, str]:
+    """``sam deploy``'s ``parameter_overrides`` in samconfig.toml: local deploy takes the same
+    values, so turning a schedule on there turns it on in both modes."""
+    path = project / "samconfig.toml"
+    if not path.is_file():
+        return {}
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise TemplateError(f"{path}: not TOML: {err}") from err
+    overrides = config.get("default", {}).get("deploy", {}).get("parameters", {})
+    raw = overrides.get("parameter_overrides", [])
+    pairs = shlex.split(raw) if isinstance(raw, str) else [str(item) for item in raw]
+    parameters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TemplateError(f"{path}: parameter_overrides entry {pair!r} is not Key=Value")
+        parameters[key] = value
+    return parameters
+
+
 def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployment:
-    stack = LocalStack(project / "template.yaml", stack_name=stack_name)
+    stack = LocalStack(
+        project / "template.yaml", stack_name=stack_name, parameters=samconfig_parameters(project)
+    )
     bucket = stack.physical_name(ARTIFACT_BUCKET)
     for logical_id in stack.of_type("AWS::S3::Bucket"):
         cloud.objects.create_bucket(stack.physical_name(logical_id))
@@ -145,7 +175,8 @@ def _deploy_alarms(stack: LocalStack) -> None:
 
 
 def _deploy_event_rules(stack: LocalStack) -> None:
-    """The rules SAM makes of the functions' Events, each with its function as the target."""
+    """The rules SAM makes of the functions' and state machines' Events, each with its
+    resource as the target."""
     rules = stack.event_rules()
     if not rules:
         return
@@ -157,7 +188,7 @@ def _deploy_event_rules(stack: LocalStack) -> None:
             else {"EventPattern": json.dumps(rule.pattern)}
         )
         events.put_rule(Name=rule.name, State="ENABLED" if rule.enabled else "DISABLED", **source)
-        target: dict[str, Any] = {"Id": rule.target_id, "Arn": rule.function_arn}
+        target: dict[str, Any] = {"Id": rule.target_id, "Arn": rule.target_arn}
         if rule.input is not None:
             target["Input"] = rule.input
         if rule.input_path is not None:

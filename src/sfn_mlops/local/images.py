@@ -3,9 +3,11 @@
 The local cloud runs no containers: each image a job names maps, by a row of ``IMAGES``, to a
 runtime on this machine. The framework images run the job's own scripts with the local Python;
 the Clarify image, whose container has no entrypoint of ours (it takes an analysis config and
-data), runs the local Clarify runtime ``containers/clarify/run.py`` with the local Python.
+data), runs the local Clarify runtime ``containers/clarify/run.py`` with the local Python; the
+Model Monitor analyzer image runs the local monitor runtime ``containers/monitor/run.py``, with
+no arguments (its configuration is the environment Model Monitor sets, as in its container).
 Add a row (and, for a new kind, teach ``sfn_mlops.local.jobs`` to start it) to support another
-image, e.g. the Model Monitor analyzer.
+image.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from sfn_mlops.local.errors import validation
 
 PYTHON_SCRIPT = "python-script"
 CLARIFY = "clarify"
+MONITOR = "model-monitor"
+_CONTAINERS = Path(__file__).resolve().parents[3] / "containers"
 #: The local Clarify runtime (the project's own, beside the job code it stands with).
-CLARIFY_RUNTIME = Path(__file__).resolve().parents[3] / "containers" / "clarify" / "run.py"
+CLARIFY_RUNTIME = _CONTAINERS / "clarify" / "run.py"
+#: The local Model Monitor analyzer runtime.
+MONITOR_RUNTIME = _CONTAINERS / "monitor" / "run.py"
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class LocalRuntime:
     """How the local cloud runs a job whose image matches ``pattern``."""
 
     pattern: str  # fnmatch pattern over the image URI
-    kind: str  # PYTHON_SCRIPT: the job's script on the local Python; CLARIFY: CLARIFY_RUNTIME
+    kind: str  # PYTHON_SCRIPT: the job's script; CLARIFY / MONITOR: CLARIFY_/MONITOR_RUNTIME
     description: str
 
 
@@ -46,6 +52,12 @@ IMAGES: tuple[LocalRuntime, ...] = (
         "*/sagemaker-clarify-processing:*",
         CLARIFY,
         "SageMaker Clarify image -> local Clarify runtime (containers/clarify/run.py)",
+    ),
+    LocalRuntime(
+        "*/sagemaker-model-monitor-analyzer*",
+        MONITOR,
+        "SageMaker Model Monitor analyzer image -> local monitor runtime "
+        "(containers/monitor/run.py)",
     ),
 )
 

@@ -85,6 +85,8 @@ def test_missing_pass_role(tmp_path: Path) -> None:
         "States.CreateModel",
         "States.Clarify.Branches[0].States.BiasCheck",
         "States.Clarify.Branches[1].States.Explainability",
+        "States.Baselines.Branches[0].States.DataQualityBaseline",
+        "States.Baselines.Branches[1].States.ModelQualityBaseline",
     }
     problem = _find(passrole, message=r"^States\.Train ")
     assert problem.where == "Resources.TrainingPipeline (role TrainingPipelineRole)"

@@ -221,3 +221,37 @@ def test_the_training_and_validation_splits_are_scored_for_the_gap(
     # The model has seen its training rows: it scores at least as well there as on the test set.
     if problem_type == "regression":
         assert splits["train"][key]["rmse"]["value"] <= report[key]["rmse"]["value"]
+
+
+@pytest.mark.parametrize("problem_type", sorted(LAYOUTS))
+def test_the_model_quality_baseline_holds_what_the_endpoint_answers(
+    trained: Callable[[str], Path], tmp_path: Path, problem_type: str
+) -> None:
+    import jobkit
+    from inference import load_model, output_fn, predict_fn
+
+    folder = trained(problem_type)
+    test_csv = str(folder / "out/test/test.csv")
+    evaluate.evaluate(model_dir=str(folder / "model"), test_path=test_csv, output_dir=str(tmp_path))
+    lines = (tmp_path / evaluate.MODEL_QUALITY_BASELINE).read_text().splitlines()
+    header, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    columns = dict(zip(header, zip(*rows, strict=True), strict=True))
+
+    y, x = jobkit.read_target_first_csv(test_csv)
+    body, _ = output_fn(predict_fn(x, load_model(str(folder / "model"), nthread=1)), "text/csv")
+    answers = [line.split(",") for line in body.splitlines()]  # the endpoint's CSV answer
+    assert len(rows) == y.size == 60
+    if problem_type == "regression":
+        assert header == ["prediction", "label"]
+        assert list(columns["prediction"]) == [answer[0] for answer in answers]
+        assert [float(v) for v in columns["label"]] == y.tolist()
+        return
+    assert [int(v) for v in columns["label"]] == y.astype(int).tolist()
+    if problem_type == "binary":
+        assert header == ["prediction", "probability", "label"]
+        assert list(columns["probability"]) == [answer[0] for answer in answers]
+        expected = [str(int(float(answer[0]) >= 0.5)) for answer in answers]
+    else:
+        assert header == ["prediction", "label"]
+        expected = [str(int(np.argmax([float(v) for v in answer]))) for answer in answers]
+    assert list(columns["prediction"]) == expected

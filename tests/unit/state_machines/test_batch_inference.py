@@ -74,5 +74,9 @@ def test_the_transform_job_carries_the_inputs_transform_semantics(
     # The job writes under the batch's own prefix; PublishOutput copies to the destination.
     assert parameters["TransformOutput"]["S3OutputPath.$"] == "$.batch.output"
     publish = definition["States"]["PublishOutput"]["Parameters"]["Payload"]
-    assert publish == {"source.$": "$.batch.output", "destination.$": "$.destination_uri"}
+    assert publish == {
+        "source.$": "$.batch.output",
+        "destination.$": "$.destination_uri",
+        "execution.$": "$$.Execution.Name",
+    }
     json.dumps(definition)

@@ -30,6 +30,8 @@ EXPECTED_PLACEHOLDERS = {
     "DeployModelFunctionArn",
     "FindChampionFunctionArn",
     "WaitForApprovalFunctionArn",
+    "ModelMonitorImageUri",
+    "SetUpMonitoringFunctionArn",
 }
 DUMMY_VALUES = {
     "ArtifactBucket": "sfn-mlops-artifacts",
@@ -47,6 +49,10 @@ DUMMY_VALUES = {
     "DeployModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:DeployModel",
     "FindChampionFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:FindChampion",
     "WaitForApprovalFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:WaitApproval",
+    "ModelMonitorImageUri": (
+        "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    ),
+    "SetUpMonitoringFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:SetUpMonitoring",
 }
 
 
@@ -442,6 +448,8 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
         "model": "run-1-model",
         "bias": "run-1-bias",
         "explainability": "run-1-explain",
+        "data_baseline": "run-1-dq-base",
+        "quality_baseline": "run-1-mq-base",
     }
     assert output["request"] == {
         "HyperParameters": {
@@ -476,7 +484,7 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
     )
     ready = states["EndpointReady"]
     assert [choice["Next"] for choice in ready["Choices"]] == [
-        "ModelDeployed",
+        "MonitoringWanted",
         "DeploymentRolledBack",  # InService on the old config: SageMaker rolled it back
         "EndpointFailed",
         "DeployedThenSuperseded",  # InService on a later run's config
@@ -493,6 +501,33 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
     assert states["WaitForEndpoint"]["SecondsPath"] == "$.poll.wait"
     for failure in ("DeploymentRolledBack", "EndpointFailed", "EndpointWaitTimedOut"):
         assert states[failure]["Type"] == "Fail" and states[failure]["Error"] == failure
+
+
+def test_a_deployed_model_gets_its_baselines_then_its_monitors(definition):
+    states = definition["States"]
+    wanted = states["MonitoringWanted"]
+    assert wanted["Choices"] == [
+        {"Variable": "$.config.monitoring.enabled", "BooleanEquals": True, "Next": "Baselines"}
+    ]
+    assert wanted["Default"] == "ModelDeployed"
+    baselines = states["Baselines"]
+    assert baselines["Next"] == "SetUpMonitoring"
+    assert states["SetUpMonitoring"]["Next"] == "ModelDeployed"
+    data, quality = baselines["Branches"]
+    job = data["States"]["DataQualityBaseline"]["Parameters"]
+    assert job["AppSpecification"] == {"ImageUri": "${ModelMonitorImageUri}"}
+    assert (
+        job["Environment"]["dataset_source"] == job["ProcessingInputs"][0]["S3Input"]["LocalPath"]
+    )
+    assert json.loads(job["Environment"]["dataset_format"]) == {
+        "csv": {"header": True, "output_columns_position": "START"}
+    }
+    assert quality["StartAt"] == "ModelQualityWanted"
+    analysis = quality["States"]["ModelQualityBaseline"]["Parameters"]["Environment"]
+    assert analysis["analysis_type"] == "MODEL_QUALITY"
+    assert analysis["problem_type.$"] == "$.config.monitoring.model_quality.problem_type"
+    for state in (baselines, states["SetUpMonitoring"]):
+        assert state["Catch"][0]["Next"] == "NotifyFailure"
 
 
 def test_manual_approval_pauses_on_a_task_token_for_a_bounded_time(definition):

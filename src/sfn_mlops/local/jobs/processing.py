@@ -3,7 +3,9 @@
 A processing container reports why it failed (or anything else) in ``/opt/ml/output/message``:
 DescribeProcessingJob returns its first KB as ``ExitMessage`` once the job is terminal. AWS
 reads no ``failure`` file for processing jobs, so neither does this runner; FailureReason says
-how the container ended.
+how the container ended. The Model Monitor analyzer image runs the local monitor runtime with no
+arguments; ``SFN_MLOPS_METRICS_DIR`` and ``SFN_MLOPS_MESSAGE_FILE`` tell it where this machine
+has ``/opt/ml/output/metrics/cloudwatch`` and ``/opt/ml/output/message``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sfn_mlops.local.images import CLARIFY, CLARIFY_RUNTIME, PYTHON_SCRIPT, runtime_for
+from sfn_mlops.local.images import (
+    CLARIFY,
+    CLARIFY_RUNTIME,
+    MONITOR,
+    MONITOR_RUNTIME,
+    PYTHON_SCRIPT,
+    runtime_for,
+)
 from sfn_mlops.local.jobs.launch import Launch
 from sfn_mlops.local.jobs.paths import local_command, reroot
 from sfn_mlops.local.jobs.runner import Run, read_limited
 
 EXIT_MESSAGE = Path("output") / "message"  # under /opt/ml
+#: Local only: where a Model Monitor container's files are on this machine (/opt/ml re-rooted).
+METRICS_DIR_ENV, MESSAGE_FILE_ENV = "SFN_MLOPS_METRICS_DIR", "SFN_MLOPS_MESSAGE_FILE"
+METRICS_DIR = Path("output") / "metrics" / "cloudwatch"  # under /opt/ml
 #: The Clarify container's contract: its config, data and output folders, and the message file.
 CLARIFY_ARGUMENTS = (
     "--config", "/opt/ml/processing/input/config/analysis_config.json",
@@ -41,11 +53,24 @@ class ProcessingRun(Run):
         kind = runtime_for(app["ImageUri"]).kind
         if kind == CLARIFY:
             command = ["python3", str(CLARIFY_RUNTIME), *CLARIFY_ARGUMENTS]
+        elif kind == MONITOR:  # configured by its environment only, as the analyzer image is
+            command = ["python3", str(MONITOR_RUNTIME)]
         else:
             command = list(app.get("ContainerEntrypoint", []))
             command += list(app.get("ContainerArguments", []))
-        warm = kind in (PYTHON_SCRIPT, CLARIFY)
-        return Launch(local_command(command, self.opt_ml), self.base_env(), self.folder, warm)
+        warm = kind in (PYTHON_SCRIPT, CLARIFY, MONITOR)
+        env = self.base_env()
+        if kind == MONITOR:
+            env.update(self.monitor_paths())
+        return Launch(local_command(command, self.opt_ml), env, self.folder, warm)
+
+    def monitor_paths(self) -> dict[str, str]:
+        """Where this machine has /opt/ml/output/metrics/cloudwatch and /opt/ml/output/message
+        (the container contract's paths, which a process here cannot open as they are)."""
+        return {
+            METRICS_DIR_ENV: str(self.opt_ml / METRICS_DIR),
+            MESSAGE_FILE_ENV: str(self.opt_ml / EXIT_MESSAGE),
+        }
 
     def _outputs(self) -> list[dict[str, Any]]:
         return list((self.request.get("ProcessingOutputConfig") or {}).get("Outputs", []))

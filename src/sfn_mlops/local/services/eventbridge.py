@@ -16,7 +16,13 @@ what a target receives.
 Schedules: ``rate(N minute|minutes|hour|hours|day|days)`` rules fire from a daemon thread
 (``start``/``shutdown``; started by the first PutRule of a schedule) every ``N * unit *
 time_scale`` seconds of wall time (at least 50 ms), delivering the ``Scheduled Event`` envelope
-to that rule's own targets. ``cron(...)`` expressions are rejected: not emulated locally.
+to that rule's own targets. ``cron(...)`` rules (``sfn_mlops.local.cron``: EventBridge's
+fields, wildcards and rules; an invalid one is PutRule's ValidationException "Parameter
+ScheduleExpression is not valid.") fire at their times, in UTC, from the same thread: with
+``time_scale`` 1 at the cron times themselves; with a scale s < 1 (tests), local time starts
+when the scheduler first sees the rule and runs 1/s times as fast, so the firing at cron time t
+comes ``(t - now) * s`` seconds of wall time later (an hourly rule then fires every 3600 * s
+seconds); the event's ``time`` is the cron time.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sfn_mlops.local import cron
 from sfn_mlops.local.errors import AwsError, validation
 from sfn_mlops.local.event_patterns import InvalidEventPattern, check_pattern, matches
 
@@ -60,13 +67,20 @@ def invalid_pattern(err: Exception) -> AwsError:
 
 
 # pure helpers -----------------------------------------------------------------------------
+def check_schedule(expression: str) -> cron.Cron | None:
+    """A valid schedule expression's cron (None for a rate), or AWS's ValidationException."""
+    if not expression.startswith("cron("):
+        schedule_interval(expression)
+        return None
+    try:
+        return cron.parse(expression)
+    except ValueError as err:
+        log.info("invalid schedule expression %r: %s", expression, err)
+        raise validation("Parameter ScheduleExpression is not valid.") from err
+
+
 def schedule_interval(expression: str) -> float:
-    """Seconds between two firings of a schedule expression (before the time scale)."""
-    if expression.startswith("cron("):
-        raise validation(
-            f"ScheduleExpression {expression!r}: cron expressions are not supported by "
-            "sfn-mlops local mode; use rate(N minutes|hours|days)"
-        )
+    """Seconds between two firings of a rate expression (before the time scale)."""
     found = _RATE.match(expression)
     if found is None:
         raise validation("Parameter ScheduleExpression is not valid.")
@@ -200,6 +214,7 @@ class EventBridge:
         self._sender: threading.Thread | None = None
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self._timers: dict[str, cron.ScaledTimer] = {}  # cron rules, by name
 
     # the bus and its rules -------------------------------------------------------------------
     def _bus(self, params: dict[str, Any], key: str = "EventBusName") -> None:
@@ -223,7 +238,7 @@ class EventBridge:
         if pattern is not None:
             _parsed_pattern(pattern)
         if schedule is not None:
-            schedule_interval(schedule)
+            check_schedule(schedule)
         name = params["Name"]
         existing = self.db.get(RULES, name) or {}
         rule = {
@@ -467,27 +482,50 @@ class EventBridge:
     def fire_due_schedules(self, due: dict[str, float], now: float) -> float:
         """Fire every enabled schedule rule whose time has come; the wait until the next round.
 
-        A rule seen for the first time fires one interval later (as a new rate rule does); a
-        rule that fell behind fires once and starts over, rather than in a burst.
+        A rate rule seen for the first time fires one interval later (as a new rate rule does);
+        a rule that fell behind fires once and starts over, rather than in a burst. A cron rule
+        fires at its next cron time (``_fire_cron``).
         """
-        intervals = {}
+        waits: dict[str, float] = {}  # rule name -> the longest wait before its next round
         for rule in self.db.list(RULES):
-            if rule["State"] == "ENABLED" and "ScheduleExpression" in rule:
-                seconds = schedule_interval(rule["ScheduleExpression"]) * self.cloud.time_scale
-                intervals[rule["Name"]] = interval = max(seconds, _MIN_INTERVAL)
-                next_time = due.setdefault(rule["Name"], now + interval)
-                if now >= next_time:
-                    due[rule["Name"]] = max(next_time + interval, now)
-                    self._fire(rule)
-        for name in set(due) - set(intervals):
+            if rule["State"] != "ENABLED" or "ScheduleExpression" not in rule:
+                continue
+            if rule["ScheduleExpression"].startswith("cron("):
+                waits[rule["Name"]] = self._fire_cron(rule, now)
+                continue
+            seconds = schedule_interval(rule["ScheduleExpression"]) * self.cloud.time_scale
+            interval = max(seconds, _MIN_INTERVAL)
+            waits[rule["Name"]] = interval / 4
+            next_time = due.setdefault(rule["Name"], now + interval)
+            if now >= next_time:
+                due[rule["Name"]] = max(next_time + interval, now)
+                self._fire(rule)
+        for name in set(due) - set(waits):
             del due[name]  # deleted or disabled: a re-enabled rule starts a fresh interval
-        return min([_MAX_TICK, *(i / 4 for i in intervals.values())]) if intervals else _MAX_TICK
+        for name in set(self._timers) - set(waits):
+            del self._timers[name]
+        return min([_MAX_TICK, *waits.values()])
 
-    def _fire(self, rule: dict[str, Any]) -> None:
+    def _fire_cron(self, rule: dict[str, Any], now: float) -> float:
+        """Fire a cron rule whose time has come (``cron.ScaledTimer``); the wait until its next."""
+        expression, scale = rule["ScheduleExpression"], self.cloud.time_scale
+        timer = self._timers.get(rule["Name"])
+        if timer is None or timer.cron.expression != expression or timer.scale != scale:
+            timer = cron.ScaledTimer(cron.parse(expression), scale, time.time(), now)
+            self._timers[rule["Name"]] = timer
+        due = timer.due()
+        if due is not None and now >= due and timer.next is not None:
+            self._fire(rule, timer.next.timestamp())
+            timer.advance(now)
+            due = timer.due()
+        return _MAX_TICK if due is None else max(due - now, _MIN_INTERVAL / 10)
+
+    def _fire(self, rule: dict[str, Any], when: float | None = None) -> None:
         if rule["Targets"]:
             event = envelope(
-                self.cloud, "aws.events", SCHEDULED_EVENT, {}, [rule["Arn"]], time.time()
-            )
+                self.cloud, "aws.events", SCHEDULED_EVENT, {}, [rule["Arn"]],
+                time.time() if when is None else when,
+            )  # fmt: skip
             self._send(_Delivery(event, rule))
 
 

@@ -19,9 +19,10 @@ from typing import Any
 
 from sfn_mlops.local import jobs
 from sfn_mlops.local.errors import AwsError, validation
-from sfn_mlops.local.images import CLARIFY, runtime_for
+from sfn_mlops.local.images import CLARIFY, MONITOR, runtime_for
 from sfn_mlops.local.metadata import AlreadyExists
 from sfn_mlops.local.services.sagemaker_hosting import HostingMixin
+from sfn_mlops.local.services.sagemaker_monitoring import MonitoringMixin
 from sfn_mlops.local.services.sagemaker_registry import RegistryMixin
 from sfn_mlops.local.services.sagemaker_transform import TransformMixin
 from sfn_mlops.local.services.sagemaker_tuning import TuningMixin
@@ -136,7 +137,10 @@ def _check_processing_input(item: dict[str, Any]) -> None:
 def _check_processing(params: dict[str, Any]) -> None:
     _check_name(params["ProcessingJobName"], "processingJobName")
     app = params["AppSpecification"]
-    if runtime_for(app["ImageUri"]).kind != CLARIFY and not app.get("ContainerEntrypoint"):
+    # The Clarify and Model Monitor images bring their own entrypoint (a runtime of ours).
+    if runtime_for(app["ImageUri"]).kind not in (CLARIFY, MONITOR) and not app.get(
+        "ContainerEntrypoint"
+    ):
         raise validation(
             "AppSpecification.ContainerEntrypoint is required locally: the local runtime runs "
             'the entrypoint as given, e.g. ["python3", "/opt/ml/processing/code/job.py"]'
@@ -261,7 +265,7 @@ def _drop_none(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if value is not None}
 
 
-class SageMaker(RegistryMixin, HostingMixin, TransformMixin, TuningMixin):
+class SageMaker(RegistryMixin, HostingMixin, TransformMixin, TuningMixin, MonitoringMixin):
     def __init__(self, cloud: Any) -> None:
         self.cloud = cloud
 

@@ -304,6 +304,7 @@ class StepFunctions:
             if doc.get("stopDate"):
                 item["stopDate"] = timestamp(doc["stopDate"])
             items.append(item)
+        items.sort(key=lambda item: item["startDate"], reverse=True)  # AWS: the newest first
         return _page(items, params, "executions", params.get("maxResults") or 100)
 
     def get_execution_history(self, params: dict[str, Any]) -> dict[str, Any]:

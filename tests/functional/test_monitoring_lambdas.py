@@ -1,0 +1,160 @@
+"""The retraining and monitoring set-up Lambdas' domain code against the local services.
+
+Each function folder is its own import root, as in Lambda; the clients are plain boto3 pointed
+at the test's local server, so what Step Functions and CloudWatch accept and answer is the local
+service's, which follows AWS's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from sfn_mlops.local.cloud import LocalCloud
+
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+#: Waits $.wait seconds (scaled by the test's time_scale): 0 ends at once, 1e6 keeps running.
+WAITING = {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.wait", "End": True}}}
+CONFIG = {"config": {"data_uri": "s3://data/abalone/", "monitoring": {"retrain_on_alarm": True}}}
+
+
+def _load(function: str, module: str) -> ModuleType:
+    sys.path.insert(0, str(LAMBDAS / function))
+    try:
+        sys.modules.pop(module, None)
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(str(LAMBDAS / function))
+
+
+@pytest.fixture
+def retrain() -> ModuleType:
+    return _load("retrain", "retrain")
+
+
+def _alarm_event(name: str, state: str = "ALARM", since: str = "2026-12-03T10:00:00.000+0000"):
+    return {
+        "source": "aws.cloudwatch",
+        "detail-type": "CloudWatch Alarm State Change",
+        "detail": {
+            "alarmName": name,
+            "state": {"value": state, "reason": "Threshold Crossed", "timestamp": since},
+            "previousState": {"value": "OK"},
+        },
+    }
+
+
+def _pipeline(sfn: Any, last_input: dict[str, Any] | None = CONFIG) -> str:
+    arn = sfn.create_state_machine(
+        name="TrainingPipeline", definition=json.dumps(WAITING), roleArn="arn:aws:iam::1:role/r"
+    )["stateMachineArn"]
+    if last_input is not None:
+        done = sfn.start_execution(
+            stateMachineArn=arn, name="first", input=json.dumps({**last_input, "wait": 0})
+        )["executionArn"]
+        _wait_status(sfn, done, "SUCCEEDED")
+    return str(arn)
+
+
+def _wait_status(sfn: Any, arn: str, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while sfn.describe_execution(executionArn=arn)["status"] != status:
+        assert time.monotonic() < deadline, f"{arn} never reached {status}"
+        time.sleep(0.02)
+
+
+def _retrainings(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    return [e for e in executions if e["name"] != "first" and e["name"] != "busy"]
+
+
+def test_an_alarm_storm_starts_exactly_one_retraining(cloud: LocalCloud, retrain: Any) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn)
+    event = _alarm_event("sfn-mlops-drift-length")
+    results: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(retrain.retrain(sfn, arn, event)))
+        for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    started = _retrainings(sfn, arn)
+    assert len(started) == 1, started
+    assert sum(result["started"] for result in results) >= 1
+    payload = json.loads(sfn.describe_execution(executionArn=started[0]["executionArn"])["input"])
+    assert payload["config"] == CONFIG["config"]
+    assert payload["retraining"]["alarm"] == "sfn-mlops-drift-length"
+    assert payload["retraining"]["previous_execution"] == "first"
+
+
+def test_no_retraining_beside_a_running_execution(cloud: LocalCloud, retrain: Any) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn)
+    busy = sfn.start_execution(stateMachineArn=arn, name="busy", input=json.dumps({"wait": 1e6}))
+    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-model-quality"))
+    sfn.stop_execution(executionArn=busy["executionArn"])
+    assert result["started"] is False and "busy" in result["why"]
+    assert _retrainings(sfn, arn) == []
+
+
+def test_events_that_are_no_alarm_are_ignored(cloud: LocalCloud, retrain: Any) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn)
+    for event in (_alarm_event("sfn-mlops-drift-x", state="OK"), {"detail-type": "Other"}):
+        assert retrain.retrain(sfn, arn, event)["started"] is False
+    assert _retrainings(sfn, arn) == []
+
+
+def test_a_retraining_needs_an_earlier_run(cloud: LocalCloud, retrain: Any) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn, last_input=None)
+    with pytest.raises(retrain.RetrainError, match="no succeeded execution"):
+        retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-x"))
+
+
+def test_retrain_on_alarm_off_keeps_the_model(cloud: LocalCloud, retrain: Any) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn, {"config": {"monitoring": {"retrain_on_alarm": False}}})
+    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-x"))
+    assert result["started"] is False and "retrain_on_alarm" in result["why"]
+
+
+def test_the_schedule_retrains_with_the_last_config(cloud: LocalCloud, retrain: Any) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn)
+    event = {
+        "detail-type": "Scheduled Event",
+        "time": "2026-12-07T03:00:00Z",
+        "source": "aws.events",
+    }
+    result = retrain.retrain(sfn, arn, event)
+    assert result["started"] is True and result["reason"] == "schedule"
+    (started,) = _retrainings(sfn, arn)
+    assert started["name"].startswith("scheduled-20261207T030000Z-")
+
+
+def test_execution_names_fit_step_functions(retrain: Any) -> None:
+    why = retrain.trigger(_alarm_event("sfn-mlops-drift-" + "a very long feature name " * 9))
+    assert len(why["name"]) <= 52  # the CLI's run-name limit: <name>-preprocess fits 63
+    assert re.fullmatch(r"[A-Za-z0-9](-?[A-Za-z0-9])*", why["name"]), why["name"]
+    again = retrain.trigger(_alarm_event("sfn-mlops-drift-" + "a very long feature name " * 9))
+    later = retrain.trigger(
+        _alarm_event(
+            "sfn-mlops-drift-" + "a very long feature name " * 9,
+            since="2026-12-04T10:00:00.000+0000",
+        )
+    )
+    assert why["name"] == again["name"] != later["name"]
