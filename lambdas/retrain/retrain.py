@@ -1,10 +1,11 @@
 """Starts a retraining when a monitoring alarm goes to ALARM, or when the schedule fires.
 
-One alarm episode starts at most one retraining, however often its event arrives: the
-execution is named after the alarm and the moment it entered ALARM, and Step Functions starts
-a name only once (the same name and input again is answered with the running execution; after
-it ends, with ExecutionAlreadyExists, taken here as "already started"). A retraining also waits
-for none: while any execution of the pipeline runs, a new alarm is only logged.
+One alarm episode starts at most one retraining, however often its events arrive: the
+execution is named after the endpoint, the kind of alarm (drift or quality) and the metric
+period that breached, and Step Functions starts a name only once (ExecutionAlreadyExists is
+taken here as "already started"). One monitoring run publishes all its features' metrics with
+one timestamp, so the drift alarms of several features that it trips at once share that name
+and start one retraining. While any execution of the pipeline runs, a new alarm is only logged.
 
 The retraining runs the config of the newest execution that succeeded (the one that built the
 model in service), with a ``retraining`` key saying why.
@@ -22,7 +23,7 @@ SCHEDULED_EVENT = "Scheduled Event"
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 #: The pipeline names its jobs <execution>-<step> within SageMaker's 63 characters.
 MAX_NAME = 52
-_STAMP = re.compile(r"[^0-9TZ]")
+_STAMP = re.compile(r"[^0-9T]")
 
 
 class RetrainError(Exception):
@@ -38,12 +39,14 @@ def trigger(event: dict[str, Any]) -> dict[str, Any] | None:
         if state.get("value") != "ALARM":
             return None
         alarm, since = str(detail.get("alarmName", "")), str(state.get("timestamp", ""))
+        source, label = _alarm_family(alarm)
+        period = _breached_period(state) or since
         return {
             "reason": "alarm",
             "alarm": alarm,
             "alarm_reason": state.get("reason", ""),
             "since": since,
-            "name": _name("retrain", alarm, since),
+            "name": _name(f"retrain-{label}", source, period),
         }
     if kind == SCHEDULED_EVENT:
         when = str(event.get("time", ""))
@@ -51,17 +54,48 @@ def trigger(event: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _name(prefix: str, alarm: str, since: str) -> str:
-    """An execution name for this episode that the pipeline's job names can carry: at most
-    ``MAX_NAME`` letters, digits and single hyphens (the CLI's run-name rule)."""
-    stamp = _STAMP.sub("", since.split(".")[0].split("+")[0])[:16]  # 20261203T100000Z
-    digest = hashlib.sha256(f"{alarm}|{since}".encode()).hexdigest()[:8]
-    label = alarm.partition("-drift-")[2] and "drift-" + alarm.partition("-drift-")[2]
-    label = label or ("quality" if alarm.endswith("-model-quality") else alarm)
-    room = MAX_NAME - len(prefix) - len(stamp) - len(digest) - 3
-    label = _UNSAFE.sub("-", label)[: max(room, 0)]
-    name = "-".join(part for part in (prefix, label, stamp, digest) if part)
-    return re.sub(r"-+", "-", name)
+def _alarm_family(alarm: str) -> tuple[str, str]:
+    """(what is monitored, drift|quality): ``<endpoint>-drift-<feature>`` gives the endpoint."""
+    endpoint, separator, _ = alarm.partition("-drift-")
+    if separator:
+        return endpoint, "drift"
+    if alarm.endswith("-model-quality"):
+        return alarm.removesuffix("-model-quality"), "quality"
+    return alarm, "alarm"
+
+
+def _breached_period(state: dict[str, Any]) -> str | None:
+    """The newest evaluated datapoint's timestamp from the alarm's reasonData (a JSON string in
+    CloudWatch's event), else its startDate; None when the event carries neither."""
+    data = state.get("reasonData")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    if not isinstance(data, dict):
+        return None
+    stamps = [
+        str(point["timestamp"])
+        for point in data.get("evaluatedDatapoints") or []
+        if isinstance(point, dict) and "value" in point and point.get("timestamp")
+    ]
+    return max(stamps, key=_stamp) if stamps else data.get("startDate")
+
+
+def _stamp(moment: str) -> str:
+    """``2026-12-03T10:00:00.000+0000`` as ``20261203T100000`` (sortable, name-safe)."""
+    return _STAMP.sub("", moment.split(".")[0].split("+")[0].removesuffix("Z"))[:15]
+
+
+def _name(prefix: str, source: str, moment: str) -> str:
+    """An execution name the pipeline's job names can carry: at most ``MAX_NAME`` letters,
+    digits and single hyphens (the CLI's run-name rule); the digest keeps names of different
+    endpoints apart."""
+    stamp = _stamp(moment)
+    digest = hashlib.sha256(f"{source}|{stamp}".encode()).hexdigest()[:8]
+    name = "-".join(part for part in (_UNSAFE.sub("-", prefix), stamp, digest) if part)
+    return re.sub(r"-+", "-", name)[:MAX_NAME].strip("-")
 
 
 def retrain(sfn: Any, pipeline_arn: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def summarize(
     status = execution["status"]
     took = (execution["stopDate"] - execution["startDate"]).total_seconds()
     echo(f"\nExecution {execution['name']}: {status} in {took:.1f} s")
+    _retraining(execution, echo)
     _tuning(state_output(events, "Tune"), echo)
     evaluated = state_output(events, "ReadEvaluation")
     evaluation = (evaluated or {}).get("evaluation")
@@ -64,6 +65,19 @@ def summarize(
     )
     if latest:
         _artifacts(latest, echo, local_path)
+
+
+def _retraining(execution: dict[str, Any], echo: Callable[[str], None]) -> None:
+    """Why a retraining ran: the alarm or the schedule, and the run it retrained."""
+    try:
+        why = json.loads(execution.get("input") or "{}").get("retraining")
+    except (ValueError, AttributeError):
+        return
+    if not isinstance(why, dict):
+        return
+    cause = f"alarm {why.get('alarm')}" if why.get("reason") == "alarm" else "the schedule"
+    after = why.get("previous_execution")
+    echo(f"Retraining started by {cause} at {why.get('since')}, after {after}")
 
 
 def _tuning(tuned: dict[str, Any] | None, echo: Callable[[str], None]) -> None:
@@ -118,9 +132,15 @@ def _kept_production(evaluation: dict[str, Any], echo: Callable[[str], None]) ->
     echo(
         f"Against production ({champion['source']}): {metric} {evaluation['value']:.4g} new, "
         f"{champion['value']:.4g} production: the new model "
-        f"{'beats it' if champion['beats'] else 'does not beat it'}"
+        f"{_verdict(champion, evaluation['value'])}"
     )
     return not champion["beats"]
+
+
+def _verdict(champion: dict[str, Any], value: float) -> str:
+    if not champion["beats"]:
+        return "does not beat it"
+    return "matches it (within gate.champion_margin)" if value == champion["value"] else "beats it"
 
 
 def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:

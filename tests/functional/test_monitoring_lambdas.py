@@ -42,16 +42,41 @@ def retrain() -> ModuleType:
     return _load("retrain", "retrain")
 
 
-def _alarm_event(name: str, state: str = "ALARM", since: str = "2026-12-03T10:00:00.000+0000"):
+def _alarm_event(
+    name: str,
+    state: str = "ALARM",
+    since: str = "2026-12-03T10:00:00.000+0000",
+    breached: str | None = None,
+) -> dict[str, Any]:
+    """CloudWatch's event; `breached` is the evaluated datapoint's period (reasonData)."""
+    detail: dict[str, Any] = {"value": state, "reason": "Threshold Crossed", "timestamp": since}
+    if breached is not None:
+        detail["reasonData"] = json.dumps(
+            {
+                "version": "1.0",
+                "startDate": breached,
+                "statistic": "Maximum",
+                "period": 60,
+                "recentDatapoints": [0.4],
+                "threshold": 0.1,
+                "evaluatedDatapoints": [{"timestamp": breached, "value": 0.4}],
+            }
+        )
     return {
         "source": "aws.cloudwatch",
         "detail-type": "CloudWatch Alarm State Change",
-        "detail": {
-            "alarmName": name,
-            "state": {"value": state, "reason": "Threshold Crossed", "timestamp": since},
-            "previousState": {"value": "OK"},
-        },
+        "detail": {"alarmName": name, "state": detail, "previousState": {"value": "OK"}},
     }
+
+
+def _all_at_once(calls: list[Any]) -> list[Any]:
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda call=call: results.append(call())) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def _pipeline(sfn: Any, last_input: dict[str, Any] | None = CONFIG) -> str:
@@ -82,15 +107,7 @@ def test_an_alarm_storm_starts_exactly_one_retraining(cloud: LocalCloud, retrain
     sfn = boto3.client("stepfunctions")
     arn = _pipeline(sfn)
     event = _alarm_event("sfn-mlops-drift-length")
-    results: list[dict[str, Any]] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(retrain.retrain(sfn, arn, event)))
-        for _ in range(20)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = _all_at_once([lambda: retrain.retrain(sfn, arn, event)] * 20)
     started = _retrainings(sfn, arn)
     assert len(started) == 1, started
     assert sum(result["started"] for result in results) >= 1
@@ -98,6 +115,42 @@ def test_an_alarm_storm_starts_exactly_one_retraining(cloud: LocalCloud, retrain
     assert payload["config"] == CONFIG["config"]
     assert payload["retraining"]["alarm"] == "sfn-mlops-drift-length"
     assert payload["retraining"]["previous_execution"] == "first"
+
+
+def test_the_features_one_monitoring_run_trips_start_one_retraining(
+    cloud: LocalCloud, retrain: Any
+) -> None:
+    """Each feature's alarm goes to ALARM at its own moment, on the same breached period."""
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn)
+    events = [
+        _alarm_event(
+            f"sfn-mlops-drift-{feature}",
+            since=f"2026-12-03T10:01:{second:02d}.000+0000",
+            breached="2026-12-03T10:00:00.000+0000",
+        )
+        for second, feature in enumerate(["length", "diameter", "height", "whole_weight"] * 5)
+    ]
+    _all_at_once([lambda event=event: retrain.retrain(sfn, arn, event) for event in events])
+    (started,) = _retrainings(sfn, arn)
+    assert started["name"].startswith("retrain-drift-20261203T100000-")
+
+
+def test_the_next_breached_period_is_a_new_episode(retrain: Any) -> None:
+    first = retrain.trigger(_alarm_event("ep-drift-a", breached="2026-12-03T10:00:00.000+0000"))
+    other_feature = retrain.trigger(
+        _alarm_event("ep-drift-b", breached="2026-12-03T10:00:00.000+0000")
+    )
+    next_hour = retrain.trigger(_alarm_event("ep-drift-a", breached="2026-12-03T11:00:00.000+0000"))
+    other_endpoint = retrain.trigger(
+        _alarm_event("other-drift-a", breached="2026-12-03T10:00:00.000+0000")
+    )
+    quality = retrain.trigger(
+        _alarm_event("ep-model-quality", breached="2026-12-03T10:00:00.000+0000")
+    )
+    assert first["name"] == other_feature["name"]
+    assert len({first["name"], next_hour["name"], other_endpoint["name"], quality["name"]}) == 4
+    assert quality["name"].startswith("retrain-quality-")
 
 
 def test_no_retraining_beside_a_running_execution(cloud: LocalCloud, retrain: Any) -> None:
@@ -143,7 +196,7 @@ def test_the_schedule_retrains_with_the_last_config(cloud: LocalCloud, retrain: 
     result = retrain.retrain(sfn, arn, event)
     assert result["started"] is True and result["reason"] == "schedule"
     (started,) = _retrainings(sfn, arn)
-    assert started["name"].startswith("scheduled-20261207T030000Z-")
+    assert started["name"].startswith("scheduled-20261207T030000-")
 
 
 def test_execution_names_fit_step_functions(retrain: Any) -> None:

@@ -74,3 +74,24 @@ def test_aws_mode_reads_the_explanation_through_the_given_reader() -> None:
     summarize(execution, [_exited("Clarify", output)], lines.append, read_json=read_json)
     assert asked == [f"{PREFIX}/clarify/explainability/report/analysis.json"]
     assert "Top features by mean |SHAP|: a -2" in lines
+
+
+def test_a_retraining_says_which_alarm_started_it_and_a_tie_is_no_win() -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    why = {"reason": "alarm", "alarm": "ep-drift-length", "since": "2026-01-01T00:00:00.000+0000",
+           "previous_execution": "run-1"}  # fmt: skip
+    execution = {
+        "name": "retrain-drift-20260101T000000-abcd1234",
+        "status": "SUCCEEDED",
+        "startDate": start,
+        "stopDate": start + dt.timedelta(seconds=3),
+        "input": json.dumps({"config": {}, "retraining": why}),
+    }
+    champion = {"present": True, "source": "endpoint ep", "value": 2.0, "beats": True}
+    evaluation = {"metrics": {"rmse": 2.0}, "metric": "rmse", "value": 2.0, "direction": "minimize",
+                  "threshold": 2.5, "passed": True, "champion": champion}  # fmt: skip
+    lines: list[str] = []
+    summarize(execution, [_exited("ReadEvaluation", {"evaluation": evaluation})], lines.append)
+    assert "Retraining started by alarm ep-drift-length at 2026-01-01T00:00:00.000+0000, " \
+        "after run-1" in lines  # fmt: skip
+    assert any("the new model matches it" in line for line in lines), lines

@@ -379,6 +379,7 @@ def _reason_data(alarm: dict[str, Any], values: list[tuple[float, float | None]]
     stat = alarm.get("Statistic") or alarm.get("ExtendedStatistic")
     return {
         "version": "1.0",
+        **({"startDate": _iso(min(ts for ts, _ in values))} if values else {}),
         "statistic": stat,
         "period": alarm["Period"],
         "recentDatapoints": [v for _, v in values if v is not None],
