@@ -51,7 +51,9 @@ the sampling noise of a small window is no drift. Model Monitor documents no for
 CloudWatch metrics, when ``publish_cloudwatch_metrics`` is Enabled and the constraints'
 ``emit_metrics`` is not Disabled: ``data_quality_metrics.jsonl`` in the metrics folder, one
 datum a line (see ``common``), namespace ``aws/sagemaker/Endpoints/data-metrics`` in a
-``Namespace`` key, dimensions Endpoint and MonitoringSchedule, Timestamp ``end_time``:
+``Namespace`` key, dimensions Endpoint and MonitoringSchedule, Timestamp the moment they are
+written (not the window's end: a job that outlasts the alarm's period would otherwise publish
+into a period already judged):
 ``feature_non_null_<f>`` (completeness, Value), ``feature_baseline_drift_<f>`` (the distance,
 Value) and, for numerical features, ``feature_data_<f>`` (StatisticValues SampleCount, Sum,
 Minimum, Maximum: the built-in container's Min/Max/Sum/SampleCount/Average).
@@ -194,7 +196,9 @@ def run(
     counts: Counts,
     now: datetime | None = None,
 ) -> tuple[int, str]:
-    """(exit code, exit message) of one job; writes its outputs."""
+    """(exit code, exit message) of one job; writes its outputs. Without ``now`` (tests give
+    one) the metrics are stamped when written, after the analysis."""
+    stamp = now
     now = now or datetime.now(UTC)
     output = Path(_required(env, "output_path"))
     source = Path(_required(env, "dataset_source"))
@@ -231,7 +235,7 @@ def run(
         env.get("publish_cloudwatch_metrics", "Disabled") == "Enabled"
         and config.get("emit_metrics", "Enabled") != "Disabled"
     ):
-        timestamp = iso(window.end or now)
+        timestamp = iso(stamp or datetime.now(UTC))  # the alarm's current period sees it
         known = {name: p for name, p in profiles.items() if name in names_set(baseline)}
         write_metrics(metrics_dir, METRICS_FILE, metric_lines(env, known, drift, timestamp))
     if found:

@@ -1018,7 +1018,10 @@ class Outcome:
     message: str
 
 
-def analyze(settings: Settings, *, now: datetime, metrics_dir: str = METRICS_DIR) -> Outcome:
+def analyze(
+    settings: Settings, *, now: datetime, metrics_dir: str = METRICS_DIR,
+    metrics_time: datetime | None = None,
+) -> Outcome:  # fmt: skip
     """Run a baseline job or a monitoring run; write its outputs under ``output_path``."""
     counts = Counts()
     constraints = (
@@ -1049,7 +1052,8 @@ def analyze(settings: Settings, *, now: datetime, metrics_dir: str = METRICS_DIR
         found = violations(constraints, section, counts)
         write_json(os.path.join(output, "constraint_violations.json"), {"violations": found})
     if settings.monitoring and settings.publish_metrics:
-        write_metric_lines(metrics_dir, metric_lines(settings, section, settings.end_time or now))
+        moment = metrics_time or datetime.now(timezone.utc)  # when written: after the analysis
+        write_metric_lines(metrics_dir, metric_lines(settings, section, moment))
     write_json(os.path.join(output, "monitoring_report.json"), {"counts": counts.report()})
     if found:
         return Outcome(
@@ -1071,7 +1075,10 @@ def main(
     re-rooted where the local job runs."""
     try:
         settings = Settings.from_env(env)
-        outcome = analyze(settings, now=now or datetime.now(timezone.utc), metrics_dir=metrics_dir)
+        outcome = analyze(
+            settings, now=now or datetime.now(timezone.utc), metrics_dir=metrics_dir,
+            metrics_time=now,
+        )  # fmt: skip
     except ModelQualityError as exc:
         print(f"ClientError: {exc}", file=sys.stderr)
         write_message(message_file, f"ClientError: {exc}")

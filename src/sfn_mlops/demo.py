@@ -14,6 +14,7 @@ import argparse
 import csv
 import datetime as dt
 import io
+import json
 import random
 import time
 from collections.abc import Callable
@@ -25,7 +26,6 @@ from sfn_mlops.monitor_cli import (
     MonitorError,
     ground_truth_prefix,
     ground_truth_record,
-    monitoring_alarms,
     run_now,
     schedule_name,
     show_result,
@@ -74,13 +74,13 @@ def cmd_demo(args: argparse.Namespace, connect: Callable[[argparse.Namespace], A
         )
         requests = len(labels)
         print(f"Sent {requests:,} requests; uploaded ground truth the model no longer fits: {uri}")
-    _wait_for_capture(boto3.client("s3"), deployment["bucket"], since, requests)
+    wait_for_capture(boto3.client("s3"), deployment["bucket"], since, requests)
     summary = run_now(service, sagemaker, schedule)
     show_result(sagemaker, boto3.client("s3"), schedule, summary)
-    alarm = _wait_for_alarm(cloudwatch, kind)
+    alarm = _wait_for_alarm(cloudwatch, kind, since)
     print(f"Alarm {alarm['AlarmName']}: ALARM ({alarm['StateReason']})")
     sfn = boto3.client("stepfunctions")
-    arn = _wait_for_retraining(sfn, deployment["state_machine_arn"], since)
+    arn = _wait_for_retraining(sfn, deployment["state_machine_arn"], since, kind)
     print(f"Retraining started by the alarm: {arn.rpartition(':')[2]}\n")
     from sfn_mlops.cli import _follow
 
@@ -157,7 +157,7 @@ def _send_labelled(
     return labels
 
 
-def _wait_for_capture(s3: Any, bucket: str, since: dt.datetime, requests: int) -> None:
+def wait_for_capture(s3: Any, bucket: str, since: dt.datetime, requests: int) -> None:
     """The endpoint publishes its capture files every few seconds: wait for this traffic's."""
     deadline = time.monotonic() + 60
     print("Waiting for the endpoint's capture files ...")
@@ -180,23 +180,32 @@ def _wait_for_capture(s3: Any, bucket: str, since: dt.datetime, requests: int) -
     raise MonitorError("the endpoint's capture did not arrive within 60 s (is capture on?)")
 
 
-def _wait_for_alarm(cloudwatch: Any, kind: str) -> dict[str, Any]:
-    wanted = "-drift-" if kind == "data" else "-model-quality"
+def _wait_for_alarm(cloudwatch: Any, kind: str, since: dt.datetime) -> dict[str, str]:
+    """The first monitoring alarm of this kind to enter ALARM since the demo began, read from
+    the alarms' history: an alarm may already be back to OK when the next period has no data."""
+    wanted = f"{DEFAULT_ENDPOINT}-drift-" if kind == "data" else f"{DEFAULT_ENDPOINT}-model-quality"
     deadline = time.monotonic() + ALARM_TIMEOUT
     print("Waiting for CloudWatch to judge the alarm's period ...")
     while time.monotonic() < deadline:
-        for alarm in monitoring_alarms(cloudwatch, DEFAULT_ENDPOINT):
-            if wanted in alarm["AlarmName"] and alarm["StateValue"] == "ALARM":
-                return alarm
-        time.sleep(1)
+        pages = cloudwatch.get_paginator("describe_alarm_history").paginate(
+            HistoryItemType="StateUpdate", StartDate=since, ScanBy="TimestampAscending"
+        )
+        for page in pages:
+            for item in page["AlarmHistoryItems"]:
+                new = json.loads(item["HistoryData"]).get("newState", {})
+                if item["AlarmName"].startswith(wanted) and new.get("stateValue") == "ALARM":
+                    return {"AlarmName": item["AlarmName"], "StateReason": new["stateReason"]}
+        time.sleep(0.5)
     raise MonitorError(f"no {kind} monitoring alarm went to ALARM within {ALARM_TIMEOUT:.0f} s")
 
 
-def _wait_for_retraining(sfn: Any, pipeline: str, since: dt.datetime) -> str:
+def _wait_for_retraining(sfn: Any, pipeline: str, since: dt.datetime, kind: str) -> str:
+    """The retraining this demo's alarm started (named by the retraining Lambda)."""
+    prefix = "retrain-drift-" if kind == "data" else "retrain-quality-"
     deadline = time.monotonic() + RETRAIN_TIMEOUT
     while time.monotonic() < deadline:
         for execution in sfn.list_executions(stateMachineArn=pipeline, maxResults=10)["executions"]:
-            if execution["name"].startswith("retrain-") and execution["startDate"] >= since:
+            if execution["name"].startswith(prefix) and execution["startDate"] >= since:
                 return str(execution["executionArn"])
         time.sleep(0.5)
     raise MonitorError(f"no retraining execution started within {RETRAIN_TIMEOUT:.0f} s")

@@ -23,6 +23,13 @@ DEFAULT_ENDPOINT = "sfn-mlops"
 KINDS = {"data": "data-quality", "model": "model-quality"}
 TERMINAL = {"Completed", "CompletedWithViolations", "Failed", "Stopped"}
 NO_DATA = "Job inputs had no data"
+#: The counts of monitoring_report.json that are input the run skipped or could not join.
+SKIP_COUNTS = {
+    "malformed_capture_lines", "records_outside_window", "captures_outside_window",
+    "row_count_mismatches", "unreadable_payloads", "malformed_rows", "unreadable_predictions",
+    "malformed_ground_truth_lines", "unknown_event_ids", "duplicate_ground_truth",
+    "invalid_labels", "label_count_mismatches",
+}  # fmt: skip
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -162,6 +169,9 @@ def show_result(sagemaker: Any, s3: Any, schedule: str, summary: dict[str, Any])
     print(f"{schedule}: {describe_execution(summary)}")
     if status == "Failed":
         return EXIT_FAILED
+    skipped = describe_counts(read_counts(sagemaker, s3, summary))
+    if skipped:
+        print(f"  {skipped} (counted in monitoring_report.json, not violations)")
     violations = read_violations(sagemaker, s3, summary)
     for violation in violations[:20]:
         name = violation.get("feature_name") or violation.get("metric_name")
@@ -172,18 +182,43 @@ def show_result(sagemaker: Any, s3: Any, schedule: str, summary: dict[str, Any])
 
 
 def read_violations(sagemaker: Any, s3: Any, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    found = read_output(sagemaker, s3, summary, "constraint_violations.json")
+    return list((found or {}).get("violations", []))
+
+
+def read_counts(sagemaker: Any, s3: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """What the run read and skipped (monitoring_report.json, written by our analyzer only)."""
+    return dict((read_output(sagemaker, s3, summary, "monitoring_report.json") or {}).get(
+        "counts", {}
+    ))  # fmt: skip
+
+
+def read_output(
+    sagemaker: Any, s3: Any, summary: dict[str, Any], filename: str
+) -> dict[str, Any] | None:
+    """A JSON file the monitoring run wrote to its output, None when it wrote none."""
     arn = summary.get("ProcessingJobArn")
     if not arn:
-        return []
+        return None
     job = sagemaker.describe_processing_job(ProcessingJobName=arn.rpartition("/")[2])
     for output in job.get("ProcessingOutputConfig", {}).get("Outputs", []):
         bucket, _, key = output["S3Output"]["S3Uri"].removeprefix("s3://").partition("/")
         try:
-            body = s3.get_object(Bucket=bucket, Key=f"{key.rstrip('/')}/constraint_violations.json")
+            body = s3.get_object(Bucket=bucket, Key=f"{key.rstrip('/')}/{filename}")
         except s3.exceptions.NoSuchKey:
             continue
-        return list(json.loads(body["Body"].read()).get("violations", []))
-    return []
+        return dict(json.loads(body["Body"].read()))
+    return None
+
+
+def describe_counts(counts: dict[str, Any]) -> str | None:
+    """``skipped: 3 malformed capture lines, ...``; None when nothing was skipped."""
+    skipped = [
+        f"{value} {name.replace('_', ' ')}"
+        for name, value in counts.items()
+        if isinstance(value, int) and value and name in SKIP_COUNTS
+    ]
+    return "skipped: " + ", ".join(skipped) if skipped else None
 
 
 # ------------------------------------------------------------------ ground truth

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from sfn_mlops.local.cloud import LocalCloud
@@ -42,8 +43,13 @@ RELEASE_STATES = [
     "DeployModel",
     "DescribeEndpoint",
     "EndpointReady",
+    "MonitoringWanted",
+    "Baselines",
+    "SetUpMonitoring",
     "ModelDeployed",
 ]
+#: The Baselines branches run side by side: their order varies, so they are checked as a set.
+BASELINE_BRANCHES = {"DataQualityBaseline", "ModelQualityWanted", "ModelQualityBaseline"}
 STATES_TO_APPROVAL = [
     *STATES_TO_GATE,
     "OverfitGate",
@@ -56,10 +62,11 @@ WAIT_LOOP = {"WaitForEndpoint", "CountPoll", "StorePollsLeft"}
 
 
 def _without_wait_loop(states: list[str]) -> list[str]:
-    """The states entered, with each turn of the endpoint wait loop folded into one."""
+    """The states entered, with each turn of the endpoint wait loop folded into one and the
+    baseline branches left out."""
     folded: list[str] = []
     for state in states:
-        if state in WAIT_LOOP:
+        if state in WAIT_LOOP or state in BASELINE_BRANCHES:
             continue
         if state in ("DescribeEndpoint", "EndpointReady") and state in folded[-2:]:
             continue
@@ -132,6 +139,27 @@ def test_happy_path_succeeds_through_every_state_in_order(happy: Any, aws: Any) 
         *RELEASE_STATES,
     ]
     assert sorted(jobs) == sorted(CLARIFY_JOBS)
+    assert BASELINE_BRANCHES <= set(entered)
+
+
+def test_happy_path_sets_up_model_monitor_on_the_endpoint(happy: Any, aws: Any) -> None:
+    """The baselines in Model Monitor's formats, both schedules, one drift alarm per feature."""
+    baselines = {}
+    for kind, job in (("data-quality", f"{HAPPY}-dq-base"), ("model-quality", f"{HAPPY}-mq-base")):
+        described = aws.sagemaker.describe_processing_job(ProcessingJobName=job)
+        assert described["ProcessingJobStatus"] == "Completed", described
+        (output,) = described["ProcessingOutputConfig"]["Outputs"]
+        baselines[kind] = aws.json_object(f"{output['S3Output']['S3Uri']}/statistics.json")
+        schedule = aws.sagemaker.describe_monitoring_schedule(
+            MonitoringScheduleName=f"sfn-mlops-{kind}"
+        )
+        assert schedule["MonitoringScheduleStatus"] == "Scheduled"
+    assert baselines["model-quality"]["regression_metrics"]["rmse"]["value"] > 0
+    features = {feature["name"] for feature in baselines["data-quality"]["features"]}
+    assert "rings" not in features and {"sex", "length"} <= features
+    cloudwatch = boto3.client("cloudwatch")
+    alarms = cloudwatch.describe_alarms(AlarmNamePrefix="sfn-mlops-drift-")["MetricAlarms"]
+    assert {a["MetricName"] for a in alarms} == {f"feature_baseline_drift_{f}" for f in features}
 
 
 def test_happy_path_model_archive_holds_model_and_schema(happy: Any, aws: Any) -> None:
@@ -160,7 +188,8 @@ def test_happy_path_leaves_no_job_scratch_only_the_logs(happy: Any, workspace: P
     cloud = LocalCloud(workspace)
     folders = sorted(p.name for p in cloud.jobs_dir.iterdir() if p.name.startswith(f"{HAPPY}-"))
     assert folders == [
-        f"{HAPPY}-{job}" for job in ("bias", "evaluate", "explain", "preprocess", "train")
+        f"{HAPPY}-{job}"
+        for job in ("bias", "dq-base", "evaluate", "explain", "mq-base", "preprocess", "train")
     ]
     for name in folders:
         assert [p.name for p in job_dir(cloud, name).iterdir()] == ["job.log"], name

@@ -412,7 +412,7 @@ def test_binary_monitoring_run_joins_captures_and_counts_bad_input(tmp_path: Pat
     by_name = {line["MetricName"]: line for line in lines}
     assert by_name["accuracy"] == {
         "MetricName": "accuracy",
-        "Timestamp": "2024-05-01T12:00:00Z",
+        "Timestamp": "2024-05-01T12:30:00Z",  # NOW: when the run publishes, not the window end
         "Dimensions": [
             {"Name": "Endpoint", "Value": "my-endpoint"},
             {"Name": "MonitoringSchedule", "Value": "my-schedule"},
