@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 _STARTTIME_FIELD = 22  # 1-based, as proc(5) numbers the fields of /proc/<pid>/stat
@@ -137,10 +138,15 @@ def kill_job_groups_in(folder: Path, created: float) -> list[int]:
 
 
 def _started_epoch(fields: list[str]) -> float | None:
-    """A process's start as epoch seconds: its start ticks after the boot time."""
+    """A process's start as epoch seconds: its start ticks after the boot.
+
+    The boot moment comes from ``/proc/uptime`` (fractional), not ``btime`` in ``/proc/stat``,
+    which is truncated to whole seconds and drifts from the wall clock by another second or so.
+    """
     try:
-        with open("/proc/stat", encoding="ascii") as stream:
-            boot = next(int(line.split()[1]) for line in stream if line.startswith("btime"))
-    except (OSError, StopIteration, ValueError):
+        with open("/proc/uptime", encoding="ascii") as stream:
+            uptime = float(stream.read().split()[0])
+    except (OSError, IndexError, ValueError):
         return None
+    boot = time.time() - uptime
     return boot + int(fields[_STARTTIME_FIELD]) / os.sysconf("SC_CLK_TCK")
