@@ -8,7 +8,10 @@ one timestamp, so the drift alarms of several features that it trips at once sha
 and start one retraining. While any execution of the pipeline runs, a new alarm is only logged.
 
 The retraining runs the config of the newest execution that succeeded (the one that built the
-model in service), with a ``retraining`` key saying why.
+model in service), with a ``retraining`` key saying why. With
+``monitoring.retrain_with_captured_data`` it trains on the configured data plus the endpoint's
+captured requests that have ground truth (captured_data.py); the configured location is kept in
+``retraining.base_data_uri``, so retraining after a retraining does not stack copies.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import hashlib
 import json
 import re
 from typing import Any
+
+import captured_data
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 SCHEDULED_EVENT = "Scheduled Event"
@@ -98,7 +103,15 @@ def _name(prefix: str, source: str, moment: str) -> str:
     return re.sub(r"-+", "-", name)[:MAX_NAME].strip("-")
 
 
-def retrain(sfn: Any, pipeline_arn: str, event: dict[str, Any]) -> dict[str, Any]:
+def retrain(
+    sfn: Any,
+    pipeline_arn: str,
+    event: dict[str, Any],
+    s3: Any = None,
+    bucket: str | None = None,
+) -> dict[str, Any]:
+    """Start the retraining ``event`` asks for, once; ``s3`` and ``bucket`` (the artifact
+    bucket) are needed only to add captured data."""
     why = trigger(event)
     if why is None:
         return {"started": False, "why": "not an ALARM state change or a scheduled event"}
@@ -111,6 +124,10 @@ def retrain(sfn: Any, pipeline_arn: str, event: dict[str, Any]) -> dict[str, Any
     monitoring = payload.get("config", {}).get("monitoring", {})
     if why["reason"] == "alarm" and not monitoring.get("retrain_on_alarm", True):
         return {"started": False, "why": "monitoring.retrain_on_alarm is off", **why}
+    if _exists(sfn, pipeline_arn, why["name"]):
+        return {"started": False, "why": f"{why['name']} was started already", **why}
+    if monitoring.get("retrain_with_captured_data"):
+        payload = _with_captured_data(payload, s3, bucket, why["name"])
     try:
         started = sfn.start_execution(
             stateMachineArn=pipeline_arn, name=why["name"], input=json.dumps(payload)
@@ -129,6 +146,42 @@ def _retraining_input(sfn: Any, pipeline_arn: str, why: dict[str, Any]) -> dict[
             f"{pipeline_arn} has no succeeded execution to retrain from; run the pipeline once"
         )
     last = json.loads(sfn.describe_execution(executionArn=done[0]["executionArn"])["input"])
-    last.pop("retraining", None)
+    earlier = last.pop("retraining", None) or {}
+    config = last.setdefault("config", {})
+    if earlier.get("base_data_uri"):
+        config["data_uri"] = earlier["base_data_uri"]
     details = {k: v for k, v in why.items() if k != "name"}
     return {**last, "retraining": {**details, "previous_execution": done[0]["name"]}}
+
+
+def _exists(sfn: Any, pipeline_arn: str, name: str) -> bool:
+    """Whether this episode's execution was started (before doing its work again)."""
+    arn = pipeline_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+    try:
+        sfn.describe_execution(executionArn=arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return False
+    return True
+
+
+def _with_captured_data(
+    payload: dict[str, Any], s3: Any, bucket: str | None, name: str
+) -> dict[str, Any]:
+    """The configured data plus the labelled captures, at a prefix of this execution's own."""
+    if s3 is None or not bucket:
+        raise RetrainError("retrain_with_captured_data needs the artifact bucket (ARTIFACT_BUCKET)")
+    config = payload["config"]
+    endpoint = config.get("deployment", {}).get("endpoint_name")
+    if not endpoint:
+        raise RetrainError("retrain_with_captured_data needs config.deployment.endpoint_name")
+    data = captured_data.build(
+        s3,
+        bucket=bucket,
+        endpoint=endpoint,
+        base_data_uri=config["data_uri"],
+        config=config,
+        destination=f"s3://{bucket}/retraining-data/{name}/",
+    )
+    config["data_uri"] = data["data_uri"]
+    retraining = {**payload["retraining"], **{k: v for k, v in data.items() if k != "data_uri"}}
+    return {**payload, "config": config, "retraining": retraining}

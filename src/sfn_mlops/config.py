@@ -256,6 +256,8 @@ class MonitoringConfig(_Strict):
     evaluation_periods: int = Field(1, ge=1, le=24)
     datapoints_to_alarm: int | None = Field(None, ge=1, le=24)
     retrain_on_alarm: bool = True
+    # A retraining also trains on the endpoint's captured requests that have ground truth.
+    retrain_with_captured_data: bool = False
     model_quality: ModelQualityMonitorConfig = Field(default_factory=ModelQualityMonitorConfig)
 
 
@@ -456,6 +458,7 @@ class PipelineConfig(_Strict):
             "evaluation_periods": periods,
             "datapoints_to_alarm": datapoints,
             "retrain_on_alarm": monitoring.retrain_on_alarm,
+            "retrain_with_captured_data": monitoring.retrain_with_captured_data,
             "model_quality": self._model_quality_input(),
         }
 

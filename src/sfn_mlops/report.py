@@ -78,6 +78,12 @@ def _retraining(execution: dict[str, Any], echo: Callable[[str], None]) -> None:
     cause = f"alarm {why.get('alarm')}" if why.get("reason") == "alarm" else "the schedule"
     after = why.get("previous_execution")
     echo(f"Retraining started by {cause} at {why.get('since')}, after {after}")
+    if "captured_rows" in why:
+        skipped = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in why["skipped"].items())
+        echo(
+            f"  trained on {why.get('base_data_uri')} plus {why['captured_rows']} captured rows "
+            "with ground truth" + (f" (left out: {skipped})" if skipped else "")
+        )
 
 
 def _tuning(tuned: dict[str, Any] | None, echo: Callable[[str], None]) -> None:

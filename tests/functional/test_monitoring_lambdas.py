@@ -8,13 +8,14 @@ service's, which follows AWS's.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import re
 import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import boto3
@@ -211,3 +212,187 @@ def test_execution_names_fit_step_functions(retrain: Any) -> None:
         )
     )
     assert why["name"] == again["name"] != later["name"]
+
+
+# ------------------------------------------------ retraining on labelled captures
+
+ENDPOINT = "sfn-mlops"
+BUCKET = "artifacts"
+HEADER = "sex,length,rings"
+CAPTURED_CONFIG = {
+    "config": {
+        "data_uri": f"s3://{BUCKET}/data/abalone/",
+        "target": "rings",
+        "problem_type": "regression",
+        "deployment": {"endpoint_name": ENDPOINT},
+        "monitoring": {"retrain_on_alarm": True, "retrain_with_captured_data": True},
+    }
+}
+
+
+def _capture(event_id: str, data: str, content_type: str = "text/csv") -> str:
+    """One line of a SageMaker capture file."""
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": content_type,
+                    "mode": "INPUT",
+                    "data": data,
+                    "encoding": "CSV" if content_type == "text/csv" else "JSON",
+                },
+                "endpointOutput": {
+                    "observedContentType": "text/csv",
+                    "data": "9",
+                    "mode": "OUTPUT",
+                },
+            },
+            "eventMetadata": {"eventId": event_id, "inferenceTime": "2026-12-04T10:00:00Z"},
+            "eventVersion": "0",
+        }
+    )
+
+
+def _label(event_id: str, data: str) -> str:
+    return json.dumps(
+        {
+            "groundTruthData": {"data": data, "encoding": "CSV"},
+            "eventMetadata": {"eventId": event_id},
+            "eventVersion": "0",
+        }
+    )
+
+
+def _put(s3: Any, key: str, lines: list[str]) -> None:
+    s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode() + b"\n")
+
+
+def _stage_captures_and_labels(s3: Any) -> None:
+    s3.create_bucket(Bucket=BUCKET)
+    _put(s3, "data/abalone/part-1.csv", [HEADER, "M,0.45,10", "F,0.5,11"])
+    _put(s3, "data/abalone/_SUCCESS", [""])
+    _put(
+        s3,
+        f"data-capture/{ENDPOINT}/AllTraffic/2026/12/04/10/a.jsonl",
+        [
+            _capture("one", "M,0.6"),  # labelled
+            _capture("two", "F,0.3\nI,0.2"),  # two rows, two labels
+            _capture("json", json.dumps([{"sex": "I", "length": 0.25}]), "application/json"),
+            _capture("unlabelled", "M,0.7"),
+            _capture("wide", "M,0.7,1"),  # three values for two features
+            _capture("text", "F,0.4"),  # a text label for a regression
+            "{not json",
+        ],
+    )
+    _put(
+        s3,
+        f"ground-truth/{ENDPOINT}/2026/12/04/11/labels.jsonl",
+        [
+            _label("one", "12"),
+            _label("two", "7\n6"),
+            _label("json", "5"),
+            _label("wide", "4"),
+            _label("text", "many"),
+            _label("nobody", "3"),  # no such capture: unused
+            "[broken",
+        ],
+    )
+
+
+def test_a_retraining_trains_on_the_data_plus_the_labelled_captures(
+    cloud: LocalCloud, retrain: Any, tmp_path: Path
+) -> None:
+    containers = [str(LAMBDAS.parent / "containers" / name) for name in ("common", "processing")]
+    sys.path[:0] = containers
+    try:
+        import preprocess  # the processing job's own reader takes the retraining's folder
+    finally:
+        del sys.path[: len(containers)]
+    sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
+    _stage_captures_and_labels(s3)
+    arn = _pipeline(sfn, CAPTURED_CONFIG)
+    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-length"), s3, BUCKET)
+    assert result["started"] is True, result
+    payload = json.loads(sfn.describe_execution(executionArn=result["executionArn"])["input"])
+    data_uri = payload["config"]["data_uri"]
+    assert data_uri == f"s3://{BUCKET}/retraining-data/{result['name']}/"
+    assert payload["retraining"]["base_data_uri"] == CAPTURED_CONFIG["config"]["data_uri"]
+    assert payload["retraining"]["captured_rows"] == 4
+    assert payload["retraining"]["skipped"] == {
+        "malformed_capture_lines": 1,
+        "malformed_ground_truth_lines": 1,
+        "captures_without_ground_truth": 1,
+        "rows_of_the_wrong_width": 1,
+        "labels_of_the_wrong_type": 1,
+    }
+    folder = tmp_path / "input"
+    folder.mkdir()
+    prefix = data_uri.removeprefix(f"s3://{BUCKET}/")
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]:
+        s3.download_file(BUCKET, item["Key"], str(folder / item["Key"].rsplit("/", 1)[-1]))
+    frame, spans = preprocess.read_inputs(preprocess.list_input_files(str(folder)), ["sex"])
+    assert dict(spans) == {"captured-labelled.csv": 4, "part-1.csv": 2}
+    captured = frame.iloc[:4]
+    assert captured["sex"].tolist() == ["M", "F", "I", "I"]
+    assert captured["length"].tolist() == [0.6, 0.3, 0.2, 0.25]
+    assert captured["rings"].tolist() == [12, 7, 6, 5]
+
+
+def test_a_retraining_after_a_retraining_starts_from_the_configured_data(
+    cloud: LocalCloud, retrain: Any
+) -> None:
+    sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
+    _stage_captures_and_labels(s3)
+    earlier = {
+        **CAPTURED_CONFIG,
+        "config": {**CAPTURED_CONFIG["config"], "data_uri": f"s3://{BUCKET}/retraining-data/x/"},
+        "retraining": {"base_data_uri": CAPTURED_CONFIG["config"]["data_uri"]},
+    }
+    arn = _pipeline(sfn, earlier)
+    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-model-quality"), s3, BUCKET)
+    payload = json.loads(sfn.describe_execution(executionArn=result["executionArn"])["input"])
+    assert payload["retraining"]["base_data_uri"] == CAPTURED_CONFIG["config"]["data_uri"]
+    assert payload["config"]["data_uri"].endswith(f"/retraining-data/{result['name']}/")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [("parquet/", "is not a plain CSV file"), ("empty/", "holds no data files")],
+)
+def test_captured_data_needs_csv_data(
+    cloud: LocalCloud, retrain: Any, data: str, message: str
+) -> None:
+    sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
+    _stage_captures_and_labels(s3)
+    _put(s3, "parquet/part-1.parquet", ["PAR1"])
+    config = {**CAPTURED_CONFIG["config"], "data_uri": f"s3://{BUCKET}/{data}"}
+    arn = _pipeline(sfn, {"config": config})
+    with pytest.raises(retrain.captured_data.CapturedDataError, match=message):
+        retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-x"), s3, BUCKET)
+    assert _retrainings(sfn, arn) == []
+
+
+def test_the_handler_starts_a_retraining_and_logs_it(
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As EventBridge invokes it: environment, lazy clients, the log line of the result."""
+    sfn = boto3.client("stepfunctions")
+    arn = _pipeline(sfn)
+    monkeypatch.setenv("PIPELINE_ARN", arn)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    _load("retrain", "retrain")
+    app = _load("retrain", "app")
+    log = io.StringIO()  # Powertools' handler is shared by the loggers of one service name
+    handler = app.logger.registered_handler
+    earlier = handler.setStream(log)
+    context = SimpleNamespace(
+        function_name="RetrainFunction", memory_limit_in_mb=512, aws_request_id="1",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:RetrainFunction",
+    )  # fmt: skip
+    try:
+        result = app.lambda_handler(_alarm_event("sfn-mlops-drift-length"), context)
+    finally:
+        handler.setStream(earlier)
+    assert result["started"] is True
+    logged = json.loads(log.getvalue().strip().splitlines()[-1])
+    assert logged["retraining"]["name"] == result["name"]

@@ -95,3 +95,17 @@ def test_a_retraining_says_which_alarm_started_it_and_a_tie_is_no_win() -> None:
     assert "Retraining started by alarm ep-drift-length at 2026-01-01T00:00:00.000+0000, " \
         "after run-1" in lines  # fmt: skip
     assert any("the new model matches it" in line for line in lines), lines
+
+
+def test_a_retraining_on_captured_data_says_what_it_added_and_left_out() -> None:
+    why = {"reason": "schedule", "since": "2026-01-01T00:00:00Z", "previous_execution": "run-1",
+           "base_data_uri": "s3://b/data/", "captured_rows": 40,
+           "skipped": {"captures_without_ground_truth": 3}}  # fmt: skip
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    execution = {"name": "scheduled-1", "status": "SUCCEEDED", "startDate": start,
+                 "stopDate": start,
+                 "input": json.dumps({"config": {}, "retraining": why})}  # fmt: skip
+    lines: list[str] = []
+    summarize(execution, [], lines.append)
+    assert "  trained on s3://b/data/ plus 40 captured rows with ground truth " \
+        "(left out: 3 captures without ground truth)" in lines  # fmt: skip
