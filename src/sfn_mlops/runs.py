@@ -49,7 +49,9 @@ class Run:
         if self.status == "RUNNING":
             return "running"
         if self.status == "SUCCEEDED":
-            return "gate passed" if self.evaluation else "succeeded"
+            if not self.evaluation:
+                return "succeeded"
+            return "gate passed" if self.evaluation.get("passed", True) else "gate failed"
         reason = f"{self.error}: {cause_summary(self.cause)}" if self.error else self.status
         return reason if len(reason) <= REASON_WIDTH else reason[: REASON_WIDTH - 1] + "…"
 

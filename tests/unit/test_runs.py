@@ -61,6 +61,13 @@ def test_a_succeeded_run_reads_its_gate_from_the_output_without_the_history() ->
     )
 
 
+def test_a_succeeded_run_whose_model_missed_the_gate_says_so() -> None:
+    """The pipeline registers a model that misses the gate as Rejected and succeeds."""
+    output = json.dumps({"evaluation": {**EVALUATION, "passed": False, "value": 3.9}})
+    run = runs.load_run(HistoryOnly([]), execution("a", "SUCCEEDED", output=output))
+    assert (run.gate, run.result) == ("rmse 3.9 <= 2.5", "gate failed")
+
+
 def test_a_failed_run_reads_its_evaluation_from_read_evaluations_exit() -> None:
     exited = {
         "type": "TaskStateExited",
