@@ -52,7 +52,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         get_sfn_client(),
         os.environ["PIPELINE_ARN"],
         event,
-        s3=get_s3_client(),
+        s3=get_s3_client,
         bucket=os.environ.get("ARTIFACT_BUCKET"),
     )
     # Nested: the result's "name" would clash with the LogRecord attribute of that name.

@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from typing import Any
 
 CAPTURED_FILE = "captured-labelled.csv"
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
+#: The processing job reads ``.csv`` files as CSV (containers/processing CSV_SUFFIXES).
+CSV_SUFFIX = ".csv"
 #: The header of the configured CSV is in its first bytes.
 HEADER_BYTES = 1 << 20
 
@@ -95,7 +96,7 @@ def build(
 
 
 def _header(s3: Any, bucket: str, key: str, delimiter: str) -> list[str]:
-    if not key.lower().endswith(CSV_SUFFIXES) or key.lower().endswith(".gz"):
+    if not key.lower().endswith(CSV_SUFFIX):
         raise CapturedDataError(
             f"s3://{bucket}/{key} is not a plain CSV file; captured rows are added as CSV, so "
             "retrain_with_captured_data needs CSV data (or turn it off)"

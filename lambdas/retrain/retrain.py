@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import captured_data
@@ -107,11 +108,11 @@ def retrain(
     sfn: Any,
     pipeline_arn: str,
     event: dict[str, Any],
-    s3: Any = None,
+    s3: Callable[[], Any] | None = None,
     bucket: str | None = None,
 ) -> dict[str, Any]:
-    """Start the retraining ``event`` asks for, once; ``s3`` and ``bucket`` (the artifact
-    bucket) are needed only to add captured data."""
+    """Start the retraining ``event`` asks for, once; ``s3`` (gives the S3 client, called only
+    when needed) and ``bucket`` (the artifact bucket) serve only to add captured data."""
     why = trigger(event)
     if why is None:
         return {"started": False, "why": "not an ALARM state change or a scheduled event"}
@@ -165,7 +166,7 @@ def _exists(sfn: Any, pipeline_arn: str, name: str) -> bool:
 
 
 def _with_captured_data(
-    payload: dict[str, Any], s3: Any, bucket: str | None, name: str
+    payload: dict[str, Any], s3: Callable[[], Any] | None, bucket: str | None, name: str
 ) -> dict[str, Any]:
     """The configured data plus the labelled captures, at a prefix of this execution's own."""
     if s3 is None or not bucket:
@@ -175,13 +176,13 @@ def _with_captured_data(
     if not endpoint:
         raise RetrainError("retrain_with_captured_data needs config.deployment.endpoint_name")
     data = captured_data.build(
-        s3,
+        s3(),
         bucket=bucket,
         endpoint=endpoint,
         base_data_uri=config["data_uri"],
         config=config,
         destination=f"s3://{bucket}/retraining-data/{name}/",
     )
-    config["data_uri"] = data["data_uri"]
-    retraining = {**payload["retraining"], **{k: v for k, v in data.items() if k != "data_uri"}}
-    return {**payload, "config": config, "retraining": retraining}
+    config["data_uri"] = data.pop("data_uri")
+    payload["retraining"].update(data)
+    return payload

@@ -24,7 +24,8 @@ import pytest
 from sfn_mlops.local.cloud import LocalCloud
 
 LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
-#: Waits $.wait seconds (scaled by the test's time_scale): 0 ends at once, 1e6 keeps running.
+#: Waits $.wait seconds (scaled by the test's time_scale): 0 ends at once, 1_000_000 keeps
+#: running (an integer: a SecondsPath of 1e6, a float, fails the execution, as in AWS).
 WAITING = {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.wait", "End": True}}}
 CONFIG = {"config": {"data_uri": "s3://data/abalone/", "monitoring": {"retrain_on_alarm": True}}}
 
@@ -157,7 +158,9 @@ def test_the_next_breached_period_is_a_new_episode(retrain: Any) -> None:
 def test_no_retraining_beside_a_running_execution(cloud: LocalCloud, retrain: Any) -> None:
     sfn = boto3.client("stepfunctions")
     arn = _pipeline(sfn)
-    busy = sfn.start_execution(stateMachineArn=arn, name="busy", input=json.dumps({"wait": 1e6}))
+    busy = sfn.start_execution(
+        stateMachineArn=arn, name="busy", input=json.dumps({"wait": 1_000_000})
+    )
     result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-model-quality"))
     sfn.stop_execution(executionArn=busy["executionArn"])
     assert result["started"] is False and "busy" in result["why"]
@@ -311,7 +314,7 @@ def test_a_retraining_trains_on_the_data_plus_the_labelled_captures(
     sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
     _stage_captures_and_labels(s3)
     arn = _pipeline(sfn, CAPTURED_CONFIG)
-    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-length"), s3, BUCKET)
+    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-length"), lambda: s3, BUCKET)
     assert result["started"] is True, result
     payload = json.loads(sfn.describe_execution(executionArn=result["executionArn"])["input"])
     data_uri = payload["config"]["data_uri"]
@@ -349,7 +352,7 @@ def test_a_retraining_after_a_retraining_starts_from_the_configured_data(
         "retraining": {"base_data_uri": CAPTURED_CONFIG["config"]["data_uri"]},
     }
     arn = _pipeline(sfn, earlier)
-    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-model-quality"), s3, BUCKET)
+    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-model-quality"), lambda: s3, BUCKET)
     payload = json.loads(sfn.describe_execution(executionArn=result["executionArn"])["input"])
     assert payload["retraining"]["base_data_uri"] == CAPTURED_CONFIG["config"]["data_uri"]
     assert payload["config"]["data_uri"].endswith(f"/retraining-data/{result['name']}/")
@@ -368,7 +371,7 @@ def test_captured_data_needs_csv_data(
     config = {**CAPTURED_CONFIG["config"], "data_uri": f"s3://{BUCKET}/{data}"}
     arn = _pipeline(sfn, {"config": config})
     with pytest.raises(retrain.captured_data.CapturedDataError, match=message):
-        retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-x"), s3, BUCKET)
+        retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-x"), lambda: s3, BUCKET)
     assert _retrainings(sfn, arn) == []
 
 
