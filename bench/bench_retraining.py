@@ -59,7 +59,7 @@ def deploy(workspace: Path) -> None:
 
 def retrainings(aws: dict[str, Any], machine: str) -> list[dict[str, Any]]:
     listed = aws["stepfunctions"].list_executions(stateMachineArn=machine)["executions"]
-    return [e for e in listed if e["name"].startswith("retrain-")]
+    return [e for e in listed if e["name"].startswith(("drift-", "quality-", "alarm-"))]
 
 
 def alarms_entered(aws: dict[str, Any], since: dt.datetime) -> list[str]:

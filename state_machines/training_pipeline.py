@@ -844,7 +844,13 @@ def deploy_model() -> Task:
         result_selector={
             **{
                 f"{key}.$": f"$.Payload.{key}"
-                for key in ("EndpointName", "EndpointConfigName", "Strategy", "Operation")
+                for key in (
+                    "EndpointName",
+                    "EndpointConfigName",
+                    "PreviousConfigName",  # EndpointReady tells a rollback by it
+                    "Strategy",
+                    "Operation",
+                )
             },
             "polls_left.$": "$.Payload.polls_left",
             "waits.$": "$.Payload.waits",
@@ -876,9 +882,21 @@ def describe_endpoint() -> Task:
     )
 
 
-def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice:
+def _deployment_failed(name: str, notify: steps.State, cause: str | None = None) -> steps.Pass:
+    """The error as a Catch records it, then the failure notification: a rollback is news."""
+    error = {"Error": name}
+    error.update({"Cause": cause} if cause else {"Cause.$": "$.endpoint.FailureReason"})
+    failed = steps.Pass(name, parameters=error, result_path="$.error")
+    failed.next(notify)
+    return failed
+
+
+def endpoint_ready(
+    deployed: steps.State, describe: steps.State, notify: steps.State
+) -> steps.Choice:
     """A bounded wait: InService on the new config ends it; a rollback, a failure or the
-    configured timeout fails the execution with an error saying which (the old model serves)."""
+    configured timeout fails the execution with an error saying which (the old model serves),
+    after the failure notification."""
     ready = steps.Choice("EndpointReady", comment="Waits for the endpoint's deployment to end.")
     in_service = ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "InService")
     reason = ChoiceRule.IsPresent("$.endpoint.FailureReason", True)
@@ -892,24 +910,20 @@ def endpoint_ready(deployed: steps.State, describe: steps.State) -> steps.Choice
     rolled_back = ChoiceRule.StringEqualsPath(config, "$.deployment.PreviousConfigName")
     ready.add_choice(
         ChoiceRule.And([in_service, reason, rolled_back]),
-        Fail(
-            "DeploymentRolledBack",
-            error="DeploymentRolledBack",
-            cause_path="$.endpoint.FailureReason",
-        ),
+        _deployment_failed("DeploymentRolledBack", notify),
     )
     ready.add_choice(
         ChoiceRule.And([ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "Failed"), reason]),
-        Fail("EndpointFailed", error="EndpointFailed", cause_path="$.endpoint.FailureReason"),
+        _deployment_failed("EndpointFailed", notify),
     )
     # Another run's deployment can only start once ours has ended (DeployModel retries
     # EndpointBusy until then): InService on a config newer than ours means ours finished.
     ready.add_choice(in_service, steps.Succeed("DeployedThenSuperseded"))
     ready.add_choice(
         ChoiceRule.NumericLessThanEquals("$.deployment.polls_left", 0),
-        Fail(
+        _deployment_failed(
             "EndpointWaitTimedOut",
-            error="EndpointWaitTimedOut",
+            notify,
             cause="The endpoint did not finish deploying within deployment.timeout_seconds; "
             "it goes on in SageMaker (see DescribeEndpoint)",
         ),
@@ -1080,11 +1094,8 @@ def notify_failure(
 def build_definition() -> dict[str, Any]:
     """The pipeline as an Amazon States Language dict, with `${Placeholder}` substitutions."""
     pipeline_failed = Fail("PipelineFailed", error_path="$.error.Error", cause_path="$.error.Cause")
-    on_error = steps.Catch(
-        error_equals=["States.ALL"],
-        result_path="$.error",
-        next_step=notify_failure(pipeline_failed),
-    )
+    notify = notify_failure(pipeline_failed)
+    on_error = steps.Catch(error_equals=["States.ALL"], result_path="$.error", next_step=notify)
     prepare, training, tuning = preprocess(), train(), tune()
     best = describe_best_training_job()
     scoring = [find_champion(), evaluate(), read_evaluation()]
@@ -1101,7 +1112,7 @@ def build_definition() -> dict[str, Any]:
 
     deployed = steps.Succeed("ModelDeployed")
     monitored = monitoring_wanted(steps.Chain([*monitor_tasks, deployed]), deployed)
-    describe.next(endpoint_ready(deployed=monitored, describe=describe))
+    describe.next(endpoint_ready(deployed=monitored, describe=describe, notify=notify))
     deployment = deployment_wanted(
         deploy=steps.Chain([deploy, describe]), registered=steps.Succeed("ModelRegistered")
     )

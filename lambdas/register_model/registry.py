@@ -10,12 +10,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 CONTENT_TYPES = ["text/csv", "application/json"]
 APPROVAL = {"auto": "Approved", "manual": "PendingManualApproval"}
+
+# CreateModelPackage's limits (botocore's sagemaker model, shapes CustomerMetadataKey/Value and
+# EntityDescription): metadata values are 1-256 characters of letters, separators, digits and
+# `_.:/=+-@`; the description is up to 1024 letters, marks, separators, symbols, digits and
+# punctuation. SageMaker refuses anything else with a ValidationException.
+METADATA_VALUE_MAX = 256
+DESCRIPTION_MAX = 1024
+_METADATA_CATEGORIES = ("L", "Z", "N")
+_METADATA_PUNCTUATION = frozenset("_.:/=+-@")
+_DESCRIPTION_CATEGORIES = ("L", "M", "Z", "S", "N", "P")
+
+
+def _fits(text: str, categories: tuple[str, ...], extra: frozenset[str], limit: int) -> str:
+    """`text` with each character SageMaker's pattern refuses turned into a space (runs of
+    spaces made one), cut to `limit`: the words survive, the request is accepted."""
+    kept = "".join(
+        char if char in extra or unicodedata.category(char)[0] in categories else " "
+        for char in text
+    )
+    return re.sub(r"\s{2,}", " ", kept).strip()[:limit].rstrip()
+
+
+def metadata_value(text: str) -> str:
+    """A value CustomerMetadataProperties takes ("-" for one with nothing left: at least 1)."""
+    return _fits(text, _METADATA_CATEGORIES, _METADATA_PUNCTUATION, METADATA_VALUE_MAX) or "-"
+
+
+def description_text(text: str) -> str:
+    return _fits(text, _DESCRIPTION_CATEGORIES, frozenset(), DESCRIPTION_MAX)
 
 
 def config_digest(config: dict[str, Any]) -> str:
@@ -84,17 +115,21 @@ def register(
         **(scores or {}),
     }
     if rejected_because:
+        # The metadata keeps the words; the description, which takes punctuation, the sentence.
         metadata["rejected_because"] = rejected_because
+        description = f"{description}. Rejected: {rejected_because}" if description else (
+            f"Rejected: {rejected_because}"
+        )
     request: dict[str, Any] = {
         "ModelPackageGroupName": group,
-        "ModelPackageDescription": description[:1024],
+        "ModelPackageDescription": description_text(description),
         "InferenceSpecification": {
             "Containers": [container],
             "SupportedContentTypes": CONTENT_TYPES,
             "SupportedResponseMIMETypes": CONTENT_TYPES,
         },
         "ModelApprovalStatus": status,
-        "CustomerMetadataProperties": {k: v[:1024] for k, v in metadata.items()},
+        "CustomerMetadataProperties": {k: metadata_value(v) for k, v in metadata.items()},
     }
     metrics = model_metrics(reports)
     if metrics:

@@ -27,8 +27,11 @@ import captured_data
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 SCHEDULED_EVENT = "Scheduled Event"
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
-#: The pipeline names its jobs <execution>-<step> within SageMaker's 63 characters.
-MAX_NAME = 52
+#: The pipeline names its jobs <execution>-<step>: a tuning job's name, <execution>-tune, may
+#: have 32 characters (botocore's HyperParameterTuningJobName), the others 63.
+MAX_NAME = 32 - len("-tune")
+#: Names say why: drift-20261203T1000-1a2b, quality-..., alarm-..., scheduled-20261207T0300.
+RETRAINING_PREFIXES = ("drift-", "quality-", "alarm-", "scheduled-")
 _STAMP = re.compile(r"[^0-9T]")
 
 
@@ -52,11 +55,11 @@ def trigger(event: dict[str, Any]) -> dict[str, Any] | None:
             "alarm": alarm,
             "alarm_reason": state.get("reason", ""),
             "since": since,
-            "name": _name(f"retrain-{label}", source, period),
+            "name": _name(label, source, period),
         }
     if kind == SCHEDULED_EVENT:
         when = str(event.get("time", ""))
-        return {"reason": "schedule", "since": when, "name": _name("scheduled", "", when)}
+        return {"reason": "schedule", "since": when, "name": _name("scheduled", None, when)}
     return None
 
 
@@ -90,17 +93,18 @@ def _breached_period(state: dict[str, Any]) -> str | None:
 
 
 def _stamp(moment: str) -> str:
-    """``2026-12-03T10:00:00.000+0000`` as ``20261203T100000`` (sortable, name-safe)."""
-    return _STAMP.sub("", moment.split(".")[0].split("+")[0].removesuffix("Z"))[:15]
+    """``2026-12-03T10:00:00.000+0000`` as ``20261203T1000`` (sortable, name-safe; alarm
+    periods and schedules fall on whole minutes)."""
+    return _STAMP.sub("", moment.split(".")[0].split("+")[0].removesuffix("Z"))[:13]
 
 
-def _name(prefix: str, source: str, moment: str) -> str:
-    """An execution name the pipeline's job names can carry: at most ``MAX_NAME`` letters,
-    digits and single hyphens (the CLI's run-name rule); the digest keeps names of different
-    endpoints apart."""
+def _name(label: str, source: str | None, moment: str) -> str:
+    """An execution name every job name of the pipeline can carry, tuning's included: at most
+    ``MAX_NAME`` letters, digits and single hyphens; the digest of the monitored endpoint keeps
+    the names of different endpoints apart."""
     stamp = _stamp(moment)
-    digest = hashlib.sha256(f"{source}|{stamp}".encode()).hexdigest()[:8]
-    name = "-".join(part for part in (_UNSAFE.sub("-", prefix), stamp, digest) if part)
+    digest = hashlib.sha256(f"{source}|{stamp}".encode()).hexdigest()[:4] if source else ""
+    name = "-".join(part for part in (_UNSAFE.sub("-", label), stamp, digest) if part)
     return re.sub(r"-+", "-", name)[:MAX_NAME].strip("-")
 
 

@@ -201,7 +201,7 @@ def _wait_for_alarm(cloudwatch: Any, kind: str, since: dt.datetime) -> dict[str,
 
 def _wait_for_retraining(sfn: Any, pipeline: str, since: dt.datetime, kind: str) -> str:
     """The retraining this demo's alarm started (named by the retraining Lambda)."""
-    prefix = "retrain-drift-" if kind == "data" else "retrain-quality-"
+    prefix = "drift-" if kind == "data" else "quality-"  # the Retrain Lambda's names
     deadline = time.monotonic() + RETRAIN_TIMEOUT
     while time.monotonic() < deadline:
         for execution in sfn.list_executions(stateMachineArn=pipeline, maxResults=10)["executions"]:

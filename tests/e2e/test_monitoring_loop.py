@@ -52,7 +52,8 @@ def _demo_retraining(out: str) -> str:
 
 
 def _retrainings(aws: Any) -> list[str]:
-    return [name for name in aws.execution_names() if name.startswith("retrain-")]
+    prefixes = ("drift-", "quality-", "alarm-")  # the Retrain Lambda's names
+    return [name for name in aws.execution_names() if name.startswith(prefixes)]
 
 
 def _versions(aws: Any) -> int:
@@ -84,7 +85,7 @@ def test_shifted_traffic_retrains_and_deploys_a_new_version(
     result = cli(workspace, "demo", "drift")
     assert result.code == 0, result.out + result.err
     retraining = _demo_retraining(result.out)
-    assert _retrainings(aws) == [retraining] and retraining.startswith("retrain-drift-")
+    assert _retrainings(aws) == [retraining] and retraining.startswith("drift-")
     assert "baseline_drift_check length" in result.out
     assert aws.describe(retraining)["status"] == "SUCCEEDED"
     assert f"Registered {GROUP}/2 (Approved)" in result.summary(retraining)
@@ -97,7 +98,7 @@ def test_falling_quality_retrains_and_deploys_a_new_version(
     result = cli(workspace, "demo", "drift", "--mode", "quality")
     assert result.code == 0, result.out + result.err
     retraining = _demo_retraining(result.out)
-    assert retraining.startswith("retrain-quality-")
+    assert retraining.startswith("quality-")
     assert len(_retrainings(aws)) == 2, aws.execution_names()
     assert "GreaterThanThreshold rmse" in result.out
     assert aws.describe(retraining)["status"] == "SUCCEEDED"

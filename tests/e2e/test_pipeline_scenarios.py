@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
+from sfn_mlops.config import STACK_ENDPOINT, STACK_ROLLBACK_ALARMS
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.jobs import KIND_TRAINING, job_dir
 
@@ -468,3 +471,66 @@ def test_a_violated_bias_threshold_fails_with_bias_check_failed(bias_fails: Any,
         BIAS not in p.get("ModelPackageDescription", "")
         for p in packages["ModelPackageSummaryList"]
     )
+
+
+# a guarded deployment rolled back -----------------------------------------------------------
+ROLLBACK = "canary-rolled-back"
+
+
+@pytest.fixture(scope="module")
+def rolled_back(happy: Any, cli: Any, workspace: Path, open_aws: Any) -> Any:
+    """After the happy path's endpoint: a canary whose rollback alarm fires during its bake.
+
+    The bake is long (3600 s, scaled by the workspace's time scale), so the alarm is set while
+    the endpoint is Updating; SageMaker (and the local service) then roll the endpoint back.
+    """
+    assert happy.code == 0, happy.out + happy.err
+    result: dict[str, Any] = {}
+    settings = [
+        "deployment.strategy=canary",
+        "deployment.wait_seconds=3600",
+        "deployment.max_execution_seconds=7200",
+    ]
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    run = threading.Thread(
+        target=lambda: result.update(
+            run=cli(workspace, "run", "--name", ROLLBACK, "--set", "clarify.enabled=false", *args)
+        )
+    )
+    run.start()
+    with open_aws(workspace):
+        sagemaker, cloudwatch = boto3.client("sagemaker"), boto3.client("cloudwatch")
+        deadline = time.monotonic() + 300
+        while _endpoint_status(sagemaker) != "Updating":
+            assert run.is_alive() and time.monotonic() < deadline, result["run"].out[-3000:]
+            time.sleep(0.1)
+        alarm = STACK_ROLLBACK_ALARMS[0]
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="e2e drill")
+        run.join(300)
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="e2e drill over")
+    assert not run.is_alive(), "the rolled-back run did not end"
+    return result["run"]
+
+
+def _endpoint_status(sagemaker: Any) -> str | None:
+    try:
+        return str(sagemaker.describe_endpoint(EndpointName=STACK_ENDPOINT)["EndpointStatus"])
+    except sagemaker.exceptions.ClientError:
+        return None
+
+
+def test_a_rollback_fails_the_run_as_deployment_rolled_back_and_notifies(
+    rolled_back: Any, aws: Any
+) -> None:
+    assert rolled_back.code == 1, rolled_back.out + rolled_back.err
+    execution = aws.describe(ROLLBACK)
+    assert (execution["status"], execution["error"]) == ("FAILED", "DeploymentRolledBack")
+    assert STACK_ROLLBACK_ALARMS[0] in execution["cause"]
+    entered = aws.entered_states(ROLLBACK)
+    assert entered[-3:] == ["DeploymentRolledBack", "NotifyFailure", "PipelineFailed"]
+    (message,) = aws.failure_messages(ROLLBACK)
+    body = json.loads(message["Message"])
+    assert body["error"] == "DeploymentRolledBack" and body["cause"] == execution["cause"]
+    endpoint = aws.sagemaker.describe_endpoint(EndpointName=STACK_ENDPOINT)
+    assert endpoint["EndpointConfigName"] != f"{ROLLBACK}-config"  # the old model serves again
+    assert endpoint["EndpointStatus"] == "InService"

@@ -142,11 +142,33 @@ def test_register_records_the_container_reports_and_provenance(
         data_uri="s3://b/data/abalone.csv",
         config=config,
         description="",
-        rejected_because="the new model's rmse 3.1 does not beat the production model's 2.3",
+        scores={"production_model": "endpoint sfn-mlops (model run2-model)"},
+        rejected_because=CHAMPION_CAUSE,
     )
     assert lost["ModelApprovalStatus"] == "Rejected"
     package = sagemaker.describe_model_package(ModelPackageName=lost["ModelPackageArn"])
-    assert "does not beat" in package["CustomerMetadataProperties"]["rejected_because"]
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata["rejected_because"] == (
+        "the new model s rmse 3.1 does not beat the production model s 2.3 endpoint sfn-mlops "
+        "model run2-model required = 2.3"
+    )
+    assert metadata["production_model"] == "endpoint sfn-mlops model run2-model"
+    assert package["ModelPackageDescription"] == f"Rejected: {CHAMPION_CAUSE}"
+
+
+#: ReadEvaluation's comparison with the production model, word for word: its `'`, `(`, `;` and
+#: `<=` are outside CustomerMetadataProperties' value pattern, so SageMaker refuses them there.
+CHAMPION_CAUSE = (
+    "the new model's rmse 3.1 does not beat the production model's 2.3 "
+    "(endpoint sfn-mlops (model run2-model); required <= 2.3)"
+)
+
+
+def test_metadata_values_are_cut_to_what_sagemaker_takes(registry: ModuleType) -> None:
+    assert registry.metadata_value("x" * 300) == "x" * 256
+    assert registry.metadata_value("();") == "-"
+    assert registry.metadata_value("s3://b/k_1.csv a=b+c@d") == "s3://b/k_1.csv a=b+c@d"
+    assert registry.description_text("line\nbreak") == "line break"
 
 
 def test_first_deploy_creates_the_endpoint_and_a_canary_update_shifts_to_the_new_model(

@@ -81,7 +81,7 @@ def test_a_retraining_says_which_alarm_started_it_and_a_tie_is_no_win() -> None:
     why = {"reason": "alarm", "alarm": "ep-drift-length", "since": "2026-01-01T00:00:00.000+0000",
            "previous_execution": "run-1"}  # fmt: skip
     execution = {
-        "name": "retrain-drift-20260101T000000-abcd1234",
+        "name": "drift-20260101T0000-abcd",
         "status": "SUCCEEDED",
         "startDate": start,
         "stopDate": start + dt.timedelta(seconds=3),

@@ -816,6 +816,47 @@ def check_topics(project: Project) -> list[Problem]:
     ]
 
 
+def _region_lookups(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, map name) of each `Fn::FindInMap` keyed by `AWS::Region` in the template."""
+    if isinstance(node, dict):
+        found = node.get("Fn::FindInMap")
+        if isinstance(found, list) and len(found) >= 2 and found[1] == {"Ref": "AWS::Region"}:
+            yield path, str(found[0])
+        for key, value in node.items():
+            yield from _region_lookups(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _region_lookups(value, f"{path}[{index}]")
+
+
+def check_region_mappings(project: Project) -> list[Problem]:
+    """Every region one region-keyed mapping lists resolves in every other the template looks
+    up by region: CloudFormation refuses a stack whose FindInMap misses its key, so the stack
+    fails to create there before anything is made."""
+    mappings = project.sam.get("Mappings") or {}
+    lookups = [
+        *_region_lookups(project.sam.get("Conditions") or {}, "Conditions"),
+        *_region_lookups(project.sam.get("Resources") or {}, "Resources"),
+    ]
+    regions: set[str] = set()
+    for _, name in lookups:
+        regions |= set(mappings.get(name) or {})
+    problems = []
+    for where, name in lookups:
+        missing = sorted(regions - set(mappings.get(name) or {}))
+        if missing:
+            problems.append(
+                Problem(
+                    project.file,
+                    where,
+                    f"Mappings.{name} has no row for {', '.join(missing)}, which the template's "
+                    "other region mappings list: a stack there fails to create; add the rows "
+                    '("none" and a Condition where AWS offers nothing there)',
+                )
+            )
+    return problems
+
+
 CHECKS: tuple[Callable[[Project], list[Problem]], ...] = (
     check_translation,
     check_definitions,
@@ -825,6 +866,7 @@ CHECKS: tuple[Callable[[Project], list[Problem]], ...] = (
     check_iam_wildcards,
     check_buckets,
     check_topics,
+    check_region_mappings,
 )
 
 

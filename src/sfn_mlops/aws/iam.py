@@ -297,8 +297,10 @@ def _sagemaker_needs(action: str, suffix: str, parameters: dict[str, Any]) -> li
 CLARIFY_REPOSITORY = "/sagemaker-clarify-processing:"
 #: What the role a Clarify processing job runs as needs beyond any processing job's: Clarify
 #: reads the model its analysis config names and scores it through a shadow endpoint it
-#: creates from that model, named sagemaker-clarify-..., and deletes when it is done
-#: (SageMaker Developer Guide, "Clarify processing jobs": the execution role's permissions).
+#: creates from that model and deletes when it is done (SageMaker Developer Guide, "Clarify
+#: processing jobs": the execution role's permissions). Clarify names the endpoint
+#: sm-clarify-<model>-<time>-<hex> and its config sm-clarify-config-<time>-<hex>, the names
+#: AWS's mlops-workload-orchestrator grants (iam_policies.py).
 CLARIFY_SHADOW_ENDPOINT_ACTIONS = (
     ("CreateEndpointConfig", "endpoint-config"),
     ("DescribeEndpointConfig", "endpoint-config"),
@@ -307,7 +309,11 @@ CLARIFY_SHADOW_ENDPOINT_ACTIONS = (
     ("DescribeEndpoint", "endpoint"),
     ("DeleteEndpoint", "endpoint"),
     ("InvokeEndpoint", "endpoint"),
+    ("AddTags", "endpoint"),
+    ("AddTags", "endpoint-config"),
 )
+#: The names Clarify gives its shadow endpoint and endpoint config, as IAM resource globs.
+CLARIFY_SHADOW_NAMES = {"endpoint": "sm-clarify-*", "endpoint-config": "sm-clarify-config-*"}
 
 
 def job_role_needs(resource: str, parameters: dict[str, Any]) -> list[Need]:
@@ -324,7 +330,7 @@ def job_role_needs(resource: str, parameters: dict[str, Any]) -> list[Need]:
         return []
     why = "a Clarify processing job scores the model through a shadow endpoint it creates"
     needs = [
-        Need(f"sagemaker:{verb}", _sagemaker_arn(kind, "sagemaker-clarify-*"), why)
+        Need(f"sagemaker:{verb}", _sagemaker_arn(kind, CLARIFY_SHADOW_NAMES[kind]), why)
         for verb, kind in CLARIFY_SHADOW_ENDPOINT_ACTIONS
     ]
     needs.append(

@@ -41,7 +41,17 @@ ACTION_EXCEPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
     ("lambda", "Invoke"): ("lambda:InvokeFunction",),
     ("lambda", "InvokeAsync"): ("lambda:InvokeFunction",),
+    # With AutoRollbackConfiguration SageMaker reads the alarms as the caller: "Ensure that your
+    # IAM execution role has permission to perform the cloudwatch:DescribeAlarms action on the
+    # auto-rollback alarms you specify" (SageMaker Developer Guide, "Auto-Rollback
+    # Configuration and Monitoring", deployment-guardrails-configuration).
+    ("sagemaker", "UpdateEndpoint"): ("sagemaker:UpdateEndpoint", "cloudwatch:DescribeAlarms"),
 }
+#: Code that expects S3's NoSuchKey needs s3:ListBucket on the bucket: without it S3 answers a
+#: missing key with 403 AccessDenied, not 404 (Amazon S3 API Reference, GetObject,
+#: "Permissions"). The pseudo-method names the expectation in the gate's message.
+NOT_FOUND_EXPECTED = "get_object expecting NoSuchKey"
+_NOT_FOUND_CODE = "NoSuchKey"
 #: boto3's client customizations that are not service operations: method -> IAM actions.
 CUSTOMIZATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "s3": {
@@ -143,12 +153,16 @@ def services(modules: dict[Path, ast.Module]) -> set[str]:
     return found
 
 
-def _method_call(node: ast.Call) -> str | None:
-    if not isinstance(node.func, ast.Attribute):
+def _method_call(node: ast.AST) -> str | None:
+    """The operation a call names (`s3.get_object(...)`, `get_paginator("list_x")`), or one
+    passed on uncalled (`retry(sagemaker.update_endpoint, ...)`)."""
+    if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+        return node.attr
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
         return None
     if node.func.attr == "get_paginator" and node.args:
         return _string(node.args[0])
-    return node.func.attr
+    return None
 
 
 def aws_calls(code_dir: Path) -> list[Call]:
@@ -158,16 +172,31 @@ def aws_calls(code_dir: Path) -> list[Call]:
     calls: list[Call] = []
     for path, module in modules.items():
         for node in ast.walk(module):
-            if not isinstance(node, ast.Call):
-                continue
             method = _method_call(node)
             if method is None:
                 continue
             for service in used:
                 actions = _actions_of(service, method)
                 if actions:
-                    calls.append(Call(path, node.lineno, service, method, actions))
+                    calls.append(Call(path, getattr(node, "lineno", 0), service, method, actions))
+    if "s3" in used:
+        calls += _not_found_expectations(modules)
     return sorted(calls, key=lambda c: (str(c.path), c.line, c.service))
+
+
+def _not_found_expectations(modules: dict[Path, ast.Module]) -> list[Call]:
+    """Each place that tells a missing S3 key by its code (`s3.exceptions.NoSuchKey`, or the
+    string "NoSuchKey" compared with an error's code)."""
+    found = []
+    for path, module in modules.items():
+        for node in ast.walk(module):
+            named = (isinstance(node, ast.Attribute) and node.attr == _NOT_FOUND_CODE) or (
+                _string(node) == _NOT_FOUND_CODE
+            )
+            if named:
+                line = getattr(node, "lineno", 0)
+                found.append(Call(path, line, "s3", NOT_FOUND_EXPECTED, ("s3:ListBucket",)))
+    return found
 
 
 def _actions_of(service: str, method: str) -> tuple[str, ...]:

@@ -9,13 +9,12 @@ constraint: ...`` (AWS's wording), the members named in camelCase with ``.``-joi
 from __future__ import annotations
 
 import json
-import re
-from functools import lru_cache
 from typing import Any
 
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
 from sfn_mlops.local.errors import AwsError
+from sfn_mlops.local.java_regex import compile_java
 
 #: The error each protocol's services answer a constraint violation with.
 _ERROR_CODE = {
@@ -138,7 +137,20 @@ def _check(value: Any, shape: Shape, path: str, problems: list[str]) -> None:
             _check(item, shape.member, f"{path}.{index}.member", problems)
     elif isinstance(shape, MapShape) and isinstance(value, dict):
         for key, item in value.items():
+            _check_key(key, shape.key, path, problems)
             _check(item, shape.value, f"{path}.{key}.member", problems)
+
+
+def _check_key(key: Any, shape: Shape, path: str, problems: list[str]) -> None:
+    """A map's keys have constraints of their own; AWS names the map and lists what failed."""
+    failed: list[str] = []
+    _check_constraints(key, shape, path, failed)
+    if failed:
+        reasons = ", ".join(f"Member must{f.split('Member must', 1)[1]}" for f in failed)
+        problems.append(
+            f"Value {_shown(key)} at '{path}' failed to satisfy constraint: "
+            f"Map keys must satisfy constraint: [{reasons}]"
+        )
 
 
 def _check_structure(
@@ -159,7 +171,7 @@ def _check_constraints(value: Any, shape: Shape, path: str, problems: list[str])
     meta = shape.metadata
     shown = _shown(value)
     prefix = f"Value {shown} at '{path}' failed to satisfy constraint: Member must"
-    if isinstance(value, (str, list, dict)):
+    if isinstance(value, (str, bytes, list, dict)):
         size = len(value)
         if "min" in meta and size < meta["min"]:
             problems.append(f"{prefix} have length greater than or equal to {meta['min']}")
@@ -173,8 +185,8 @@ def _check_constraints(value: Any, shape: Shape, path: str, problems: list[str])
     if isinstance(value, str):
         if shape.enum and value not in shape.enum:
             problems.append(f"{prefix} satisfy enum value set: [{', '.join(shape.enum)}]")
-        pattern = _pattern(meta.get("pattern"))
-        if pattern is not None and not pattern.fullmatch(value):
+        pattern = meta.get("pattern")
+        if pattern and not compile_java(pattern).fullmatch(value):
             problems.append(f"{prefix} satisfy regular expression pattern: {meta['pattern']}")
 
 
@@ -182,14 +194,3 @@ def _shown(value: Any) -> str:
     if isinstance(value, str):
         return f"'{value}'" if len(value) <= 200 else f"'{value[:200]}...'"
     return f"'{value}'" if isinstance(value, (int, float)) else "[...]"
-
-
-@lru_cache(maxsize=4096)
-def _pattern(source: str | None) -> re.Pattern[str] | None:
-    """Java regexes from the model; the few Python cannot compile are skipped, not guessed."""
-    if not source:
-        return None
-    try:
-        return re.compile(source, re.DOTALL)
-    except re.error:
-        return None

@@ -100,7 +100,9 @@ def test_missing_pass_role(tmp_path: Path) -> None:
 
 def test_lambda_calling_an_action_its_role_lacks(tmp_path: Path) -> None:
     problems = checks.run_all(lay_out(tmp_path, "lambda_action_not_granted"))
-    problem = _find(problems, file=r"lambdas/read_evaluation/gate\.py:\d+$")
+    problem = _find(
+        problems, file=r"lambdas/read_evaluation/gate\.py:\d+$", message=r"^calls s3\.get_object,"
+    )
     assert problem.where == "Resources.ReadEvaluationFunction (role ReadEvaluationFunctionRole)"
     assert problem.message == (
         "calls s3.get_object, which needs s3:GetObject; the role does not grant it on any "
@@ -134,7 +136,7 @@ def test_clarify_job_role_without_the_shadow_endpoint(tmp_path: Path) -> None:
     ]
     assert problems[0].message.endswith(
         'which needs sagemaker:InvokeEndpoint on !Sub "arn:${AWS::Partition}:sagemaker:'
-        "${AWS::Region}:${AWS::AccountId}:endpoint/sagemaker-clarify-*\"; the role's policies "
+        "${AWS::Region}:${AWS::AccountId}:endpoint/sm-clarify-*\"; the role's policies "
         "do not grant it"
     )
 

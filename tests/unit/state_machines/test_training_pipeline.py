@@ -500,7 +500,36 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
     )
     assert states["WaitForEndpoint"]["SecondsPath"] == "$.poll.wait"
     for failure in ("DeploymentRolledBack", "EndpointFailed", "EndpointWaitTimedOut"):
-        assert states[failure]["Type"] == "Fail" and states[failure]["Error"] == failure
+        # recorded as a Catch records an error, then notified, then PipelineFailed
+        assert states[failure]["Type"] == "Pass"
+        assert states[failure]["Parameters"]["Error"] == failure
+        assert states[failure]["ResultPath"] == "$.error"
+        assert states[failure]["Next"] == "NotifyFailure"
+    assert states["NotifyFailure"]["Next"] == "PipelineFailed"
+
+
+def _choice_paths(rule: dict) -> list[str]:
+    paths = [rule[key] for key in ("Variable",) if key in rule]
+    paths += [value for key, value in rule.items() if key.endswith("Path") and key != "Next"]
+    nested_rules = rule.get("And", []) + rule.get("Or", []) + [rule["Not"]] * ("Not" in rule)
+    for nested in nested_rules:
+        paths += _choice_paths(nested)
+    return paths
+
+
+def test_what_endpoint_ready_reads_of_the_deployment_is_what_deploy_model_keeps(definition):
+    """A Choice on a path that does not exist fails the execution with States.Runtime (the
+    rollback branch once read PreviousConfigName, which the ResultSelector dropped)."""
+    states = definition["States"]
+    kept = {key.removesuffix(".$") for key in states["DeployModel"]["ResultSelector"]}
+    read = {
+        path.split(".")[2]
+        for choice in states["EndpointReady"]["Choices"]
+        for path in _choice_paths(choice)
+        if path.startswith("$.deployment.")
+    }
+    assert read == {"EndpointConfigName", "PreviousConfigName", "polls_left"}
+    assert read <= kept
 
 
 def test_a_deployed_model_gets_its_baselines_then_its_monitors(definition):
