@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import secrets
 import sys
 import tempfile
@@ -22,6 +23,9 @@ from typing import Any
 from sfn_mlops.batch import BatchError, model_schema, prepare
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: The state machine names the transform job <batch>-transform, within SageMaker's 63.
+MAX_BATCH_NAME = 63 - len("-transform")
+_BATCH_NAME = re.compile(rf"^[A-Za-z0-9](-?[A-Za-z0-9]){{0,{MAX_BATCH_NAME - 1}}}$")
 DEFAULT_GROUP = "sfn-mlops-models"
 BATCH_MACHINE = "BatchInference"
 POLL_SECONDS = 0.05
@@ -35,6 +39,11 @@ def cmd_batch(args: argparse.Namespace, connect: Callable[[argparse.Namespace], 
 
     started = time.monotonic()
     name = args.name or f"batch-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    if not _BATCH_NAME.match(name):
+        raise BatchError(
+            f"--name {name!r}: use at most {MAX_BATCH_NAME} letters, digits and single hyphens, "
+            "starting and ending with a letter or digit (the transform job is <name>-transform)"
+        )
     service = connect(args)
     deployment = control.admin(
         service, "deploy", {"project": str(settings.project_root(args.project))}

@@ -198,9 +198,12 @@ class DeploymentConfig(_Strict):
     strategy: Literal["all_at_once", "canary", "linear", "rolling", "ab"] = "all_at_once"
     instance_type: str = "ml.m5.large"
     instance_count: int = Field(1, ge=1, le=100)
-    canary_percent: int = Field(10, ge=1, le=99)  # CANARY: the first share of capacity
-    linear_step_percent: int = Field(25, ge=1, le=99)  # LINEAR: each step's share
-    rolling_batch_percent: int = Field(50, ge=1, le=100)  # rolling: instances per batch
+    # SageMaker's bounds, as shares of the variant's capacity (API Reference,
+    # TrafficRoutingConfig: CanarySize at most 50%, LinearStepSize 10-50%; RollingUpdatePolicy:
+    # MaximumBatchSize 5-50%).
+    canary_percent: int = Field(10, ge=1, le=50)  # CANARY: the first share of capacity
+    linear_step_percent: int = Field(25, ge=10, le=50)  # LINEAR: each step's share
+    rolling_batch_percent: int = Field(50, ge=5, le=50)  # rolling: instances per batch
     # Between traffic steps, and the bake period; default 60 for canary, linear and rolling,
     # 0 for all_at_once and ab (a plain switch).
     wait_seconds: int | None = Field(None, ge=0, le=3600)
@@ -215,6 +218,18 @@ class DeploymentConfig(_Strict):
     # and doubles up to this).
     poll_seconds: int = Field(5, ge=1, le=300)
     timeout_seconds: int = Field(3600, ge=60, le=86400)  # then the execution fails
+
+    @model_validator(mode="after")
+    def _fits_the_execution_timeout(self) -> DeploymentConfig:
+        """UpdateEndpoint refuses a MaximumExecutionTimeoutInSeconds that is not larger than
+        the waits it holds (a ValidationException naming both): refused here, before a run."""
+        waits = (self.wait_seconds or 0) + self.termination_wait_seconds
+        if self.strategy in ("canary", "linear", "rolling") and self.max_execution_seconds <= waits:
+            raise ValueError(
+                f"deployment.max_execution_seconds ({self.max_execution_seconds}) must be larger "
+                f"than wait_seconds + termination_wait_seconds ({waits}), as SageMaker requires"
+            )
+        return self
 
 
 #: SageMaker accepts hourly schedules, every N hours, or daily, always on the hour.

@@ -203,3 +203,25 @@ def test_a_monitoring_schedule_must_be_one_sagemaker_accepts() -> None:
     with pytest.raises(ValidationError, match="schedule"):
         PipelineConfig(monitoring={"schedule": "cron(15 * ? * * *)"})
     assert PipelineConfig(monitoring={"schedule": "cron(0 */6 ? * * *)"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["deployment.canary_percent=60"], "deployment.canary_percent: Input should be less"),
+        (["deployment.linear_step_percent=5"], "deployment.linear_step_percent: Input should be"),
+        (["deployment.rolling_batch_percent=100"], "deployment.rolling_batch_percent: Input"),
+        (
+            ["deployment.strategy=canary", "deployment.wait_seconds=1800"],
+            "deployment.max_execution_seconds (1800) must be larger than wait_seconds + "
+            "termination_wait_seconds (1800)",
+        ),
+    ],
+)
+def test_deployment_settings_sagemaker_refuses_are_refused_first(
+    overrides: list[str], expected: str
+) -> None:
+    """SageMaker's bounds (TrafficRoutingConfig, RollingUpdatePolicy, UpdateEndpoint)."""
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(None, overrides)
+    load_config(None, ["deployment.strategy=linear", "deployment.linear_step_percent=50"])

@@ -101,3 +101,19 @@ def test_d5_retraining_names_leave_room_for_the_tuning_job(retrain: Any, alarm: 
         problems: list[str] = []
         _check_constraints(f"{name}-tune", shape, "hyperParameterTuningJobName", problems)
         assert problems == [], name
+
+
+def test_r5_a_scheduled_batch_may_read_its_data_where_it_is() -> None:
+    """BatchDataUri may name a bucket of the user's: the transform job's role reads it."""
+    from sfn_mlops.aws import iam
+    from sfn_mlops.intrinsics import Stack
+
+    project = checks.load_project(ROOT / "template.yaml")
+    assert project.cfn is not None
+    for uri, granted in (("", False), ("s3://their-data/batches/in/", True)):
+        stack = Stack(project.cfn, parameters={"BatchDataUri": uri})
+        role = iam.principal(stack, "SageMakerExecutionRole")
+        need = iam.Need("s3:GetObject", "arn:aws:s3:::their-data/batches/in/rows.csv", "batch")
+        assert iam.is_granted(role, need) is granted
+        other = iam.Need("s3:GetObject", "arn:aws:s3:::another-bucket/rows.csv", "batch")
+        assert not iam.is_granted(role, other)
