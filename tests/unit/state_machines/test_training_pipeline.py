@@ -511,7 +511,7 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
 def _choice_paths(rule: dict) -> list[str]:
     paths = [rule[key] for key in ("Variable",) if key in rule]
     paths += [value for key, value in rule.items() if key.endswith("Path") and key != "Next"]
-    nested_rules = rule.get("And", []) + rule.get("Or", []) + [rule["Not"]] * ("Not" in rule)
+    nested_rules = rule.get("And", []) + rule.get("Or", []) + [rule.get("Not")] * ("Not" in rule)
     for nested in nested_rules:
         paths += _choice_paths(nested)
     return paths
