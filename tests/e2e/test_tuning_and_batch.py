@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from sfn_mlops.data import example_dataset
+from sfn_mlops.monitor_cli import DEFAULT_ENDPOINT, monitoring_alarms
 from sfn_mlops.report import state_output
 
 pytestmark = pytest.mark.e2e
@@ -99,3 +101,30 @@ def test_bad_batch_input_is_named_before_anything_runs(
     out = ["--output", str(tmp_path / "out")] if "--output" not in args else []
     result = cli(workspace, "batch", "--data", str(data), *out, *args)
     assert result.code == 2 and message in result.err, result.out + result.err
+
+
+def test_an_alarm_started_retraining_tunes_too(tuned: Any, aws: Any) -> None:
+    """The Retrain Lambda reruns the tuned run's config: its name leaves room for <name>-tune
+    (a tuning job's name has at most 32 characters; its names once had up to 40)."""
+    assert tuned.code == 0, tuned.out + tuned.err
+    cloudwatch = boto3.client("cloudwatch")
+    (alarm, *_) = monitoring_alarms(cloudwatch, DEFAULT_ENDPOINT)
+    before = set(aws.execution_names())
+    cloudwatch.set_alarm_state(
+        AlarmName=alarm["AlarmName"], StateValue="ALARM", StateReason="e2e: retrain with tuning"
+    )
+    deadline = time.monotonic() + 300
+    while True:
+        started = [name for name in set(aws.execution_names()) - before]
+        if started and aws.describe(started[0])["status"] != "RUNNING":
+            break
+        assert time.monotonic() < deadline, f"no retraining ended: {started}"
+        time.sleep(0.5)
+    (name,) = started
+    assert len(name) <= 27 and name.startswith(("drift-", "quality-")), name
+    assert aws.describe(name)["status"] == "SUCCEEDED", aws.describe(name)
+    tuning = aws.sagemaker.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=f"{name}-tune"
+    )
+    assert tuning["HyperParameterTuningJobStatus"] == "Completed"
+    cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="OK", StateReason="done")
