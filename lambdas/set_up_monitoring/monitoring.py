@@ -189,7 +189,11 @@ def _model_quality(
         },
         ModelQualityAppSpecification={"ImageUri": image_uri, "ProblemType": problem},
         ModelQualityJobInput={
-            "EndpointInput": {**_endpoint_input(endpoint), **QUALITY_ATTRIBUTES[problem]},
+            "EndpointInput": {
+                **_endpoint_input(endpoint),
+                **QUALITY_ATTRIBUTES[problem],
+                **_window(quality),
+            },
             "GroundTruthS3Input": {"S3Uri": ground_truth_uri(bucket, endpoint)},
         },
         ModelQualityJobOutputConfig=_output(bucket, endpoint, "model-quality"),
@@ -200,6 +204,16 @@ def _model_quality(
     schedule = schedule_name(endpoint, MODEL_QUALITY)
     _point_schedule(sagemaker, schedule, name, MODEL_QUALITY, settings["schedule"])
     return {"schedule": schedule, "threshold": threshold}
+
+
+def _window(quality: dict[str, Any]) -> dict[str, str]:
+    """The captures a run scores, for ground truth that arrives late; none: the last hour."""
+    if not quality.get("start_time_offset"):
+        return {}
+    return {
+        "StartTimeOffset": quality["start_time_offset"],
+        "EndTimeOffset": quality["end_time_offset"],
+    }
 
 
 def ground_truth_uri(bucket: str, endpoint: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -247,6 +248,11 @@ MONITOR_PROBLEM_TYPES = {
 }
 
 
+#: A negative ISO 8601 duration in days, hours or minutes, as Model Monitor's offsets are
+#: written (-P1D, -PT6H, -P1DT12H); the API takes at most 15 characters.
+OFFSET_PATTERN = r"^-P(\d{1,4}D(T(\d{1,4}H(\d{1,4}M)?|\d{1,4}M))?|T(\d{1,4}H(\d{1,4}M)?|\d{1,4}M))$"
+
+
 class ModelQualityMonitorConfig(_Strict):
     """Concept drift: predictions joined with the ground truth users upload, scored."""
 
@@ -255,6 +261,31 @@ class ModelQualityMonitorConfig(_Strict):
     # The alarm's limit; default: the baseline's value made worse by ``tolerance``.
     threshold: float | None = None
     tolerance: float = Field(0.2, ge=0, le=10)
+    # Ground truth that arrives late: each run scores the captures of [scheduled time +
+    # start_time_offset, scheduled time + end_time_offset), e.g. -P8D and -P1D for labels that
+    # take up to a week (Model Monitor's StartTimeOffset/EndTimeOffset). None: the last hour.
+    start_time_offset: str | None = Field(None, pattern=OFFSET_PATTERN)
+    end_time_offset: str | None = Field(None, pattern=OFFSET_PATTERN)
+
+    @model_validator(mode="after")
+    def _a_window(self) -> ModelQualityMonitorConfig:
+        start, end = self.start_time_offset, self.end_time_offset
+        if (start is None) != (end is None):
+            raise ValueError(
+                "monitoring.model_quality: give start_time_offset and end_time_offset together"
+            )
+        if start is not None and end is not None and _minutes(start) >= _minutes(end):
+            raise ValueError(
+                f"monitoring.model_quality: start_time_offset {start} must reach further back "
+                f"than end_time_offset {end} (e.g. -P8D and -P1D)"
+            )
+        return self
+
+
+def _minutes(offset: str) -> int:
+    """-P1DT6H -> -1800: an offset that OFFSET_PATTERN accepted, in minutes."""
+    parts = dict((unit, int(n)) for n, unit in re.findall(r"(\d+)([DHM])", offset))
+    return -(parts.get("D", 0) * 1440 + parts.get("H", 0) * 60 + parts.get("M", 0))
 
 
 class MonitoringConfig(_Strict):
@@ -495,6 +526,8 @@ class PipelineConfig(_Strict):
             "higher_is_worse": metrics[metric],
             "threshold": quality.threshold,
             "tolerance": quality.tolerance,
+            "start_time_offset": quality.start_time_offset,
+            "end_time_offset": quality.end_time_offset,
         }
 
     def tuning_input(self) -> dict[str, Any]:

@@ -170,6 +170,8 @@ def test_monitoring_is_on_when_the_model_is_deployed_with_capture() -> None:
         "higher_is_worse": True,
         "threshold": None,
         "tolerance": 0.2,
+        "start_time_offset": None,  # the last hour's captures
+        "end_time_offset": None,
     }
     off = PipelineConfig(deployment={"data_capture": {"enabled": False}})
     assert off.execution_input("s3://b/d")["config"]["monitoring"] == {"enabled": False}
@@ -225,3 +227,25 @@ def test_deployment_settings_sagemaker_refuses_are_refused_first(
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(None, overrides)
     load_config(None, ["deployment.strategy=linear", "deployment.linear_step_percent=50"])
+
+
+def test_model_quality_can_wait_for_late_ground_truth() -> None:
+    """Model Monitor's StartTimeOffset/EndTimeOffset: labels that arrive late are merged."""
+    window = ["monitoring.model_quality.start_time_offset=-P8D"]
+    window.append("monitoring.model_quality.end_time_offset=-P1D")
+    quality = load_config(None, window).execution_input("s3://b/d.csv")["config"]["monitoring"]
+    assert quality["model_quality"]["start_time_offset"] == "-P8D"
+    assert quality["model_quality"]["end_time_offset"] == "-P1D"
+    for overrides, expected in [
+        (window[:1], "give start_time_offset and end_time_offset together"),
+        (
+            [window[0].replace("-P8D", "-PT1H"), window[1]],
+            "start_time_offset -PT1H must reach further back than end_time_offset -P1D",
+        ),
+        (
+            [window[0].replace("-P8D", "P8D"), window[1]],
+            "monitoring.model_quality.start_time_offset: String should match pattern",
+        ),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            load_config(None, overrides)
