@@ -14,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from typing import Any
 
 DATA_QUALITY, MODEL_QUALITY = "DataQuality", "ModelQuality"
+#: How long a run waits for its schedule update to take before it keeps the old definition.
+SWITCH_CHECKS, SWITCH_WAIT_SECONDS = 10, 1.0
 DATA_METRICS = "aws/sagemaker/Endpoints/data-metrics"
 MODEL_METRICS = "aws/sagemaker/Endpoints/model-metrics"
 CAPTURE_DIR = "/opt/ml/processing/input/endpoint"
@@ -259,7 +262,7 @@ def _point_schedule(
         MonitoringScheduleName=schedule, MonitoringScheduleConfig=config
     )
     previous = current["MonitoringScheduleConfig"].get("MonitoringJobDefinitionName")
-    if previous and previous != definition:
+    if previous and previous != definition and _switched(sagemaker, schedule, definition):
         delete = (
             sagemaker.delete_data_quality_job_definition
             if kind == DATA_QUALITY
@@ -267,6 +270,21 @@ def _point_schedule(
         )
         with contextlib.suppress(sagemaker.exceptions.ResourceNotFound):
             delete(JobDefinitionName=previous)
+
+
+def _switched(sagemaker: Any, schedule: str, definition: str) -> bool:
+    """Whether the schedule runs the new definition yet. UpdateMonitoringSchedule is
+    asynchronous (Pending, then Scheduled or Failed); until it has taken, the old definition
+    is what the schedule runs, so it is kept (a definition costs nothing)."""
+    for attempt in range(SWITCH_CHECKS):
+        described = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule)
+        status = described["MonitoringScheduleStatus"]
+        named = described["MonitoringScheduleConfig"].get("MonitoringJobDefinitionName")
+        if status != "Pending":
+            return bool(status == "Scheduled" and named == definition)
+        if attempt + 1 < SWITCH_CHECKS:
+            time.sleep(SWITCH_WAIT_SECONDS)
+    return False
 
 
 def _dimensions(endpoint: str, schedule: str) -> list[dict[str, str]]:
