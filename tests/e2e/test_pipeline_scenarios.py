@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from sfn_mlops.config import STACK_ENDPOINT, STACK_ROLLBACK_ALARMS
+from sfn_mlops.config import STACK_ENDPOINT
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.jobs import KIND_TRAINING, job_dir
 
@@ -475,6 +475,7 @@ def test_a_violated_bias_threshold_fails_with_bias_check_failed(bias_fails: Any,
 
 # a guarded deployment rolled back -----------------------------------------------------------
 ROLLBACK = "canary-rolled-back"
+DRILL_ALARM = "e2e-rollback-drill"
 
 
 @pytest.fixture(scope="module")
@@ -490,6 +491,7 @@ def rolled_back(happy: Any, cli: Any, workspace: Path, open_aws: Any) -> Any:
         "deployment.strategy=canary",
         "deployment.wait_seconds=3600",
         "deployment.max_execution_seconds=7200",
+        f"deployment.rollback_alarms=[{DRILL_ALARM}]",
     ]
     args = [arg for setting in settings for arg in ("--set", setting)]
     run = threading.Thread(
@@ -497,17 +499,25 @@ def rolled_back(happy: Any, cli: Any, workspace: Path, open_aws: Any) -> Any:
             run=cli(workspace, "run", "--name", ROLLBACK, "--set", "clarify.enabled=false", *args)
         )
     )
-    run.start()
     with open_aws(workspace):
         sagemaker, cloudwatch = boto3.client("sagemaker"), boto3.client("cloudwatch")
+        # A metric nothing publishes, its missing data ignored: the state set below stays (the
+        # stack's own alarms are evaluated on the endpoint's traffic and could turn OK first).
+        cloudwatch.put_metric_alarm(
+            AlarmName=DRILL_ALARM, Namespace="e2e", MetricName="drill", Statistic="Sum",
+            Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
+            TreatMissingData="ignore",
+        )  # fmt: skip
+        run.start()
         deadline = time.monotonic() + 300
         while _endpoint_status(sagemaker) != "Updating":
             assert run.is_alive() and time.monotonic() < deadline, result["run"].out[-3000:]
             time.sleep(0.1)
-        alarm = STACK_ROLLBACK_ALARMS[0]
-        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="e2e drill")
+        cloudwatch.set_alarm_state(
+            AlarmName=DRILL_ALARM, StateValue="ALARM", StateReason="e2e drill"
+        )
         run.join(300)
-        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="e2e drill over")
+        cloudwatch.delete_alarms(AlarmNames=[DRILL_ALARM])
     assert not run.is_alive(), "the rolled-back run did not end"
     return result["run"]
 
@@ -525,7 +535,7 @@ def test_a_rollback_fails_the_run_as_deployment_rolled_back_and_notifies(
     assert rolled_back.code == 1, rolled_back.out + rolled_back.err
     execution = aws.describe(ROLLBACK)
     assert (execution["status"], execution["error"]) == ("FAILED", "DeploymentRolledBack")
-    assert STACK_ROLLBACK_ALARMS[0] in execution["cause"]
+    assert DRILL_ALARM in execution["cause"]
     entered = aws.entered_states(ROLLBACK)
     assert entered[-3:] == ["DeploymentRolledBack", "NotifyFailure", "PipelineFailed"]
     (message,) = aws.failure_messages(ROLLBACK)
