@@ -124,8 +124,15 @@ def base_context(
     return context
 
 
-def _lowered(context: Mapping[str, Any] | None, need: Need) -> dict[str, Any]:
-    merged = {key.lower(): value for key, value in (context or {}).items()}
+def lowered(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A context with its keys lowercased (condition key names are case-insensitive)."""
+    return {key.lower(): value for key, value in (context or {}).items()}
+
+
+def _with_need(context: dict[str, Any], need: Need) -> dict[str, Any]:
+    if not need.context:
+        return context
+    merged = dict(context)
     merged.update((key.lower(), value) for key, value in need.context)
     return merged
 
@@ -184,7 +191,10 @@ class Authorizer:
         self, caller: Caller, need: Need, context: Mapping[str, Any] | None = None
     ) -> Decision:
         """The decision for one need, whatever the mode."""
-        ctx = _lowered(context, need)
+        return self._decide(caller, need, lowered(context))
+
+    def _decide(self, caller: Caller, need: Need, context: dict[str, Any]) -> Decision:
+        ctx = _with_need(context, need)
         identity = _identity_verdict(caller, need, ctx)
         if identity is not None and not identity.allowed:
             return identity
@@ -211,7 +221,8 @@ class Authorizer:
         order of `needs`: the call's own action first, then what it depends on)."""
         if self.mode == "off":
             return []
-        decisions = [self.decide(caller, need, context) for need in needs]
+        ctx = lowered(context)
+        decisions = [self._decide(caller, need, ctx) for need in needs]
         for decision in decisions:
             if decision.allowed:
                 continue

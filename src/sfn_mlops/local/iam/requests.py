@@ -19,7 +19,7 @@ written down.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -130,7 +130,11 @@ def _variable(
     if name in ("Region", "Account"):
         return str(where[name])
     special = VARIABLES.get((prefix, name))
-    value = special(params) if special else _first(name)(params)
+    if special is not None:
+        value = special(params)
+    else:
+        found = params.get(name)
+        value = found if isinstance(found, str) and found else None
     if value is not None and prefix == "sagemaker":
         value = value.lower()  # SageMaker ARNs carry names in lowercase
     return value
@@ -221,6 +225,7 @@ S3_ACTIONS: dict[str, str] = {
 TASK_TOKEN_ACTIONS = frozenset({"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"})
 
 
+@lru_cache(maxsize=1024)
 def action_spec(service: str, operation: str) -> ActionSpec:
     """The SAR entry of the action an operation of a botocore service is authorized as."""
     prefix = PREFIXES.get(service)
@@ -240,28 +245,28 @@ def action_spec(service: str, operation: str) -> ActionSpec:
 # Dependent actions and documented extras -------------------------------------------------------
 
 
-def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+def _role_arns(value: Any, path: tuple[str, ...], found: list[tuple[str, str]]) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}" if path else str(key))
+            if isinstance(item, str):
+                if key.lower().endswith("rolearn") and item.startswith("arn:"):
+                    found.append((".".join((*path, key)), item))
+            elif isinstance(item, Mapping | list):
+                _role_arns(item, (*path, key), found)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _walk(item, f"{path}[{index}]")
-    else:
-        yield path, value
+            if isinstance(item, Mapping | list):
+                last = f"{path[-1]}[{index}]" if path else f"[{index}]"
+                _role_arns(item, (*path[:-1], last), found)
 
 
 def passed_roles(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(where, role ARN) of every role a request passes: any `...RoleArn` member, at any depth
     (a tuning job's TrainingJobDefinition.RoleArn, a monitoring schedule's job definition's,
     EventBridge targets', an SNS topic's `...FeedbackRoleArn` attributes)."""
-    return [
-        (path, value)
-        for path, value in _walk(params)
-        if path.rsplit(".", 1)[-1].split("[")[0].lower().endswith("rolearn")
-        and isinstance(value, str)
-        and value.startswith("arn:")
-    ]
+    found: list[tuple[str, str]] = []
+    _role_arns(params, (), found)
+    return found
 
 
 def _pass_role(spec: ActionSpec, params: Mapping[str, Any], primary: list[str]) -> list[Need]:
