@@ -104,8 +104,8 @@ def base_context(
 
     aws:SecureTransport is true: the local service answers on loopback only, where the traffic
     never leaves the machine; a TLS-only bucket policy (`aws:SecureTransport` false -> Deny)
-    then behaves as it does for the HTTPS requests boto3 makes to AWS. Extra `keys` (e.g.
-    `aws_SourceArn="..."` or `**{"aws:SourceArn": ...}`) are added as given."""
+    then behaves as it does for the HTTPS requests boto3 makes to AWS. Extra keys are added as
+    given, e.g. `**{"aws:SourceArn": rule_arn}` for an EventBridge target's call."""
     moment = time.time() if now is None else now
     context: dict[str, Any] = {
         "aws:SecureTransport": secure_transport,
