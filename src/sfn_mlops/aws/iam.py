@@ -20,35 +20,15 @@ from functools import lru_cache
 from typing import Any
 
 from sfn_mlops.intrinsics import PARTITION, Stack, arn
+from sfn_mlops.policies import (
+    SAGEMAKER_JOBS,
+    SYNC_JOB_VERBS,
+    SYNC_RULE_ACTIONS,
+    role_policies,
+)
 
 #: A stand-in for "any name" in a needed resource; no grant narrower than `*` matches it.
 ANY = "\u2217any\u2217"
-
-#: AWS managed policies whose statements matter to the checks (the template attaches them by ARN;
-#: reading them would need the IAM API). Others count as granting nothing.
-MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
-        {
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": "*",
-        }
-    ],
-    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                "xray:PutTraceSegments",
-                "xray:PutTelemetryRecords",
-                "xray:GetSamplingRules",
-                "xray:GetSamplingTargets",
-                "xray:GetSamplingStatisticSummaries",
-            ],
-            "Resource": "*",
-        }
-    ],
-}
-
 
 @dataclass(frozen=True)
 class Statement:
@@ -126,27 +106,10 @@ def identity_policies(stack: Stack) -> list[tuple[str, list[Statement]]]:
 
 def principal(stack: Stack, role_logical_id: str) -> Principal:
     """What the role `role_logical_id` is granted, from every policy attached to it."""
-    result = Principal(role=role_logical_id)
-    role = stack.resolve(stack.resources[role_logical_id].get("Properties", {}))
-    for policy in _as_list(role.get("Policies")):
-        where = f"Resources.{role_logical_id}.Policies[{policy.get('PolicyName')}]"
-        result.statements += read_statements(policy.get("PolicyDocument"), where)
-    role_name = stack.ref(role_logical_id)
-    managed = list(_as_list(role.get("ManagedPolicyArns")))
-    for logical_id in stack.of_type("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-        properties = stack.resolve(stack.resources[logical_id].get("Properties", {}))
-        if role_name in _as_list(properties.get("Roles")):
-            where = f"Resources.{logical_id}"
-            result.statements += read_statements(properties.get("PolicyDocument"), where)
-    for policy_arn in managed:
-        own = stack.owner_of(str(policy_arn))
-        if own is not None:
-            continue  # a template ManagedPolicy: read above through its Roles
-        known = MANAGED_POLICIES.get(str(policy_arn))
-        if known is None:
-            result.unknown_managed.append(str(policy_arn))
-        else:
-            result.statements += read_statements({"Statement": known}, str(policy_arn))
+    attached = role_policies(stack, role_logical_id)
+    result = Principal(role=role_logical_id, unknown_managed=list(attached.unknown_managed))
+    for policy in attached.documents:
+        result.statements += read_statements(policy.document, policy.where)
     return result
 
 
@@ -187,38 +150,6 @@ def is_granted(principal: Principal, need: Need) -> bool:
 
 # What state machine Tasks need -----------------------------------------------------------------
 
-#: SageMaker jobs whose `.sync` integration Step Functions watches through a managed EventBridge
-#: rule: integration -> (IAM action suffix, ARN resource type, name parameter, rule name). From
-#: AWS's "IAM policies for Amazon SageMaker" (Step Functions developer guide), which lists
-#: Create/Describe/Stop on the job, ListTags, iam:PassRole on the role passed, and
-#: events:PutTargets/PutRule/DescribeRule on the rule; `.sync` also tags the job it starts
-#: (MANAGED_BY_AWS = STARTED_BY_STEP_FUNCTIONS), hence sagemaker:AddTags.
-SAGEMAKER_JOBS: dict[str, tuple[str, str, str, str]] = {
-    "createTrainingJob": (
-        "TrainingJob",
-        "training-job",
-        "TrainingJobName",
-        "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
-    ),
-    "createProcessingJob": (
-        "ProcessingJob",
-        "processing-job",
-        "ProcessingJobName",
-        "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
-    ),
-    "createTransformJob": (
-        "TransformJob",
-        "transform-job",
-        "TransformJobName",
-        "StepFunctionsGetEventsForSageMakerTransformJobsRule",
-    ),
-    "createHyperParameterTuningJob": (
-        "HyperParameterTuningJob",
-        "hyper-parameter-tuning-job",
-        "HyperParameterTuningJobName",
-        "StepFunctionsGetEventsForSageMakerTuningJobsRule",
-    ),
-}
 #: Request-response SageMaker integrations: integration -> [(action, ARN type, name parameter)].
 SAGEMAKER_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "createModel": [("CreateModel", "model", "ModelName")],
@@ -260,7 +191,7 @@ def _sagemaker_needs(action: str, suffix: str, parameters: dict[str, Any]) -> li
     if action in SAGEMAKER_JOBS:
         noun, kind, name_param, rule = SAGEMAKER_JOBS[action]
         job = _sagemaker_arn(kind, _param(parameters, name_param))
-        verbs = ["Create", "Describe", "Stop"] if suffix == ".sync" else ["Create"]
+        verbs = SYNC_JOB_VERBS if suffix == ".sync" else ("Create",)
         needs += [
             Need(f"sagemaker:{verb}{noun}", job, f"sagemaker:{action}{suffix}") for verb in verbs
         ]
@@ -271,7 +202,7 @@ def _sagemaker_needs(action: str, suffix: str, parameters: dict[str, Any]) -> li
             why = f"sagemaker:{action}.sync learns of the job's end through the rule {rule}"
             needs += [
                 Need(f"events:{verb}", rule_arn, why)
-                for verb in ("PutTargets", "PutRule", "DescribeRule")
+                for verb in SYNC_RULE_ACTIONS
             ]
     elif action in SAGEMAKER_CALLS and not suffix:
         for verb, kind, name_param in SAGEMAKER_CALLS[action]:
