@@ -1,0 +1,174 @@
+"""IAM on every request the local service answers, for the principal that makes it.
+
+The caller is who signed the request (``sfn_mlops.local.credentials``): the CLI's user (an
+account administrator), a Lambda function's execution role, a job's ``RoleArn``, the state
+machine's role; or, for what the service delivers itself, an EventBridge rule's target role or
+the ``events.amazonaws.com`` principal (a Lambda permission then decides). The policies are the
+deployed template's (``sfn_mlops.local.iam``), compiled at each ``deploy`` from its SAM
+translation, which is kept in the workspace so a restarted service enforces the same.
+
+The workspace's ``iam.json`` chooses the mode: ``enforce`` (the default), ``warn`` (log what
+would be denied, answer anyway) or ``off``; ``sfn-mlops local iam MODE`` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.local.iam import (
+    MODES,
+    AccessDenied,
+    Caller,
+    DeployedPolicies,
+    base_context,
+    needs,
+)
+
+log = logging.getLogger("sfn_mlops.local.iam")
+
+MODE_FILE = "iam.json"
+TEMPLATE_FILE = "iam-template.json"
+DEFAULT_MODE = "enforce"
+
+
+class IamSettingError(ValueError):
+    """The workspace's iam.json names no mode the service knows."""
+
+
+def read_mode(root: Path) -> str:
+    path = root / MODE_FILE
+    try:
+        mode = json.loads(path.read_text(encoding="utf-8")).get("mode", DEFAULT_MODE)
+    except FileNotFoundError:
+        return DEFAULT_MODE
+    except (ValueError, AttributeError) as err:
+        raise IamSettingError(f"{path}: not a JSON object with a 'mode'") from err
+    if mode not in MODES:
+        raise IamSettingError(f"{path}: mode {mode!r} is not one of {', '.join(MODES)}")
+    return str(mode)
+
+
+def write_mode(root: Path, mode: str) -> None:
+    if mode not in MODES:
+        raise IamSettingError(f"IAM mode {mode!r} is not one of {', '.join(MODES)}")
+    _write_atomically(root / MODE_FILE, {"mode": mode})
+
+
+def _write_atomically(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(document), encoding="utf-8")
+    temporary.replace(path)
+
+
+class Authorization:
+    """Decides each request as AWS would, for the workspace's deployed template."""
+
+    def __init__(self, root: Path, region: str, account: str) -> None:
+        self.root, self.region, self.account = root, region, account
+        self._lock = threading.Lock()
+        self._policies: DeployedPolicies | None = None
+        self._loaded = False
+        self._mode: tuple[float, str] | None = None  # (iam.json's mtime, mode)
+        self._callers: dict[tuple[str, str], Caller] = {}
+
+    # the deployed template ------------------------------------------------------------------
+    def deployed(self, template: dict[str, Any], parameters: dict[str, str]) -> None:
+        """Compile a freshly deployed template's policies (PolicyError for one AWS would not
+        take, or a condition operator nobody evaluates here) and keep its translation."""
+        policies = DeployedPolicies.from_template(template, parameters=parameters)
+        _write_atomically(
+            self.root / TEMPLATE_FILE, {"template": template, "parameters": parameters}
+        )
+        with self._lock:
+            self._policies, self._loaded, self._callers = policies, True, {}
+
+    def policies(self) -> DeployedPolicies | None:
+        with self._lock:
+            if not self._loaded:
+                self._loaded = True
+                self._policies = self._load()
+            return self._policies
+
+    def _load(self) -> DeployedPolicies | None:
+        try:
+            kept = json.loads((self.root / TEMPLATE_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None  # nothing deployed yet: only the administrator calls
+        return DeployedPolicies.from_template(kept["template"], parameters=kept["parameters"])
+
+    # the mode ---------------------------------------------------------------------------------
+    def mode(self) -> str:
+        try:
+            mtime = (self.root / MODE_FILE).stat().st_mtime
+        except FileNotFoundError:
+            return DEFAULT_MODE
+        if self._mode is None or self._mode[0] != mtime:
+            self._mode = (mtime, read_mode(self.root))
+        return self._mode[1]
+
+    # who calls ----------------------------------------------------------------------------------
+    def caller(self, role_arn: str | None, session: str = "") -> Caller:
+        """The administrator (``role_arn`` None), or a session of a deployed role. A role the
+        template does not hold has no policies: AWS would not let anything assume it."""
+        key = (role_arn or "", session)
+        found = self._callers.get(key)
+        if found is None:
+            found = self._make_caller(role_arn, session)
+            self._callers[key] = found
+        return found
+
+    def _make_caller(self, role_arn: str | None, session: str) -> Caller:
+        policies = self.policies() or DeployedPolicies(account=self.account, region=self.region)
+        if role_arn is None:
+            return policies.administrator()
+        try:
+            return policies.role(role_arn, session)
+        except KeyError:
+            name = role_arn.rpartition("/")[2]
+            return Caller(
+                arn=f"arn:aws:sts::{self.account}:assumed-role/{name}/{session}",
+                account=self.account,
+                role_arn=role_arn,
+                policies=(),
+            )
+
+    def service(self, name: str) -> Caller:
+        policies = self.policies() or DeployedPolicies(account=self.account, region=self.region)
+        return policies.service(name)
+
+    # the decision -------------------------------------------------------------------------------
+    def authorize(
+        self,
+        caller: Caller,
+        service: str,
+        operation: str,
+        params: dict[str, Any],
+        **context: Any,
+    ) -> None:
+        """Raise AWS's AccessDenied for the request unless the caller may make it."""
+        mode = self.mode()
+        if mode == "off":
+            return
+        policies = self.policies()
+        if policies is None:
+            return  # before the first deploy there is nothing but the administrator
+        wanted = needs(service, operation, params, self.region, self.account)
+        keys = base_context(caller, self.region, **context)
+        policies.authorizer(mode).check(caller, service, wanted, keys)
+
+    def may_list_bucket(self, caller: Caller, bucket: str) -> bool:
+        """S3 tells a missing key (NoSuchKey) only to a caller that may list the bucket."""
+        mode, policies = self.mode(), self.policies()
+        if mode == "off" or policies is None:
+            return True
+        authorizer = policies.authorizer(mode)
+        return authorizer.may_list_bucket(caller, bucket, base_context(caller, self.region))
+
+
+__all__ = ["AccessDenied", "Authorization", "IamSettingError", "read_mode", "write_mode"]
