@@ -21,6 +21,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,20 @@ class Verified:
     body: bytes | None = None  # an aws-chunked body, decoded: what the operation reads
 
 
+class _Received:
+    """What verification reads of a request, read once: werkzeug's case-insensitive header
+    look-ups and its query parsing cost more than the HMACs (measured)."""
+
+    def __init__(self, request: Request) -> None:
+        self.method = request.method
+        self.path = request.path  # as received: the gateway builds its Request from the target
+        self.query = request.query_string.decode("latin-1")
+        self.headers = {name.lower(): value for name, value in request.headers.items()}
+        self.body = request.get_data()
+        self.pairs = _query_pairs(self.query)
+        self.args = dict(reversed(self.pairs))  # the first value of each name
+
+
 @dataclass(frozen=True)
 class _SigV4:
     access_key_id: str
@@ -110,21 +125,21 @@ class Verifier:
 
     def verify(self, request: Request, signing_name: str) -> Verified:
         """The caller's key, or ``AuthFailure`` saying why the request is refused."""
-        if _has_security_token(request):
+        received = _Received(request)
+        if "x-amz-security-token" in received.headers or "X-Amz-Security-Token" in received.args:
             raise AuthFailure(TOKEN)
-        if _is_sigv2(request):
-            return Verified(self._verify_sigv2(request))
-        signed = _parse_sigv4(request)
+        if _is_sigv2(received):
+            return Verified(self._verify_sigv2(received))
+        signed = _parse_sigv4(received)
         key = self._key(signed.access_key_id)
         self._check_scope(signed)
         self._check_time(signed)
         s3 = signing_name == "s3"
-        body = request.get_data()
-        expected = _recompute(request, signed, key, body, s3=s3)
+        expected = _recompute(received, signed, key, s3=s3)
         if not hmac.compare_digest(expected, signed.signature):
             raise AuthFailure(MISMATCH)
         if s3 and signed.expires is None:
-            return Verified(key, _s3_payload(request, signed, key, body))
+            return Verified(key, _s3_payload(received, signed, key))
         return Verified(key)
 
     def _key(self, access_key_id: str) -> AccessKey:
@@ -159,14 +174,14 @@ class Verifier:
         elif abs(now - stamp) > SKEW_SECONDS:
             raise AuthFailure(SKEWED, _skew_message(signed.timestamp, now))
 
-    def _verify_sigv2(self, request: Request) -> AccessKey:
+    def _verify_sigv2(self, request: _Received) -> AccessKey:
         presigned = "Signature" in request.args
         if presigned:
             key_id, signature = request.args.get("AWSAccessKeyId", ""), request.args["Signature"]
             date = request.args.get("Expires", "")
         else:
-            key_id, _, signature = request.headers["Authorization"][4:].strip().partition(":")
-            date = "" if "x-amz-date" in request.headers else request.headers.get("Date", "")
+            key_id, _, signature = request.headers["authorization"][4:].strip().partition(":")
+            date = "" if "x-amz-date" in request.headers else request.headers.get("date", "")
         key = self._key(key_id)
         self._check_sigv2_time(request, presigned, date)
         expected = _recompute_sigv2(request, key, date, presigned)
@@ -174,7 +189,7 @@ class Verifier:
             raise AuthFailure(MISMATCH)
         return key
 
-    def _check_sigv2_time(self, request: Request, presigned: bool, date: str) -> None:
+    def _check_sigv2_time(self, request: _Received, presigned: bool, date: str) -> None:
         now = self.clock()
         if presigned:
             if not date.isdigit() or now > int(date):
@@ -192,21 +207,18 @@ class Verifier:
 
 
 # ------------------------------------------------------------------ what the request says
-def _has_security_token(request: Request) -> bool:
-    """The minted keys are long-term keys: a session token with them is not one AWS issued."""
-    return "X-Amz-Security-Token" in request.headers or "X-Amz-Security-Token" in request.args
-
-
-def _is_sigv2(request: Request) -> bool:
-    return request.headers.get("Authorization", "").startswith("AWS ") or (
+# (A session token is refused in ``verify``: the minted keys are long-term keys, so a token
+# with them is not one AWS issued.)
+def _is_sigv2(request: _Received) -> bool:
+    return request.headers.get("authorization", "").startswith("AWS ") or (
         "Signature" in request.args and "X-Amz-Signature" not in request.args
     )
 
 
-def _parse_sigv4(request: Request) -> _SigV4:
+def _parse_sigv4(request: _Received) -> _SigV4:
     if "X-Amz-Signature" in request.args:
         return _parse_presigned(request.args)
-    algorithm, _, rest = request.headers.get("Authorization", "").partition(" ")
+    algorithm, _, rest = request.headers.get("authorization", "").partition(" ")
     if algorithm != ALGORITHM:
         raise AuthFailure(MALFORMED, f"Unsupported Authorization Type: {algorithm!r}")
     fields = dict(part.strip().partition("=")[::2] for part in rest.split(","))
@@ -215,7 +227,7 @@ def _parse_sigv4(request: Request) -> _SigV4:
     ]
     if missing:
         raise AuthFailure(MALFORMED, f"Authorization header requires '{missing[0]}' parameter")
-    timestamp = request.headers.get("X-Amz-Date") or _sigv4_date(request.headers.get("Date"))
+    timestamp = request.headers.get("x-amz-date") or _sigv4_date(request.headers.get("date"))
     if not timestamp:
         raise AuthFailure(
             MALFORMED,
@@ -257,11 +269,19 @@ def _signed(
     )
 
 
+_TIMESTAMP = re.compile(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z")
+
+
+@lru_cache(maxsize=256)  # the stamps of one second's requests are one stamp
 def _epoch_or_none(timestamp: str) -> float | None:
-    try:
-        return float(calendar.timegm(time.strptime(timestamp, SIGV4_TIMESTAMP)))
-    except ValueError:
+    """Seconds since the epoch of a ``yyyymmddThhmmssZ`` stamp (``strptime`` costs 20 us)."""
+    match = _TIMESTAMP.fullmatch(timestamp)
+    if match is None:
         return None
+    year, month, day, hour, minute, second = map(int, match.groups())
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        return None
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
 
 
 def _epoch(timestamp: str) -> float:
@@ -304,14 +324,16 @@ def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     """SigV4's derived key (kDate -> kRegion -> kService -> kSigning): one per day and scope."""
     key = f"AWS4{secret}".encode()
     for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = hmac.digest(key, part.encode(), "sha256")
     return key
 
 
 class _SigV4Recompute(SigV4Auth):
     """botocore's signer, told which headers were signed and what the payload's hash is."""
 
-    def __init__(self, key: AccessKey, signed: _SigV4, received: Any, payload_hash: str) -> None:
+    def __init__(
+        self, key: AccessKey, signed: _SigV4, received: dict[str, str], payload_hash: str
+    ) -> None:
         super().__init__(
             Credentials(key.access_key_id, key.secret_access_key), signed.service, signed.region
         )
@@ -319,48 +341,54 @@ class _SigV4Recompute(SigV4Auth):
         self._received = received
         self._payload_hash = payload_hash
 
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
-        headers = HTTPHeaders()
-        for name in self._signed.signed_headers:
-            value = self._received.get(name)
-            if value is not None:
-                headers[name] = value
-        return headers
+    def headers_to_sign(self, request: AWSRequest) -> _SignedHeaders:
+        received = self._received
+        return _SignedHeaders(
+            (name, received[name]) for name in self._signed.signed_headers if name in received
+        )
 
     def payload(self, request: AWSRequest) -> str:
         return self._payload_hash
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
-        key = _signing_key(self.credentials.secret_key, *self._signed.scope.split("/")[:3])
-        return str(self._sign(key, string_to_sign, hex=True))
+        signed = self._signed
+        key = _signing_key(self.credentials.secret_key, signed.date, signed.region, signed.service)
+        return hmac.digest(key, string_to_sign.encode(), "sha256").hex()  # C, one call
+
+
+class _SignedHeaders(dict[str, str]):
+    """The signed headers, lower-case, as botocore's canonicalization reads them (its
+    ``HTTPHeaders`` is an ``email.message.Message``: several times slower to fill and read)."""
+
+    def get_all(self, name: str) -> list[str]:
+        return [self[name]]
 
 
 class _S3SigV4Recompute(_SigV4Recompute, S3SigV4Auth):
     """S3 signs the path as sent (no second encoding) and may name its payload's hash."""
 
 
-def _recompute(request: Request, signed: _SigV4, key: AccessKey, body: bytes, *, s3: bool) -> str:
+def _recompute(request: _Received, signed: _SigV4, key: AccessKey, *, s3: bool) -> str:
     presigned = signed.expires is not None
-    payload_hash = UNSIGNED_PAYLOAD if s3 and presigned else hashlib.sha256(body).hexdigest()
+    if s3 and presigned:
+        payload_hash = UNSIGNED_PAYLOAD
+    else:
+        payload_hash = hashlib.sha256(request.body).hexdigest()
     signer = (_S3SigV4Recompute if s3 else _SigV4Recompute)(
         key, signed, request.headers, payload_hash
     )
     headers = {}
-    if s3 and not presigned and "X-Amz-Content-SHA256" in request.headers:
-        headers["X-Amz-Content-SHA256"] = request.headers["X-Amz-Content-SHA256"]
-    raw_path = request.path  # as received: the gateway builds its Request from the raw target
-    params = [
-        pair for pair in _query_pairs(request) if not (presigned and pair[0] == "X-Amz-Signature")
-    ]
-    aws_request = AWSRequest(request.method, f"http://signed{raw_path}", headers, params=params)
+    if s3 and not presigned and "x-amz-content-sha256" in request.headers:
+        headers["X-Amz-Content-SHA256"] = request.headers["x-amz-content-sha256"]
+    params = [pair for pair in request.pairs if not (presigned and pair[0] == "X-Amz-Signature")]
+    aws_request = AWSRequest(request.method, f"http://signed{request.path}", headers, params=params)
     aws_request.context["timestamp"] = signed.timestamp
     canonical = signer.canonical_request(aws_request)
     return str(signer.signature(signer.string_to_sign(aws_request, canonical), aws_request))
 
 
-def _query_pairs(request: Request) -> list[tuple[str, str]]:
+def _query_pairs(query: str) -> list[tuple[str, str]]:
     """The query's (name, value) pairs, decoded once; botocore encodes them as SigV4 says."""
-    query = request.query_string.decode("latin-1")
     pairs = []
     for item in query.split("&") if query else []:
         name, _, value = item.partition("=")
@@ -379,7 +407,7 @@ class _SigV2Recompute(HmacV1Auth):
         return self._date
 
 
-def _recompute_sigv2(request: Request, key: AccessKey, date: str, presigned: bool) -> str:
+def _recompute_sigv2(request: _Received, key: AccessKey, date: str, presigned: bool) -> str:
     headers = HTTPHeaders()
     for name, value in request.headers.items():
         headers[name] = value
@@ -387,7 +415,7 @@ def _recompute_sigv2(request: Request, key: AccessKey, date: str, presigned: boo
         for name, value in request.args.items():
             if name.lower().startswith("x-amz-"):
                 headers[name] = value
-    query = request.query_string.decode("latin-1")
+    query = request.query
     split = urlsplit(f"http://signed{request.path}" + (f"?{query}" if query else ""))
     # A bucket's own resource is "/bucket/" (the S3 docs' CanonicalizedResource, botocore's
     # auth_path), whether or not the request's path ends in "/".
@@ -398,10 +426,11 @@ def _recompute_sigv2(request: Request, key: AccessKey, date: str, presigned: boo
 
 
 # ------------------------------------------------------------------ S3 payloads
-def _s3_payload(request: Request, signed: _SigV4, key: AccessKey, body: bytes) -> bytes | None:
+def _s3_payload(request: _Received, signed: _SigV4, key: AccessKey) -> bytes | None:
     """Check the body against ``x-amz-content-sha256``; an aws-chunked body decoded (None when
     the body is the object as sent)."""
-    declared = request.headers.get("X-Amz-Content-SHA256", "")
+    body = request.body
+    declared = request.headers.get("x-amz-content-sha256", "")
     if declared in ("", UNSIGNED_PAYLOAD):
         return None
     if declared == STREAMING_SIGNED:
@@ -415,7 +444,7 @@ def _s3_payload(request: Request, signed: _SigV4, key: AccessKey, body: bytes) -
     return None
 
 
-def _decoded(request: Request, chunks: Iterator[bytes]) -> bytes:
+def _decoded(request: _Received, chunks: Iterator[bytes]) -> bytes:
     body = b"".join(chunks)
     declared = request.headers.get("x-amz-decoded-content-length")
     if declared is not None and declared != str(len(body)):
@@ -460,7 +489,7 @@ def _check_chunk(signed: _SigV4, key: AccessKey, previous: str, extension: str, 
         ]
     )
     signing_key = _signing_key(key.secret_access_key, signed.date, signed.region, signed.service)
-    expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    expected = hmac.digest(signing_key, string_to_sign.encode(), "sha256").hex()
     if not hmac.compare_digest(expected, offered):
         raise AuthFailure(MISMATCH, "a chunk's signature does not match")
     return expected
