@@ -23,6 +23,7 @@ from typing import Any
 from botocore.response import StreamingBody
 
 from sfn_mlops import settings
+from sfn_mlops.local.credentials import AccessKey
 from sfn_mlops.local.errors import AwsError
 
 FUNCTIONS = "lambda/function"
@@ -225,12 +226,13 @@ class Lambda:
             self._idle.clear()
 
 
-def _role_key(spec: dict[str, Any], cloud: Any) -> Any:
+def _role_key(spec: dict[str, Any], cloud: Any) -> AccessKey:
     """The keys of the function's execution role, as Lambda gives a function its role's
     temporary credentials (a session named after the function)."""
     name = spec["FunctionName"]
     role = spec.get("Role") or f"arn:aws:iam::{cloud.account}:role/{name}Role"  # an older record
-    return cloud.credentials.for_role(role, name)
+    key: AccessKey = cloud.credentials.for_role(role, name)
+    return key
 
 
 def _read_from(path: Path, offset: int) -> bytes:
