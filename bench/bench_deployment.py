@@ -127,7 +127,7 @@ def connect(workspace: Path) -> Aws:
 
     info = control.ensure_running(workspace)
     clients = [
-        boto3.client(name, endpoint_url=info.url, region_name="us-east-1")
+        boto3.client(name, endpoint_url=info.url, region_name="us-east-1", **common.keys(workspace))
         for name in ("sagemaker", "s3", "cloudwatch")
     ]
     return Aws(workspace, info, *clients)

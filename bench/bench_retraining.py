@@ -41,11 +41,14 @@ STORM_EVENTS = 20
 MALFORMED = b'not json\n{"captureData": 5}\n{"no": "capture"}\n'
 
 
-def clients(url: str) -> dict[str, Any]:
+def clients(info: Any) -> dict[str, Any]:
     import boto3
 
     names = ("cloudwatch", "stepfunctions", "sagemaker", "sagemaker-runtime", "s3")
-    return {n: boto3.client(n, endpoint_url=url, region_name="us-east-1") for n in names}
+    keys = common.keys(info.workspace)
+    return {
+        n: boto3.client(n, endpoint_url=info.url, region_name="us-east-1", **keys) for n in names
+    }
 
 
 def deploy(workspace: Path) -> None:
@@ -176,7 +179,7 @@ def main() -> None:
     with common.workspace("bench-retrain-") as ws:
         deploy(ws)
         info = control.ensure_running(ws)
-        aws = clients(info.url)
+        aws = clients(info)
         machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()[
             "stateMachines"] if m["name"] == PIPELINE)  # fmt: skip
         first = storm(aws, machine)

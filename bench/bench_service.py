@@ -111,6 +111,8 @@ def stop_process(proc: subprocess.Popen[str] | None) -> None:
 
 # ------------------------------------------------------------------ one client, timed
 def client(url: str) -> Any:
+    """A Step Functions client signing with the keys in the environment: the workspace
+    administrator's (``execution`` puts them there; the client processes inherit them)."""
     import boto3
     from botocore.config import Config
 
@@ -118,8 +120,6 @@ def client(url: str) -> Any:
         "stepfunctions",
         endpoint_url=url,
         region_name=REGION,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
         config=Config(retries={"max_attempts": 1}),  # an error must show, not be retried away
     )
 
@@ -269,6 +269,7 @@ def execution(workspace: Path) -> tuple[str, str]:
     from sfn_mlops.local import control
 
     info = control.ensure_running(workspace)
+    os.environ.update(control.admin_key(workspace).environment())  # signed as the CLI signs
     sfn = client(info.url)
     machine = sfn.create_state_machine(
         name="bench-service", definition=json.dumps(DEFINITION), roleArn=ROLE

@@ -252,7 +252,9 @@ def main() -> int:
         files = prepare(Path(tempfile.mkdtemp(dir=workspace, prefix="data-")))
         info = control.ensure_running(workspace)
         aws = {
-            name: boto3.client(service, endpoint_url=info.url, region_name="us-east-1")
+            name: boto3.client(
+                service, endpoint_url=info.url, region_name="us-east-1", **common.keys(workspace)
+            )
             for name, service in (("sm", "sagemaker"), ("s3", "s3"))
         }
         static = upload(aws, files)

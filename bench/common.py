@@ -38,8 +38,6 @@ ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
     # A safety net only: services are stopped explicitly (control.stop); one left behind by a
     # killed benchmark stops itself after this many idle seconds instead of the default 30 min.
     "SFN_MLOPS_IDLE_TIMEOUT": "300",
@@ -47,6 +45,15 @@ ENV = {
 for _key, _value in ENV.items():
     os.environ.setdefault(_key, _value)
 os.environ.pop("AWS_ENDPOINT_URL", None)  # each client names its service's endpoint
+
+
+def keys(workspace: Path) -> dict[str, str]:
+    """``boto3.client(..., **keys(ws))``: the workspace administrator's keys (minted by its
+    service), the only ones the service accepts."""
+    from sfn_mlops.local import control
+
+    return control.admin_key(workspace).client_kwargs()
+
 
 JOB_STATES = ("Preprocess", "Train", "Evaluate")
 CLI = Path(sys.executable).with_name("sfn-mlops")  # the console script users run
@@ -448,7 +455,9 @@ def _clients(workspace: Path) -> tuple[Any, Any]:
         info = control.ensure_running(workspace)
     cached = _CLIENTS.get(key)
     if cached is None or cached[0] != info.url:
-        sfn = boto3.client("stepfunctions", endpoint_url=info.url, region_name="us-east-1")
+        sfn = boto3.client(
+            "stepfunctions", endpoint_url=info.url, region_name="us-east-1", **keys(workspace)
+        )
         _CLIENTS[key] = cached = (info.url, LocalCloud(workspace), sfn)
     return cached[1], cached[2]
 

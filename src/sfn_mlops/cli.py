@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -442,7 +443,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    """The local service: up, down, status, logs."""
+    """The local service: up, env, down, status, logs."""
     from sfn_mlops.local import control
     from sfn_mlops.local.daemon import LOG_FILE
 
@@ -450,7 +451,9 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.action == "up":
         info = control.ensure_running(workspace, args.idle_timeout)
         print(f"Local service for {workspace}: pid {info.pid}, {info.url}")
-        print(f"Point any AWS client at it: export AWS_ENDPOINT_URL={info.url}")
+        print('Point any AWS client at it: eval "$(sfn-mlops local env)"')
+    elif args.action == "env":
+        _local_env(control.ensure_running(workspace))
     elif args.action == "down":
         stopped = control.stop(workspace)
         print(
@@ -464,6 +467,17 @@ def cmd_local(args: argparse.Namespace) -> int:
     else:
         return _local_status(workspace)
     return EXIT_OK
+
+
+def _local_env(info: Any) -> None:
+    """Shell lines that point the AWS CLI and SDKs at the service as the workspace's
+    administrator: ``eval "$(sfn-mlops local env)"``. A session token left in the shell would
+    be sent with these keys and refused, as AWS refuses a token it did not issue."""
+    from sfn_mlops.local import control
+
+    print("unset AWS_SESSION_TOKEN AWS_SECURITY_TOKEN")
+    for name, value in control.environment(info).items():
+        print(f"export {name}={shlex.quote(value)}")
 
 
 def _local_status(workspace: Path) -> int:
@@ -625,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=cmd_deploy)
 
     local = commands.add_parser(
-        "local", help="the workspace's local service: up, down, status, logs"
+        "local", help="the workspace's local service: up, env, down, status, logs"
     )
     local_actions = local.add_subparsers(dest="action", required=True)
     up = local_actions.add_parser("up", parents=[common], help="start it (or find the running one)")
@@ -636,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{settings.DEFAULT_IDLE_TIMEOUT_SECONDS:.0f})",
     )
     for action, text in (
+        ("env", 'the exports that point AWS clients at it: eval "$(sfn-mlops local env)"'),
         ("down", "stop it, and what runs there"),
         ("status", "port, pid, uptime and what runs now"),
         ("logs", "print its log"),

@@ -40,7 +40,8 @@ _RULE_EVENT_PROPERTIES = {
     "Target", "Description",
 }  # fmt: skip
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
-# SAM names a state machine's generated role after it; locally it only labels the executions.
+# SAM names a function's or state machine's generated role after it; locally each role signs
+# its own calls with keys of its own (sfn_mlops.local.credentials).
 _IAM_ROLE_PREFIX = f"arn:aws:iam::{settings.LOCAL_ACCOUNT}:role/"
 
 
@@ -90,6 +91,7 @@ class FunctionSpec:
     timeout: int
     memory_size: int
     environment: dict[str, str]
+    role_arn: str = ""  # its Role, or the execution role SAM generates (<LogicalId>Role)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class LocalStack:
                     timeout=int(props.get("Timeout", 3)),
                     memory_size=int(props.get("MemorySize", 128)),
                     environment={k: str(v) for k, v in env.items() if v is not None},
+                    role_arn=str(props.get("Role") or f"{_IAM_ROLE_PREFIX}{logical_id}Role"),
                 )
             )
         return specs

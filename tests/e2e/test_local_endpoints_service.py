@@ -39,9 +39,11 @@ def service(tmp_path: Path) -> Iterator[tuple[Path, Any]]:
     control.stop(root)
 
 
-def _clients(url: str) -> tuple[Any, Any]:
-    return boto3.client("sagemaker", endpoint_url=url), boto3.client(
-        "sagemaker-runtime", endpoint_url=url
+def _clients(info: control.ServiceInfo) -> tuple[Any, Any]:
+    """SageMaker and its runtime at the service, as the workspace's administrator."""
+    keys = control.admin_key(info.workspace).client_kwargs()
+    return boto3.client("sagemaker", endpoint_url=info.url, **keys), boto3.client(
+        "sagemaker-runtime", endpoint_url=info.url, **keys
     )
 
 
@@ -90,7 +92,7 @@ def test_an_endpoint_serves_is_listed_and_comes_back_after_a_restart(
     service: tuple[Path, Any], cli: Callable[..., Any]
 ) -> None:
     root, info = service
-    sagemaker, runtime = _clients(info.url)
+    sagemaker, runtime = _clients(info)
     _create_endpoint(root, sagemaker)
     port = _port(root)
     status, body = _plain_post(port, b"M,0.5,0.3")
@@ -110,7 +112,7 @@ def test_an_endpoint_serves_is_listed_and_comes_back_after_a_restart(
 
     assert cli(root, "local", "down").code == 0
     restarted = control.ensure_running(root)
-    sagemaker, _ = _clients(restarted.url)
+    sagemaker, _ = _clients(restarted)
     deadline = time.monotonic() + 60
     while _status(sagemaker) != "InService" or not control.admin(restarted, "status")[
         "endpoints"
@@ -129,7 +131,7 @@ def test_models_approve_and_reject_decide_a_pending_version_once(
     service: tuple[Path, Any], cli: Callable[..., Any]
 ) -> None:
     root, info = service
-    sagemaker, _ = _clients(info.url)
+    sagemaker, _ = _clients(info)
     sagemaker.create_model_package_group(ModelPackageGroupName="g")
     container = {"Image": IMAGE, "ModelDataUrl": "s3://models/m1/model.tar.gz"}
     for _ in range(2):

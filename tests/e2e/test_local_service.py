@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -74,8 +75,9 @@ class Workspace:
         info = control.find(root)
         assert info is not None, "no service runs for the workspace"
         self.info = info
-        self.sfn = boto3.client("stepfunctions", endpoint_url=info.url)
-        self.sagemaker = boto3.client("sagemaker", endpoint_url=info.url)
+        keys = control.admin_key(root).client_kwargs()
+        self.sfn = boto3.client("stepfunctions", endpoint_url=info.url, **keys)
+        self.sagemaker = boto3.client("sagemaker", endpoint_url=info.url, **keys)
 
     def status(self, name: str) -> str:
         return str(self.sfn.describe_execution(executionArn=_arn("execution", name))["status"])
@@ -196,8 +198,8 @@ def test_a_plain_boto3_client_with_only_an_endpoint_runs_the_pipeline(fresh: Pat
     assert deployed.returncode == 0, deployed.stderr
     info = control.find(fresh)
     assert info is not None
-    session = boto3.Session(
-        region_name="us-east-1", aws_access_key_id="any", aws_secret_access_key="any"
+    session = boto3.Session(  # the keys `sfn-mlops local env` prints, nothing else
+        region_name="us-east-1", **control.admin_key(fresh).client_kwargs()
     )
     s3 = session.client("s3", endpoint_url=info.url)
     sfn = session.client("stepfunctions", endpoint_url=info.url)
@@ -217,6 +219,55 @@ def test_a_plain_boto3_client_with_only_an_endpoint_runs_the_pipeline(fresh: Pat
     assert done["status"] == "SUCCEEDED", done
     history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     assert history[-1]["type"] == "ExecutionSucceeded"
+
+
+def test_the_aws_cli_works_with_what_local_env_prints_and_nothing_else(
+    fresh: Path, tmp_path: Path
+) -> None:
+    bin_dir = Path(sys.executable).parent
+    shell_env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_SESSION_TOKEN": "left-over-from-another-account",  # `local env` unsets it
+        "AWS_PAGER": "",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    script = (
+        f'eval "$(sfn-mlops --workspace {fresh} local env)" && '
+        'aws stepfunctions list-state-machines && aws s3 ls && echo "key=$AWS_ACCESS_KEY_ID"'
+    )
+    done = subprocess.run(
+        ["sh", "-c", script], env=shell_env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    listed, _, key_line = done.stdout.rpartition("key=")
+    assert json.loads(listed) == {"stateMachines": []}  # and `aws s3 ls` printed nothing
+    assert key_line.strip() == control.admin_key(fresh).access_key_id
+
+    printed = subprocess.run(
+        _cli(fresh, "local", "env"), env=_environment(), capture_output=True, text=True
+    )
+    info = control.find(fresh)
+    assert info is not None
+    lines = printed.stdout.splitlines()
+    assert lines[0] == "unset AWS_SESSION_TOKEN AWS_SECURITY_TOKEN"
+    exports = dict(shlex.split(line)[1].split("=", 1) for line in lines[1:])
+    assert exports == {
+        "AWS_ENDPOINT_URL": info.url,
+        **control.admin_key(fresh).environment(),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    wrong = {**shell_env, **exports, "AWS_SECRET_ACCESS_KEY": "x" * 40}
+    wrong.pop("AWS_SESSION_TOKEN")
+    refused = subprocess.run(
+        ["aws", "s3", "ls"], env=wrong, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0
+    assert "An error occurred (SignatureDoesNotMatch) when calling the ListBuckets operation" in (
+        refused.stderr
+    )
 
 
 def test_up_attaches_to_the_running_service_and_a_stale_record_is_cleaned(fresh: Path) -> None:

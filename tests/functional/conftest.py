@@ -1,7 +1,7 @@
 """Functional tests run the local services in-process, behind a real loopback server.
 
 Each test gets a fresh workspace and its own server; boto3 reaches it through
-``AWS_ENDPOINT_URL`` exactly as the CLI, the Lambdas and other SDKs do.
+``AWS_ENDPOINT_URL`` with the workspace's administrator keys, exactly as the CLI does.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import pytest
 
 from sfn_mlops.local.cloud import LocalCloud
@@ -22,8 +23,9 @@ def serving(cloud: LocalCloud) -> Iterator[LocalServer]:
     server = LocalServer(cloud).start()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL", server.url)
-        patch.setenv("AWS_ACCESS_KEY_ID", "local")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+        for name, value in cloud.credentials.admin().environment().items():
+            patch.setenv(name, value)
+        patch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the keys it first resolved
         try:
             yield server
         finally:
@@ -33,7 +35,13 @@ def serving(cloud: LocalCloud) -> Iterator[LocalServer]:
 
 
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
+def server(tmp_path: Path) -> Iterator[LocalServer]:
+    """A fresh workspace's local cloud, served (its port, its gateway's clock)."""
     local = LocalCloud(tmp_path / "workspace", time_scale=0.001)
-    with serving(local):
-        yield local
+    with serving(local) as served:
+        yield served
+
+
+@pytest.fixture
+def cloud(server: LocalServer) -> LocalCloud:
+    return server.gateway.cloud  # type: ignore[no-any-return]

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from sfn_mlops.local import jobs
 from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.credentials import Principal
 from sfn_mlops.local.processes import start_time
 
 BUCKET = "sm-bucket"
@@ -256,6 +257,27 @@ def test_processing_exit_without_failure_file_points_at_the_log(
     assert job["ProcessingJobStatus"] == "Failed"
     assert job["FailureReason"] == f"AlgorithmError: script exited with code 3; see the log: {log}"
     assert "boom" in log.read_text()
+
+
+def test_a_jobs_code_calls_aws_as_its_role_with_keys_of_its_own(
+    sm: Any, s3: Any, sm_cloud: LocalCloud
+) -> None:
+    script = """
+        import os, boto3
+        boto3.client("s3").list_buckets()  # signed with the job's keys, verified by the service
+        print("key", os.environ["AWS_ACCESS_KEY_ID"])
+    """
+    code = put_script(s3, "code/caller/job.py", script)
+
+    sm.create_processing_job(**processing_request("calls-aws", code))
+    job = wait(sm, "processing", "calls-aws")
+
+    log = jobs.job_log_path(sm_cloud, "calls-aws").read_text()
+    assert job["ProcessingJobStatus"] == "Completed", log
+    key_id = log.split("key ", 1)[1].split()[0]
+    key = sm_cloud.credentials.lookup(key_id)
+    assert key is not None and key.principal == Principal(ROLE, "SageMaker")
+    assert key_id != sm_cloud.credentials.admin().access_key_id
 
 
 def test_processing_max_runtime_stops_the_job(sm: Any, s3: Any) -> None:

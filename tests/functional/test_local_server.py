@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -145,8 +146,12 @@ def test_garbage_and_unsigned_requests_are_answered_and_the_server_stays_up(
 ) -> None:
     port = int(os.environ["AWS_ENDPOINT_URL"].rpartition(":")[2])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{oops")
-        assert raw.recv(4096).startswith(b"HTTP/1.1 400")
+        host = f"127.0.0.1:{port}".encode()
+        raw.sendall(b"POST / HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 5\r\n\r\n{oops")
+        answer = http.client.HTTPResponse(raw)
+        answer.begin()
+        assert answer.status == 403
+        assert json.loads(answer.read())["__type"] == "MissingAuthenticationTokenException"
     assert boto3.client("s3").list_buckets()["Buckets"] == []
 
 
@@ -165,10 +170,14 @@ def test_a_provider_bug_is_an_internal_failure_not_a_dead_server(
 
 def test_two_servers_keep_their_workspaces_apart(tmp_path: Path, cloud: LocalCloud) -> None:
     boto3.client("s3").create_bucket(Bucket="first-bucket")
-    other = LocalServer(LocalCloud(tmp_path / "other")).start()
+    other_cloud = LocalCloud(tmp_path / "other")
+    other = LocalServer(other_cloud).start()
     try:
-        s3 = boto3.client("s3", endpoint_url=other.url)
+        admin = other_cloud.credentials.admin()
+        s3 = boto3.client("s3", endpoint_url=other.url, **admin.client_kwargs())
         assert s3.list_buckets()["Buckets"] == []
+        stranger = boto3.client("s3", endpoint_url=other.url)  # the first workspace's keys
+        assert _error(stranger.list_buckets)["Code"] == "InvalidAccessKeyId"
     finally:
         other.stop()
 

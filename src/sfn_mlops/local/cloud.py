@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops import settings
+from sfn_mlops.local.credentials import KeyStore
 from sfn_mlops.local.metadata import MetadataStore
 from sfn_mlops.local.objectstore import ObjectStore
 
@@ -47,6 +48,11 @@ class LocalCloud:
     @cached_property
     def logs_dir(self) -> Path:
         return self.root / "logs"
+
+    @cached_property
+    def credentials(self) -> KeyStore:
+        """The workspace's access keys: who may call its service, and as whom each runs."""
+        return KeyStore(self.root)
 
     @cached_property
     def endpoint_hosts(self) -> Any:

@@ -1,7 +1,8 @@
 """Find, start and stop a workspace's local service from any process; point boto3 at it.
 
-After ``connect(workspace)``, plain boto3 (and anything else that reads ``AWS_ENDPOINT_URL``)
-talks to the service: there is no other path to the local cloud.
+After ``connect(workspace)``, plain boto3 (and anything else that reads ``AWS_ENDPOINT_URL``
+and the ``AWS_*`` keys) talks to the service, signing with the workspace's administrator keys:
+there is no other path to the local cloud.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops import settings
+from sfn_mlops.local.credentials import CREDENTIAL_VARIABLES, TOKEN_HEADER, AccessKey, KeyStore
 from sfn_mlops.local.daemon import LOG_FILE, SERVICE_FILE, code_stamp, hold_lock
 from sfn_mlops.local.processes import pid_alive
 
@@ -146,21 +148,43 @@ def _wait_for_start(workspace: Path, process: subprocess.Popen[bytes], log: Path
 
 
 def connect(workspace: Path, idle_timeout: float | None = None, echo: Any = None) -> ServiceInfo:
-    """Start the service if needed and point this process's AWS clients at it."""
+    """Start the service if needed and point this process's AWS clients at it, signing as the
+    workspace's administrator (the keys replace any this process had: they are the only ones
+    the service knows)."""
     info = ensure_running(workspace, idle_timeout, echo)
-    os.environ["AWS_ENDPOINT_URL"] = info.url
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    os.environ.setdefault("AWS_DEFAULT_REGION", settings.LOCAL_REGION)
+    for name in CREDENTIAL_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(environment(info))
+    boto3 = sys.modules.get("boto3")
+    if boto3 is not None:
+        boto3.DEFAULT_SESSION = None  # type: ignore[attr-defined]  # it keeps its first keys
     return info
 
 
+def environment(info: ServiceInfo) -> dict[str, str]:
+    """What points any AWS client at the service as the workspace's administrator: what
+    ``sfn-mlops local env`` prints."""
+    return {
+        "AWS_ENDPOINT_URL": info.url,
+        **admin_key(info.workspace).environment(),
+        "AWS_DEFAULT_REGION": settings.LOCAL_REGION,
+    }
+
+
+def admin_key(workspace: Path) -> AccessKey:
+    """The workspace administrator's access key (minted with the workspace's first service)."""
+    return KeyStore(workspace).admin()
+
+
 def admin(info: ServiceInfo, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Call one of the service's own actions (status, deploy, shutdown)."""
+    """Call one of the service's own actions (status, deploy, shutdown), with its token."""
     request = urllib.request.Request(
         f"{info.url}/_sfn-mlops/{action}",
         data=json.dumps(body or {}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={
+            "Content-Type": "application/json",
+            TOKEN_HEADER: KeyStore(info.workspace).service_token(),
+        },
         method="POST",
     )
     try:

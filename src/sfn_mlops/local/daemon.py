@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from sfn_mlops import settings
 from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.credentials import CREDENTIAL_VARIABLES
 from sfn_mlops.local.errors import AwsError
 
 SERVICE_FILE = "service.json"
@@ -97,10 +98,11 @@ class Service:
         from sfn_mlops.local.server import LocalServer
 
         self.server = LocalServer(self.cloud, port=self.port, admin=self._admin_actions())
-        os.environ.update(
+        for name in CREDENTIAL_VARIABLES:  # whatever the starting command had: not ours
+            os.environ.pop(name, None)
+        os.environ.update(  # what the service calls itself with (deploy acts as the user)
             AWS_ENDPOINT_URL=self.server.url,
-            AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
-            AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            **self.cloud.credentials.admin().environment(),  # minted on the first start
             AWS_DEFAULT_REGION=self.cloud.region,
             AWS_EC2_METADATA_DISABLED="true",
         )

@@ -157,6 +157,7 @@ def _register_function(cloud: Any, function: FunctionSpec) -> None:
             "Handler": function.handler,
             "Runtime": function.runtime,
             "CodeDir": str(function.code_dir),
+            "Role": function.role_arn,
             "Timeout": function.timeout,
             "MemorySize": function.memory_size,
             "Environment": {"Variables": function.environment},

@@ -11,7 +11,9 @@ default handler (numeric CSV rows in, predictions out).
 Paths: ``GET /ping``, ``POST /invocations`` (SageMaker's contract: what a container answers),
 and under ``/_sfn-mlops/`` the service's own: ``POST routing`` (a new table, models loaded
 before it takes effect, so no request ever meets a half-loaded variant) and ``GET metrics``
-(the counters since the last read, for CloudWatch).
+(the counters since the last read, for CloudWatch). Only requests addressed to this loopback
+port and not sent by another site's page are answered (``loopback``); the service's own paths
+also need the service's token (``SFN_MLOPS_SERVICE_TOKEN`` in this process's environment).
 
 Data capture is SageMaker's: a JSON line per sampled request under
 ``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl``. Lines are
@@ -26,6 +28,7 @@ them at the next start, cut after their last newline (a kill during a write tear
 from __future__ import annotations
 
 import base64
+import hmac
 import importlib.util
 import json
 import os
@@ -42,6 +45,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from sfn_mlops.local import loopback
+from sfn_mlops.local.credentials import SERVICE_TOKEN_ENV, TOKEN_HEADER
 
 MAX_PAYLOAD = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit: 6 MB
 ADMIN = "/_sfn-mlops/"
@@ -587,11 +593,29 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
     endpoint: Endpoint
+    token = ""  # the service's token, which the paths under ADMIN need
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         return  # one line a request would be most of the log; metrics count them instead
 
+    def _refused(self) -> bool:
+        """Answer 403 (and close) a request not addressed to this server, from another site,
+        or to the service's own paths without its token."""
+        port = int(self.server.server_address[1])  # type: ignore[index]
+        message = loopback.refusal(self.headers.get("Host"), self.headers.get("Origin"), port)
+        if message is None and self.path.startswith(ADMIN):
+            offered = self.headers.get(TOKEN_HEADER) or ""
+            if not (self.token and hmac.compare_digest(offered, self.token)):
+                message = f"the endpoint's own paths ({ADMIN}) need the service's token"
+        if message is None:
+            return False
+        self.close_connection = True  # its body, if any, is left unread
+        self._answer(403, message.encode(), "text/plain", {"Connection": "close"})
+        return True
+
     def do_GET(self) -> None:
+        if self._refused():
+            return
         if self.path == "/ping":
             self._answer(200, b"", "text/plain")
         elif self.path == ADMIN + "metrics":
@@ -600,6 +624,8 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(404, b"Not Found", "text/plain")
 
     def do_POST(self) -> None:
+        if self._refused():
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_PAYLOAD:
             self.endpoint.reject(413)
@@ -657,7 +683,8 @@ class Server(ThreadingHTTPServer):
 
 def serve(spec: dict[str, Any]) -> None:
     endpoint = Endpoint(spec)
-    handler = type("EndpointHandler", (Handler,), {"endpoint": endpoint})
+    token = os.environ.pop(SERVICE_TOKEN_ENV, "")  # not for the models' code to see
+    handler = type("EndpointHandler", (Handler,), {"endpoint": endpoint, "token": token})
     try:  # the port it had before a restart, so that a user's URL still works
         server = Server(("127.0.0.1", int(spec.get("port") or 0)), handler)
     except OSError:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops.local import endpoint_server
+from sfn_mlops.local.credentials import SERVICE_TOKEN_ENV, TOKEN_HEADER, without_credentials
 
 log = logging.getLogger("sfn_mlops.local.endpoints")
 
@@ -168,14 +169,16 @@ class EndpointHosts:
         process = self._processes.get(endpoint_name)
         if process is not None and process.popen.poll() is None:
             path = f"{endpoint_server.ADMIN}rejected?status={status}"
-            _request(process, "POST", path, b"", {})
+            _request(process, "POST", path, b"", self._admin_headers())
 
     def take_metrics(self, endpoint_name: str) -> dict[str, Any]:
         """Per variant: the counters and latencies since the last call (CloudWatch's source)."""
         process = self._processes.get(endpoint_name)
         if process is None or process.popen.poll() is not None:
             return {}
-        _, answer, _ = _request(process, "GET", endpoint_server.ADMIN + "metrics", b"", {})
+        _, answer, _ = _request(
+            process, "GET", endpoint_server.ADMIN + "metrics", b"", self._admin_headers()
+        )
         result: dict[str, Any] = json.loads(answer)
         return result
 
@@ -276,7 +279,7 @@ class EndpointHosts:
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                env=self._environment(),
                 start_new_session=True,
             )
         assert popen.stdout is not None
@@ -288,11 +291,24 @@ class EndpointHosts:
         port_file.write_text(str(port))
         return _Process(popen=popen, port=port, log_path=log_path, spec=spec)
 
+    def _environment(self) -> dict[str, str]:
+        """The service's environment without its AWS keys (an endpoint calls no AWS service),
+        with the token of the endpoint's own paths."""
+        return {
+            **without_credentials(dict(os.environ)),
+            "OMP_NUM_THREADS": "1",
+            SERVICE_TOKEN_ENV: self.cloud.credentials.service_token(),
+        }
+
+    def _admin_headers(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self.cloud.credentials.service_token()}
+
     def _update(self, process: _Process, spec: dict[str, Any]) -> None:
         body = json.dumps(spec).encode()
         status, answer, _ = _request(
             process, "POST", endpoint_server.ADMIN + "routing", body,
-            {"Content-Type": "application/json"}, timeout=_START_SECONDS,
+            {"Content-Type": "application/json", **self._admin_headers()},
+            timeout=_START_SECONDS,
         )  # fmt: skip
         if status != 200:
             raise EndpointError(answer.decode("utf-8", "replace"))

@@ -35,6 +35,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from sfn_mlops.local import credentials
+
 _BATCH_INTEGRATION = (
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch"
 )
@@ -283,7 +285,9 @@ _CLIENT_CONFIG = Config(
     read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
 )
 _client_lock = threading.Lock()
-_clients: dict[tuple[str, str, str | None], Any] = {}
+_clients: dict[tuple[str, str, str | None, str | None], Any] = {}
+#: The session name the state machine's role signs its integrations' calls under.
+STATE_MACHINE_SESSION = "StepFunctions"
 
 
 def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
@@ -291,15 +295,28 @@ def boto_client_for(region: str, service: str, state_credentials: Any = None) ->
 
     moto's points at its own server (localhost:5000) with fixed keys. Ours sets no endpoint, so
     botocore's standard ``AWS_ENDPOINT_URL`` (the local service sets it to itself) or AWS's own
-    endpoint decides, and credentials resolve as for any boto3 client. Clients are thread safe
-    and kept (a SageMaker client takes about 14 ms to make); sessions are not, so they are made
-    one at a time.
+    endpoint decides. Against a local service of this process, it signs with the keys of the
+    role the engine passes (the state machine's, or the Task's ``Credentials.RoleArn``), as
+    Step Functions calls services as that role; elsewhere credentials resolve as for any boto3
+    client. Clients are thread safe and kept (a SageMaker client takes about 14 ms to make);
+    sessions are not, so they are made one at a time.
     """
-    key = (service, region, os.environ.get("AWS_ENDPOINT_URL"))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    keys = _role_keys(endpoint, getattr(state_credentials, "role_arn", None))
+    key = (service, region, endpoint, keys["aws_access_key_id"] if keys else None)
     with _client_lock:
         if key not in _clients:
-            _clients[key] = boto3.client(service, region_name=region, config=_CLIENT_CONFIG)
+            _clients[key] = boto3.client(
+                service, region_name=region, config=_CLIENT_CONFIG, **(keys or {})
+            )
         return _clients[key]
+
+
+def _role_keys(endpoint: str | None, role_arn: str | None) -> dict[str, str] | None:
+    store = credentials.served_at(endpoint)
+    if store is None or not role_arn:
+        return None
+    return store.for_role(role_arn, STATE_MACHINE_SESSION).client_kwargs()
 
 
 # (c) JSONPath ---------------------------------------------------------------------------

@@ -6,6 +6,11 @@ against the same model (``sfn_mlops.local.validation``) before a service sees it
 is a plain provider class with one method per operation (``create_training_job(params)``) that
 returns the output shape as a dict or raises ``AwsError``. Paths under ``/_sfn-mlops/`` are the
 service's own (status, deploy, shutdown): no S3 bucket name can start with ``_``.
+
+Who may call: only requests addressed to this loopback port and not sent by another site's page
+(``loopback``); AWS requests signed with a key of the workspace (``signatures``,
+``credentials``), whose principal goes on the request (``CALLER``) and to the provider call;
+the service's own paths with the workspace's service token.
 """
 
 from __future__ import annotations
@@ -33,12 +38,17 @@ from localstack.aws.protocol.serializer import create_serializer
 from localstack.aws.protocol.service_router import ProtocolError, determine_aws_protocol
 from localstack.http import Request, Response
 
+from sfn_mlops.local import credentials, loopback
+from sfn_mlops.local.credentials import TOKEN_HEADER, Principal
 from sfn_mlops.local.errors import AwsError
+from sfn_mlops.local.signatures import AuthFailure, Verifier, aws_error
 from sfn_mlops.local.validation import validate_request
 
 log = logging.getLogger("sfn_mlops.local.server")
 
 ADMIN_PREFIX = "/_sfn-mlops/"
+#: The request environ key of the authenticated caller (a ``credentials.Principal``).
+CALLER = "sfn_mlops.caller"
 
 #: SigV4 signing name -> (botocore service name, the local service that answers it).
 SIGNING_NAMES: dict[str, tuple[str, str]] = {
@@ -95,8 +105,16 @@ def _count_rejected(cloud: Any, path: str, status: int) -> None:
         cloud.endpoint_hosts.count_rejected(name, status)
 
 
-def dispatch(cloud: Any, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Call the local implementation of ``service:operation`` (an injected fault comes first)."""
+def dispatch(
+    cloud: Any,
+    service: str,
+    operation: str,
+    params: dict[str, Any],
+    caller: Principal | None = None,
+) -> dict[str, Any]:
+    """Call the local implementation of ``service:operation`` (an injected fault comes first).
+
+    ``caller`` is who signed the request (None for the service's own calls), for IAM."""
     fault = cloud.metadata.take_fault(service, operation)
     if fault is not None:
         raise AwsError(fault, f"Injected fault for {service}:{operation}", 400)
@@ -120,36 +138,51 @@ class AwsGateway:
         self.admin = admin or {}
         self.last_request = time.monotonic()
         self.port = 0  # set once the server is bound
+        self.verifier = Verifier(cloud.credentials, cloud.region)
 
     def handle(self, request: Request) -> Response:
         self.last_request = time.monotonic()
+        refused = loopback.refusal(
+            request.headers.get("Host"), request.headers.get("Origin"), self.port
+        )
+        if refused is not None:
+            return _plain_error(403, "Forbidden", refused)
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)
-        name = signing_name(request)
-        if name not in SIGNING_NAMES:
-            return _plain_error(
-                400,
-                "UnknownService",
-                f"sfn-mlops local mode answers signed requests for {', '.join(SIGNING_NAMES)}; "
-                f"this one was signed for {name!r}",
-            )
-        model_name, local_name = SIGNING_NAMES[name]
-        if name == "sagemaker" and _is_runtime(request):
-            model_name, local_name = "sagemaker-runtime", "sagemaker-runtime"
-            if len(request.get_data()) > RUNTIME_MAX_PAYLOAD:  # before parsing, as AWS does
-                _count_rejected(self.cloud, request.path, 413)
-                return Response(f"HTTP content length exceeded {RUNTIME_MAX_PAYLOAD} bytes.", 413)
+        route = _route(request)
+        if isinstance(route, Response):
+            return route
+        name, model_name, local_name = route
         try:
             protocol = determine_aws_protocol(request, service_model(model_name))
         except ProtocolError as err:
             return _plain_error(400, "SerializationException", str(err))
         request_id = str(uuid.uuid4())
+        try:
+            verified = self.verifier.verify(request, name)
+        except AuthFailure as failure:
+            error = aws_error(failure, service_model(model_name), protocol)
+            operation = _error_operation(model_name, protocol, request)
+            return self._error(model_name, protocol, operation, request, request_id, error)
+        if verified.body is not None:
+            request = _with_body(request, verified.body)
+        request.environ[CALLER] = verified.key.principal
+        if local_name == "sagemaker-runtime" and len(request.get_data()) > RUNTIME_MAX_PAYLOAD:
+            _count_rejected(self.cloud, request.path, 413)  # before parsing, as AWS does
+            return Response(f"HTTP content length exceeded {RUNTIME_MAX_PAYLOAD} bytes.", 413)
+        return self._call(model_name, local_name, protocol, request, request_id)
+
+    def _call(
+        self, model_name: str, local_name: str, protocol: str, request: Request, request_id: str
+    ) -> Response:
         operation: OperationModel | None = None
         try:
             operation, parsed = _parse(model_name, protocol, request)
             params = _without_none(parsed)
             validate_request(operation, params, request, protocol)
-            result = dispatch(self.cloud, local_name, operation.name, params)
+            result = dispatch(
+                self.cloud, local_name, operation.name, params, request.environ[CALLER]
+            )
             return _serializer(model_name, protocol).serialize_to_response(
                 result, operation, request.headers, request_id
             )
@@ -181,6 +214,14 @@ class AwsGateway:
         )
 
     def _admin(self, request: Request) -> Response:
+        if not self.cloud.credentials.token_matches(request.headers.get(TOKEN_HEADER)):
+            return _plain_error(
+                403,
+                "AccessDenied",
+                f"the service's own paths ({ADMIN_PREFIX}) need the workspace's service token in "
+                f"{TOKEN_HEADER}; sfn-mlops reads it from "
+                f"{self.cloud.credentials.path} (mode 0600)",
+            )
         action = request.path[len(ADMIN_PREFIX) :].strip("/")
         handler = self.admin.get(action)
         if handler is None:
@@ -194,6 +235,68 @@ class AwsGateway:
             log.exception("admin %s failed", action)
             return _plain_error(500, type(err).__name__, str(err))
         return Response(json.dumps(result, default=str), 200, mimetype="application/json")
+
+
+def _route(request: Request) -> tuple[str, str, str] | Response:
+    """(signing name, botocore service, local service) of a signed request, or the answer to
+    one that names no service the local cloud answers."""
+    name = signing_name(request)
+    if name is None:
+        return _plain_error(
+            403,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token: sfn-mlops local mode answers requests signed with AWS "
+            "Signature Version 4 by a key of the workspace (`sfn-mlops local env` prints the "
+            "administrator's)",
+        )
+    if name not in SIGNING_NAMES:
+        return _plain_error(
+            400,
+            "UnknownService",
+            f"sfn-mlops local mode answers signed requests for {', '.join(SIGNING_NAMES)}; "
+            f"this one was signed for {name!r}",
+        )
+    model_name, local_name = SIGNING_NAMES[name]
+    if name == "sagemaker" and _is_runtime(request):
+        model_name, local_name = "sagemaker-runtime", "sagemaker-runtime"
+    return name, model_name, local_name
+
+
+def _error_operation(model_name: str, protocol: str, request: Request) -> OperationModel:
+    """An operation to serialize a refusal with: the request's, or any of the service's when
+    the request cannot be read (the error's shape is the protocol's, not the operation's)."""
+    try:
+        return _parse(model_name, protocol, request)[0]
+    except Exception:  # noqa: BLE001 - whatever an unauthenticated request holds
+        model = service_model(model_name)
+        return model.operation_model(model.operation_names[0])
+
+
+def _with_body(request: Request, body: bytes) -> Request:
+    """The request with its decoded ``aws-chunked`` body, as S3 stores the object."""
+    headers = {
+        key: value
+        for key, value in request.headers.items()
+        if key.lower() not in ("content-length", "content-encoding", "x-amz-decoded-content-length")
+    }
+    encoding = [
+        part.strip()
+        for part in request.headers.get("Content-Encoding", "").split(",")
+        if part.strip() and part.strip() != "aws-chunked"
+    ]
+    if encoding:
+        headers["Content-Encoding"] = ", ".join(encoding)
+    headers["Content-Length"] = str(len(body))
+    return Request(
+        method=request.method,
+        path=request.path,
+        headers=headers,
+        body=body,
+        query_string=request.query_string,
+        raw_path=request.path,
+        remote_addr=request.remote_addr or "",
+        server=request.server,
+    )
 
 
 def _parse(model_name: str, protocol: str, request: Request) -> tuple[OperationModel, Any]:
@@ -278,6 +381,7 @@ class LocalServer:
         handler = type("Handler", (_Handler,), {"gateway": self.gateway})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.gateway.port = self.port
+        credentials.serve(self.url, cloud.credentials)  # the engine's integrations sign with it
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -298,6 +402,7 @@ class LocalServer:
         return self
 
     def stop(self) -> None:
+        credentials.unserve(self.url)
         self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread is not None:

@@ -11,13 +11,18 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import (
+    StateCredentials,
+)
 
-from sfn_mlops.local import engine
+from sfn_mlops.local import credentials, engine
+from sfn_mlops.local.credentials import KeyStore
 
 ROLE = "arn:aws:iam::123456789012:role/test"
 # Rejected: ResultPath is a JSONPath field and this state machine is JSONata.
@@ -120,6 +125,30 @@ def test_integration_clients_go_where_aws_endpoint_url_points(
     # service answers (here nobody does) instead of botocore raising ParamValidationError.
     with pytest.raises(EndpointConnectionError):
         client.describe_training_job(TrainingJobName=5)
+
+
+def test_integrations_sign_as_the_state_machines_role_at_a_service_of_this_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = closed_loopback_url()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    keys = KeyStore(tmp_path)
+    credentials.serve(url, keys)
+    try:
+        client = engine.boto_client_for(
+            region="us-east-1", service="sns", state_credentials=StateCredentials(role_arn=ROLE)
+        )
+    finally:
+        credentials.unserve(url)
+    signer = client._request_signer._credentials
+    role_key = keys.for_role(ROLE, engine.STATE_MACHINE_SESSION)
+    assert (signer.access_key, signer.secret_key) == (
+        role_key.access_key_id,
+        role_key.secret_access_key,
+    )
+    assert role_key.principal.caller_arn == (
+        "arn:aws:sts::123456789012:assumed-role/test/StepFunctions"
+    )
 
 
 def test_every_engine_module_uses_our_client_factory() -> None:

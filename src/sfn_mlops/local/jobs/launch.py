@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from sfn_mlops.local.credentials import without_credentials
 from sfn_mlops.local.jobs import forkserver
 from sfn_mlops.local.jobs.state import JobFailed
 from sfn_mlops.local.processes import start_time
@@ -27,8 +28,9 @@ RUNTIME_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", **forkserver.THREADLESS_IMPORT
 
 
 def default_env() -> dict[str, str]:
-    """The service's environment with the runtime defaults: what every job starts from."""
-    env = dict(os.environ)
+    """The service's environment with the runtime defaults, without the service's own AWS
+    credentials: what every job starts from (a job gets its role's keys, ``Run.base_env``)."""
+    env = without_credentials(dict(os.environ))
     for key, value in RUNTIME_DEFAULTS.items():
         env.setdefault(key, value)
     return env

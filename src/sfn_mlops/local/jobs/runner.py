@@ -283,8 +283,14 @@ class Run:
             detail = err.message if isinstance(err, AwsError) else str(err)
             raise JobFailed(f"UserError: cannot upload to {uri}: {detail}") from err
 
+    def role_arn(self) -> str:
+        """The role the job's code calls AWS as: its ``RoleArn``."""
+        return str(self.request.get("RoleArn") or "")
+
     def base_env(self) -> dict[str, str]:
         env = launching.default_env()
+        if self.role_arn():  # the role's own keys, as SageMaker gives the container its role's
+            env.update(self.cloud.credentials.for_role(self.role_arn(), "SageMaker").environment())
         for key, value in (self.request.get("Environment") or {}).items():
             env[key] = reroot(value, self.opt_ml)
         env["PYTHONUNBUFFERED"] = "1"

@@ -293,13 +293,22 @@ class TransformRun(Run):
     """One transform job; its process is the worker below (``main``)."""
 
     def __init__(
-        self, cloud: Any, name: str, request: dict[str, Any], container: dict[str, Any]
+        self,
+        cloud: Any,
+        name: str,
+        request: dict[str, Any],
+        container: dict[str, Any],
+        model_role: str = "",
     ) -> None:
         super().__init__(cloud, KIND_TRANSFORM, name, request)
         self.container = container  # the model's container as CreateTransformJob found it
+        self.model_role = model_role  # the model's ExecutionRoleArn: a transform has no RoleArn
         self._inputs: list[InputObject] = []
         self._input_prefix = ""
         self._worker_failed = False
+
+    def role_arn(self) -> str:
+        return self.model_role
 
     def download_inputs(self) -> None:
         source = self.request["TransformInput"]["DataSource"]["S3DataSource"]
@@ -446,7 +455,11 @@ def submit(cloud: Any, doc: dict[str, Any]) -> None:
         KIND_TRANSFORM,
         doc,
         make_run=lambda stored: TransformRun(
-            cloud, stored["Name"], stored["Request"], stored["ModelContainer"]
+            cloud,
+            stored["Name"],
+            stored["Request"],
+            stored["ModelContainer"],
+            stored.get("ModelRoleArn", ""),
         ),
     )
 

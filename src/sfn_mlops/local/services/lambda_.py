@@ -23,6 +23,7 @@ from typing import Any
 from botocore.response import StreamingBody
 
 from sfn_mlops import settings
+from sfn_mlops.local.credentials import AccessKey
 from sfn_mlops.local.errors import AwsError
 
 FUNCTIONS = "lambda/function"
@@ -51,8 +52,7 @@ class _Worker:
             {
                 "AWS_REGION": cloud.region,
                 "AWS_DEFAULT_REGION": cloud.region,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
+                **_role_key(spec, cloud).environment(),  # its execution role's own keys
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "AWS_LAMBDA_FUNCTION_NAME": spec["FunctionName"],
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["MemorySize"]),
@@ -226,6 +226,15 @@ class Lambda:
             self._idle.clear()
 
 
+def _role_key(spec: dict[str, Any], cloud: Any) -> AccessKey:
+    """The keys of the function's execution role, as Lambda gives a function its role's
+    temporary credentials (a session named after the function)."""
+    name = spec["FunctionName"]
+    role = spec.get("Role") or f"arn:aws:iam::{cloud.account}:role/{name}Role"  # an older record
+    key: AccessKey = cloud.credentials.for_role(role, name)
+    return key
+
+
 def _read_from(path: Path, offset: int) -> bytes:
     try:
         with open(path, "rb") as log:
@@ -244,5 +253,6 @@ def _configuration(spec: dict[str, Any]) -> dict[str, Any]:
         "Timeout": spec["Timeout"],
         "MemorySize": spec["MemorySize"],
         "Environment": spec.get("Environment", {"Variables": {}}),
+        **({"Role": spec["Role"]} if spec.get("Role") else {}),
         "Version": "$LATEST",
     }

@@ -203,6 +203,7 @@ class TransformMixin:
         arn = self.cloud.arn("sagemaker", f"transform-job/{name.lower()}")
         doc = jobs.new_job_doc(KIND_TRANSFORM, name, arn, _transform_defaults(params))
         doc["ModelContainer"] = copy.deepcopy(container)
+        doc["ModelRoleArn"] = self._model(params["ModelName"]).get("ExecutionRoleArn", "")
         try:
             transform.submit(self.cloud, doc)
         except AlreadyExists as err:
