@@ -76,9 +76,12 @@ class Authorization:
         self._loaded = False
         self._mode: tuple[float, str] | None = None  # (iam.json's mtime, mode)
         self._callers: dict[tuple[str, str], Caller] = {}
+        self.digest = ""  # of the template and parameters compiled last by this process
 
     # the deployed template ------------------------------------------------------------------
-    def deployed(self, template: dict[str, Any], parameters: dict[str, str]) -> None:
+    def deployed(
+        self, template: dict[str, Any], parameters: dict[str, str], digest: str = ""
+    ) -> None:
         """Compile a freshly deployed template's policies (PolicyError for one AWS would not
         take, or a condition operator nobody evaluates here) and keep its translation."""
         policies = DeployedPolicies.from_template(template, parameters=parameters)
@@ -87,6 +90,7 @@ class Authorization:
         )
         with self._lock:
             self._policies, self._loaded, self._callers = policies, True, {}
+            self.digest = digest
 
     def policies(self) -> DeployedPolicies | None:
         with self._lock:

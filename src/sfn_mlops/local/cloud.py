@@ -55,6 +55,13 @@ class LocalCloud:
         return KeyStore(self.root)
 
     @cached_property
+    def authorization(self) -> Any:
+        """IAM for the deployed template's principals (``sfn_mlops.local.authorization``)."""
+        from sfn_mlops.local.authorization import Authorization
+
+        return Authorization(self.root, self.region, self.account)
+
+    @cached_property
     def endpoint_hosts(self) -> Any:
         """The serving processes of the endpoints (``sfn_mlops.local.endpoints``)."""
         from sfn_mlops.local.endpoints import EndpointHosts

@@ -61,6 +61,11 @@ SIGNING_NAMES: dict[str, tuple[str, str]] = {
     "events": ("events", "eventbridge"),
 }
 
+#: The local service answering -> its botocore model (the names IAM's tables use).
+MODEL_NAMES = {local: model for model, local in SIGNING_NAMES.values()} | {
+    "sagemaker-runtime": "sagemaker-runtime"
+}
+
 RUNTIME_MAX_PAYLOAD = 6 * 1024 * 1024  # InvokeEndpoint's limit: 6 MB
 
 AdminHandler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -118,6 +123,10 @@ def dispatch(
     fault = cloud.metadata.take_fault(service, operation)
     if fault is not None:
         raise AwsError(fault, f"Injected fault for {service}:{operation}", 400)
+    iam = None
+    if caller is not None:
+        iam = cloud.authorization.caller(*_role_session(caller))
+        cloud.authorization.authorize(iam, MODEL_NAMES[service], operation, params)
     handler = getattr(cloud.service(service), xform_name(operation), None)
     if handler is None:
         raise AwsError(
@@ -126,8 +135,26 @@ def dispatch(
             "run with --aws to use the real service",
             501,
         )
-    result: dict[str, Any] = handler(params) or {}
+    try:
+        result: dict[str, Any] = handler(params) or {}
+    except AwsError as err:
+        if err.code == "NoSuchKey" and service == "s3" and iam is not None:
+            _not_found_or_denied(cloud, iam, params)
+        raise
     return result
+
+
+def _role_session(caller: Principal) -> tuple[str | None, str]:
+    """(role ARN, session) of a signed request; (None, "") for the account's administrator."""
+    return (None, "") if caller.is_admin else (caller.arn, caller.session_name)
+
+
+def _not_found_or_denied(cloud: Any, iam: Any, params: dict[str, Any]) -> None:
+    """S3 says NoSuchKey only to a caller that may list the bucket; any other gets 403 Access
+    Denied (Amazon S3 API Reference, GetObject, "Permissions")."""
+    bucket = str(params.get("Bucket", ""))
+    if not cloud.authorization.may_list_bucket(iam, bucket):
+        raise AwsError("AccessDenied", "Access Denied", 403)
 
 
 class AwsGateway:
