@@ -25,6 +25,7 @@ from sfn_mlops.local.iam import (
     AccessDenied,
     Caller,
     DeployedPolicies,
+    Need,
     base_context,
     needs,
 )
@@ -165,6 +166,21 @@ class Authorization:
         wanted = needs(service, operation, params, self.region, self.account)
         keys = base_context(caller, self.region, **context)
         policies.authorizer(mode).check(caller, service, wanted, keys)
+
+    def denial(self, caller: Caller, action: str, resource: str) -> str | None:
+        """AWS's message if `caller` may not `action` on `resource` (the service's own calls
+        made as a role: a job's downloads and uploads); None when allowed, or not enforced."""
+        mode, policies = self.mode(), self.policies()
+        if mode == "off" or policies is None:
+            return None
+        need = Need(action, resource, "a call the service makes as the role")
+        decision = policies.authorizer(mode).decide(caller, need, base_context(caller, self.region))
+        if decision.allowed:
+            return None
+        if mode == "warn":
+            log.warning("IAM would deny: %s", decision.message(caller))
+            return None
+        return decision.message(caller)
 
     def may_list_bucket(self, caller: Caller, bucket: str) -> bool:
         """S3 tells a missing key (NoSuchKey) only to a caller that may list the bucket."""

@@ -253,6 +253,10 @@ class Run:
     def download(self, uri: str, dest: Path) -> None:
         self.log(f"downloading {uri} -> {dest}")
         try:
+            bucket, key = parse_s3_uri(uri)
+            what = f"download data from {uri}"
+            self._as_role("s3:ListBucket", f"arn:aws:s3:::{bucket}", what)
+            self._as_role("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}", what)
             self.cloud.objects.download_prefix(uri, dest)
         except AwsError as err:
             if err.code == "NoSuchKey":
@@ -265,19 +269,34 @@ class Run:
         except ValueError as err:
             raise JobFailed(f"UserError: {err}") from err
 
+    def _as_role(self, action: str, resource: str, what: str) -> None:
+        """SageMaker moves a job's data as the job's RoleArn: a denial fails the job with a
+        ClientError naming it, as SageMaker reports one."""
+        role = self.role_arn()
+        if not role:
+            return
+        iam = self.cloud.authorization
+        denied = iam.denial(iam.caller(role, "SageMaker"), action, resource)
+        if denied is not None:
+            raise JobFailed(f"ClientError: Failed to {what}. AccessDenied (403): {denied}")
+
     def upload_dir(self, source: Path, uri: str, *, move: bool = True) -> None:
         """Upload a folder; its files are moved, not copied (the folder is scratch)."""
         self.log(f"uploading {source} -> {uri}")
         try:
+            bucket, key = parse_s3_uri(uri)
+            self._as_role("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", f"upload to {uri}")
             self.cloud.objects.upload_dir(source, uri, move=move)
-        except AwsError as err:
-            raise JobFailed(f"UserError: cannot upload to {uri}: {err.message}") from err
+        except (AwsError, ValueError) as err:
+            detail = err.message if isinstance(err, AwsError) else str(err)
+            raise JobFailed(f"UserError: cannot upload to {uri}: {detail}") from err
 
     def upload_file(self, source: Path, uri: str) -> None:
         """Move a file the runner made (an archive) in as the object at ``uri``."""
         self.log(f"uploading {source} -> {uri}")
         try:
             bucket, key = parse_s3_uri(uri)
+            self._as_role("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", f"upload {uri}")
             self.cloud.objects.move_file(bucket, key, source)
         except (AwsError, ValueError) as err:
             detail = err.message if isinstance(err, AwsError) else str(err)
