@@ -459,6 +459,8 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(
             f"Stopped the local service (pid {stopped.pid})" if stopped else "No local service runs"
         )
+    elif args.action == "iam":
+        _local_iam(workspace, args.mode)
     elif args.action == "logs":
         path = workspace / LOG_FILE
         if not path.is_file():
@@ -467,6 +469,25 @@ def cmd_local(args: argparse.Namespace) -> int:
     else:
         return _local_status(workspace)
     return EXIT_OK
+
+
+def _local_iam(workspace: Path, mode: str | None) -> None:
+    """Show or set how the local service applies IAM (the running service reads it at once)."""
+    from sfn_mlops.local.authorization import IamSettingError, read_mode, write_mode
+
+    try:
+        if mode is not None:
+            write_mode(workspace, mode)
+        print(f"Local IAM: {read_mode(workspace)} ({IAM_MODES[read_mode(workspace)]})")
+    except IamSettingError as err:
+        raise CliError(str(err)) from err
+
+
+IAM_MODES = {
+    "enforce": "requests the deployed policies do not allow are refused, as AWS refuses them",
+    "warn": "such requests are logged to the service log and answered",
+    "off": "nothing is evaluated",
+}
 
 
 def _local_env(info: Any) -> None:
@@ -639,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=cmd_deploy)
 
     local = commands.add_parser(
-        "local", help="the workspace's local service: up, env, down, status, logs"
+        "local", help="the workspace's local service: up, env, down, status, logs, iam"
     )
     local_actions = local.add_subparsers(dest="action", required=True)
     up = local_actions.add_parser("up", parents=[common], help="start it (or find the running one)")
@@ -656,6 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("logs", "print its log"),
     ):
         local_actions.add_parser(action, parents=[common], help=text)
+    iam = local_actions.add_parser(
+        "iam", parents=[common], help="show or set IAM enforcement: enforce (default), warn, off"
+    )
+    iam.add_argument("mode", nargs="?", choices=sorted(IAM_MODES), help="the mode to set")
     local.set_defaults(handler=cmd_local)
     hosting_cli.add_commands(commands, common, _connect)
     batch_cli.add_command(commands, common, _connect)

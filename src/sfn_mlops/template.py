@@ -43,6 +43,7 @@ _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 # SAM names a function's or state machine's generated role after it; locally each role signs
 # its own calls with keys of its own (sfn_mlops.local.credentials).
 _IAM_ROLE_PREFIX = f"arn:aws:iam::{settings.LOCAL_ACCOUNT}:role/"
+STATE_MACHINE_TARGET = "StepFunctionsTarget"  # SAM's target id suffix
 
 
 class TemplateError(ValueError):
@@ -117,6 +118,9 @@ class EventRuleSpec:
     target_id: str
     input: str | None
     input_path: str | None
+    # A state machine target's role, which SAM makes as <rule>Role; a Lambda target has none
+    # (its permission lets events.amazonaws.com invoke it).
+    role_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ class LocalStack:
         (EventBridgeRule, CloudWatchEvent, Schedule); other event source types are an error,
         not silently dropped."""
         targets = [(f.logical_id, f.arn, "LambdaTarget") for f in self.functions()]
-        targets += [(m.logical_id, m.arn, "StepFunctionsTarget") for m in self.state_machines()]
+        targets += [(m.logical_id, m.arn, STATE_MACHINE_TARGET) for m in self.state_machines()]
         rules = []
         for logical_id, arn, target_suffix in targets:
             events = self.resources[logical_id]["Properties"].get("Events") or {}
@@ -242,6 +246,9 @@ class LocalStack:
             target_id=(props.get("Target") or {}).get("Id") or f"{name}{target_suffix}",
             input=props.get("Input"),
             input_path=props.get("InputPath"),
+            role_arn=(
+                f"{_IAM_ROLE_PREFIX}{name}Role" if target_suffix == STATE_MACHINE_TARGET else None
+            ),
         )
 
     def alarms(self) -> list[dict[str, Any]]:

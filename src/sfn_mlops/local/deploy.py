@@ -212,6 +212,8 @@ def _deploy_event_rules(stack: LocalStack) -> None:
             target["Input"] = rule.input
         if rule.input_path is not None:
             target["InputPath"] = rule.input_path
+        if rule.role_arn is not None:
+            target["RoleArn"] = rule.role_arn
         events.put_targets(Rule=rule.name, Targets=[target])
 
 

@@ -420,6 +420,7 @@ class EventBridge:
         try:
             payload = transform(target, delivery.event, delivery.rule)
             record["Input"] = payload
+            self._authorize(delivery.rule, target, payload)
             record["Result"] = self._invoke(target["Arn"], payload)
             record["Status"] = "Delivered"
         except Exception as err:  # noqa: BLE001 - a failing target must not stop the others
@@ -428,6 +429,17 @@ class EventBridge:
             record["Error"] = err.message if isinstance(err, AwsError) else str(err)
             record["ErrorCode"] = err.code if isinstance(err, AwsError) else type(err).__name__
         self.db.append(DELIVERIES, record)
+
+    def _authorize(self, rule: dict[str, Any], target: dict[str, Any], payload: str) -> None:
+        """EventBridge calls a target as the target's RoleArn, or as events.amazonaws.com with
+        the rule as aws:SourceArn, which the target's resource policy (a Lambda permission) must
+        allow (EventBridge User Guide, "Using resource-based policies for Amazon EventBridge"
+        and "Using IAM roles to deliver events to targets")."""
+        iam = self.cloud.authorization
+        role = target.get("RoleArn")
+        caller = iam.caller(role, "EventBridge") if role else iam.service("events.amazonaws.com")
+        service, operation, params = _target_call(target["Arn"], payload)
+        iam.authorize(caller, service, operation, params, **{"aws:SourceArn": rule["Arn"]})
 
     def _invoke(self, arn: str, payload: str) -> dict[str, Any]:
         service = _target_service(arn)
@@ -570,6 +582,17 @@ def _stored_target(target: dict[str, Any]) -> dict[str, Any]:
 
 def _entry_error(code: str, message: str) -> dict[str, Any]:
     return {"ErrorCode": code, "ErrorMessage": message}
+
+
+def _target_call(arn: str, payload: str) -> tuple[str, str, dict[str, Any]]:
+    """The API call EventBridge makes to deliver to ``arn``: (botocore service, operation,
+    parameters), for IAM."""
+    service = _target_service(arn)
+    if service == "lambda":
+        return "lambda", "Invoke", {"FunctionName": arn, "InvocationType": "Event"}
+    if service == "states":
+        return "stepfunctions", "StartExecution", {"stateMachineArn": arn, "input": payload}
+    return "sns", "Publish", {"TopicArn": arn, "Message": payload}
 
 
 def deliveries(cloud: Any, after: int = 0) -> list[dict[str, Any]]:
