@@ -192,6 +192,29 @@ def timed_blocks(variants: dict[str, Any], calls: int) -> dict[str, list[float]]
     return samples
 
 
+def iam_blocks(workspace: Path, call: Any, calls: int) -> dict[str, list[float]]:
+    """Latency in ms of ``call`` with the workspace's IAM mode ``enforce`` and ``off``,
+    alternating in blocks of BLOCK (the service reads the mode file when it changes)."""
+    from sfn_mlops.local.authorization import write_mode
+
+    samples: dict[str, list[float]] = {"IAM enforce": [], "IAM off": []}
+    clock = time.perf_counter_ns
+    try:
+        for _ in range(max(1, calls // BLOCK)):
+            for name, mode in (("IAM enforce", "enforce"), ("IAM off", "off")):
+                write_mode(workspace, mode)
+                for _ in range(WARMUP // 5):
+                    call()
+                out = samples[name]
+                for _ in range(BLOCK):
+                    started = clock()
+                    call()
+                    out.append((clock() - started) / 1e6)
+    finally:
+        write_mode(workspace, "enforce")
+    return samples
+
+
 # ------------------------------------------------------------------ concurrent clients
 def worker(url: str, arn: str, seconds: float) -> None:
     """One client process: ready -> wait for 'go' on stdin -> call for ``seconds`` -> JSON."""
@@ -270,6 +293,8 @@ def execution(workspace: Path) -> tuple[str, str]:
 
     info = control.ensure_running(workspace)
     os.environ.update(control.admin_key(workspace).environment())  # signed as the CLI signs
+    # the project's template deployed: IAM decides every call on its policies (issue 21)
+    control.admin(info, "deploy", {"project": str(Path(__file__).resolve().parents[1])})
     sfn = client(info.url)
     machine = sfn.create_state_machine(
         name="bench-service", definition=json.dumps(DEFINITION), roleArn=ROLE
@@ -350,6 +375,14 @@ def main() -> int:  # noqa: PLR0915 - one straight script
                     ],
                 )
             )
+            iam = iam_blocks(workspace, variants["boto3 -> service"], calls)
+            on, off = common.median(iam["IAM enforce"]), common.median(iam["IAM off"])
+            print(
+                f"boto3 DescribeExecution, IAM enforce vs off (alternating blocks): median "
+                f"{on:.3f} ms vs {off:.3f} ms = {common.ratio(on, off)}; p99 "
+                f"{percentile(iam['IAM enforce'], 0.99):.3f} vs "
+                f"{percentile(iam['IAM off'], 0.99):.3f} ms"
+            )
             server_side = med["raw http.client -> service"] - med["raw http.client -> stub"]
             client_side = med["boto3 -> stub (baseline)"] - med["raw http.client -> stub"]
             print(
@@ -404,6 +437,13 @@ def main() -> int:  # noqa: PLR0915 - one straight script
                             f"<= {TARGET_MS:.1f} ms",
                             common.ratio(single, TARGET_MS),
                             common.verdict(single <= TARGET_MS),
+                        ],
+                        [
+                            "boto3 DescribeExecution with IAM enforced, median",
+                            f"{on:.3f} ms",
+                            f"<= {TARGET_MS:.1f} ms",
+                            f"{common.ratio(on, TARGET_MS)} (off: {off:.3f} ms)",
+                            common.verdict(on <= TARGET_MS),
                         ],
                         [
                             f"{args.clients} concurrent clients x {seconds:.0f} s: errors",

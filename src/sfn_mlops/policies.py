@@ -71,7 +71,8 @@ class RolePolicies:
     unknown_managed: list[str] = field(default_factory=list)
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A policy field that holds one value or a list of them, as a list."""
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
@@ -82,16 +83,16 @@ def role_policies(stack: Stack, role_logical_id: str) -> RolePolicies:
     role = stack.resolve(stack.resources[role_logical_id].get("Properties", {}))
     role_name = str(stack.ref(role_logical_id))
     found = RolePolicies(role_logical_id, role_name, stack.get_att(role_logical_id, "Arn"))
-    for policy in _as_list(role.get("Policies")):
+    for policy in as_list(role.get("Policies")):
         where = f"Resources.{role_logical_id}.Policies[{policy.get('PolicyName')}]"
         found.documents.append(PolicyDocument(where, policy.get("PolicyDocument") or {}))
     for logical_id in stack.of_type("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
         properties = stack.resolve(stack.resources[logical_id].get("Properties", {}))
-        if role_name in _as_list(properties.get("Roles")):
+        if role_name in as_list(properties.get("Roles")):
             found.documents.append(
                 PolicyDocument(f"Resources.{logical_id}", properties.get("PolicyDocument") or {})
             )
-    for policy_arn in (str(arn) for arn in _as_list(role.get("ManagedPolicyArns"))):
+    for policy_arn in (str(arn) for arn in as_list(role.get("ManagedPolicyArns"))):
         if stack.owner_of(policy_arn) is not None:
             continue  # a template ManagedPolicy: read above through its Roles
         managed = managed_policies().get(policy_arn)

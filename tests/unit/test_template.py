@@ -234,6 +234,7 @@ def test_function_events_become_rules_targeting_the_function(tmp_path: Path) -> 
         "detail": {"ModelApprovalStatus": ["Approved"]},
     }
     assert decided.target_arn == "arn:aws:lambda:us-east-1:123456789012:function:Fn"
+    assert decided.role_arn is None  # its Lambda permission lets events.amazonaws.com invoke
     assert (nightly.schedule, nightly.enabled, nightly.input) == (
         "rate(1 day)",
         False,
@@ -346,6 +347,8 @@ def test_state_machine_events_become_rules_starting_executions(tmp_path: Path) -
     )
     assert rule.target_arn == "arn:aws:states:us-east-1:123456789012:stateMachine:Machine"
     assert rule.input == '{"data": "s3://b/in/"}'
+    # SAM gives the rule a role to start executions with (<rule>Role); IAM decides as that role
+    assert rule.role_arn == "arn:aws:iam::123456789012:role/MachineNightlyRole"
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ from typing import Any
 from sfn_mlops.aws import iam, lambda_code
 from sfn_mlops.aws.translate import TranslationError, cfn_lint, is_local, state_lint, translate
 from sfn_mlops.intrinsics import ACCOUNT, PARTITION, REGION, Owner, Stack, Unresolved
+from sfn_mlops.policies import as_list
 from sfn_mlops.template import load
 
 PLACEHOLDER = re.compile(r"\$\{([^}!][^}]*)\}")
@@ -734,13 +735,13 @@ def _bucket_policies(stack: Stack, bucket: str) -> list[dict[str, Any]]:
 def _is_everyone(principal: Any) -> bool:
     if principal == "*":
         return True
-    return isinstance(principal, dict) and "*" in iam._as_list(principal.get("AWS"))
+    return isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))
 
 
 def _denies_insecure_transport(statement: dict[str, Any], bucket_arn: str) -> bool:
     condition = (statement.get("Condition") or {}).get("Bool") or {}
-    actions = iam._as_list(statement.get("Action"))
-    resources = set(iam._as_list(statement.get("Resource")))
+    actions = as_list(statement.get("Action"))
+    resources = set(as_list(statement.get("Resource")))
     return (
         statement.get("Effect") == "Deny"
         and _is_everyone(statement.get("Principal"))

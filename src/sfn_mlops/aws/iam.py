@@ -24,6 +24,7 @@ from sfn_mlops.policies import (
     SAGEMAKER_JOBS,
     SYNC_JOB_VERBS,
     SYNC_RULE_ACTIONS,
+    as_list,
     role_policies,
 )
 
@@ -60,24 +61,19 @@ class Principal:
     unknown_managed: list[str] = field(default_factory=list)
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
 
 def read_statements(document: Any, where: str) -> list[Statement]:
     """The statements of a resolved policy document."""
     statements = []
     body = document.get("Statement", []) if isinstance(document, dict) else []
-    for index, raw in enumerate(_as_list(body)):
+    for index, raw in enumerate(as_list(body)):
         sid = raw.get("Sid")
         statements.append(
             Statement(
                 effect=str(raw.get("Effect", "")),
-                actions=tuple(str(a) for a in _as_list(raw.get("Action", raw.get("NotAction")))),
+                actions=tuple(str(a) for a in as_list(raw.get("Action", raw.get("NotAction")))),
                 resources=tuple(
-                    str(r) for r in _as_list(raw.get("Resource", raw.get("NotResource")))
+                    str(r) for r in as_list(raw.get("Resource", raw.get("NotResource")))
                 ),
                 has_condition=bool(raw.get("Condition")),
                 where=f"{where}.Statement[{sid or index}]",
@@ -94,7 +90,7 @@ def identity_policies(stack: Stack) -> list[tuple[str, list[Statement]]]:
     found = []
     for logical_id in stack.of_type("AWS::IAM::Role"):
         properties = stack.resolve(stack.resources[logical_id].get("Properties", {}))
-        for policy in _as_list(properties.get("Policies")):
+        for policy in as_list(properties.get("Policies")):
             where = f"Resources.{logical_id}.Policies[{policy.get('PolicyName')}]"
             found.append((where, read_statements(policy.get("PolicyDocument"), where)))
     for logical_id in stack.of_type("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):

@@ -31,6 +31,7 @@ from sfn_mlops.local.iam.conditions import (
     has_policy_variable,
     wildcard,
 )
+from sfn_mlops.policies import as_list
 
 #: Stands for "any name" in a needed resource (printed as `*`).
 ANY = "\u2217any\u2217"
@@ -46,11 +47,6 @@ def shown(resource: str) -> str:
     """A needed resource as AWS prints it."""
     return resource.replace(ANY, "*")
 
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 @dataclass(frozen=True)
@@ -176,11 +172,11 @@ def _principals(raw: Any, where: str, negated: bool) -> Principals:
     if not isinstance(raw, Mapping) or not set(raw) <= _PRINCIPAL_KINDS:
         raise PolicyError(f"{where}: {raw!r} is not a Principal element")
     aws = set()
-    for value in (str(v) for v in _as_list(raw.get("AWS"))):
+    for value in (str(v) for v in as_list(raw.get("AWS"))):
         if value == "*":
             return Principals(True, frozenset(), frozenset(), negated)
         aws.add(f"arn:aws:iam::{value}:root" if re.fullmatch(r"\d{12}", value) else value)
-    services = frozenset(str(v) for v in _as_list(raw.get("Service")))
+    services = frozenset(str(v) for v in as_list(raw.get("Service")))
     return Principals(False, frozenset(aws), services, negated)
 
 
@@ -210,9 +206,9 @@ def compile_statement(raw: Any, where: str, kind: PolicyKind) -> Statement:
     return Statement(
         where=where,
         deny=effect == "Deny",
-        actions=_patterns(_as_list(actions), f"{where}.Action", case_sensitive=False),
+        actions=_patterns(as_list(actions), f"{where}.Action", case_sensitive=False),
         not_action=not_action,
-        resources=_patterns(_as_list(resources), f"{where}.Resource", case_sensitive=True),
+        resources=_patterns(as_list(resources), f"{where}.Resource", case_sensitive=True),
         not_resource=not_resource,
         principals=principals,
         conditions=compile_conditions(raw.get("Condition"), where),
@@ -225,7 +221,7 @@ def compile_policy(document: Any, where: str, kind: PolicyKind) -> Policy:
         raise PolicyError(f"{where} is not a policy document (no Statement)")
     statements = tuple(
         compile_statement(raw, f"{where}.Statement[{_label(raw, index)}]", kind)
-        for index, raw in enumerate(_as_list(document["Statement"]))
+        for index, raw in enumerate(as_list(document["Statement"]))
     )
     return Policy(kind, where, statements)
 
