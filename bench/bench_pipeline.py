@@ -225,6 +225,28 @@ def import_profile(workspace: Path) -> None:
     print(common.table([[n, f"{us / 1e6:.3f}"] for n, us in top], ["top-level import", "s"]))
 
 
+def iam_pair(workspace: Path, repeat: int, enforced: list[float], off: list[float]) -> None:
+    """Two more warm runs, local IAM enforced and off, in alternating order by repeat."""
+    from sfn_mlops.local.authorization import write_mode
+
+    order = [("enforce", enforced), ("off", off)]
+    try:
+        for mode, walls in order if repeat % 2 == 0 else reversed(order):
+            write_mode(workspace, mode)
+            walls.append(measure(workspace)["wall"])
+    finally:
+        write_mode(workspace, "enforce")
+
+
+def iam_summary(enforced: list[float], off: list[float]) -> None:
+    on, bare = common.median(enforced), common.median(off)
+    print(
+        f"\nwarm wall, local IAM enforced vs off ({len(enforced)} pairs, alternating order): "
+        f"median {on:.2f} s vs {bare:.2f} s = {common.ratio(on, bare)} "
+        f"(target within 10%: {common.verdict(on <= bare * 1.10)})"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5")
@@ -241,6 +263,8 @@ def main() -> int:
     repeats = args.repeats or (2 if args.quick else 5)
     common.print_machine()
     cold, warm, bare, imports = [], [], [], []
+    warm_enforced: list[float] = []  # issue 21: warm runs with local IAM enforced and off
+    warm_off: list[float] = []
     import_parts: list[dict] = []
     deploys: list[float] = []
     for i in range(repeats):
@@ -251,6 +275,7 @@ def main() -> int:
             warm.append(measure(workspace))
             if not warm[-1]["was_up"] or cold[-1]["was_up"]:
                 raise RuntimeError("cold run found a service, or warm run did not")
+            iam_pair(workspace, i, warm_enforced, warm_off)
             deploys += deploy_calls(workspace)
             if i == repeats - 1 and not args.no_import_profile:
                 import_profile(workspace)
@@ -267,6 +292,7 @@ def main() -> int:
             f"load {common.loadavg()}",
             flush=True,
         )
+    iam_summary(warm_enforced, warm_off)
     c = summarize("cold (fresh workspace, no service: the command starts it)", cold)
     w = summarize("warm (service up, a run already done in the workspace)", warm)
     b, im = common.median(bare), common.median(imports)
