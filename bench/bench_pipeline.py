@@ -135,7 +135,9 @@ def summarize(label: str, results: list[dict]) -> dict:
     rows = []
     for state in results[0]["per_state"]:
         state_s = common.median([r["per_state"].get(state, float("nan")) for r in results])
-        if state in results[0]["per_job"]:
+        # a job of a Parallel branch is put on the state its branch entered last, which can
+        # differ from run to run: only states that ran a job in every run are compared
+        if all(state in r["per_job"] for r in results):
             job_s = common.median([r["per_job"][state] for r in results])
             bracket = common.median([r["exit_bracket"][state] for r in results])
             rows.append(
@@ -171,6 +173,7 @@ def summarize(label: str, results: list[dict]) -> dict:
             for c in columns
         ]
         for state in results[0]["job_parts"]
+        if all(state in r["job_parts"] for r in results)
     ]
     print("job states, ms (medians):")
     print(common.table(rows, ["state", *columns]))
