@@ -460,7 +460,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             f"Stopped the local service (pid {stopped.pid})" if stopped else "No local service runs"
         )
     elif args.action == "iam":
-        _local_iam(workspace, args.mode)
+        _local_iam(workspace, args.mode, args.unused)
     elif args.action == "logs":
         path = workspace / LOG_FILE
         if not path.is_file():
@@ -471,9 +471,11 @@ def cmd_local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _local_iam(workspace: Path, mode: str | None) -> None:
-    """Show or set how the local service applies IAM (the running service reads it at once)."""
+def _local_iam(workspace: Path, mode: str | None, unused: bool) -> None:
+    """Show or set how the local service applies IAM (the running service reads it at once);
+    with ``unused``, the template's statements no request of this workspace has used."""
     from sfn_mlops.local.authorization import IamSettingError, read_mode, write_mode
+    from sfn_mlops.local.cloud import LocalCloud
 
     try:
         if mode is not None:
@@ -481,6 +483,14 @@ def _local_iam(workspace: Path, mode: str | None) -> None:
         print(f"Local IAM: {read_mode(workspace)} ({IAM_MODES[read_mode(workspace)]})")
     except IamSettingError as err:
         raise CliError(str(err)) from err
+    if unused:
+        cloud = LocalCloud(workspace)
+        if cloud.authorization.policies() is None:
+            raise CliError(f"nothing is deployed in {workspace} yet: run or deploy first")
+        statements = cloud.authorization.unused()
+        print(f"Statements no request has used in this workspace: {len(statements)}")
+        for where in statements:
+            print(f"  {where}")
 
 
 IAM_MODES = {
@@ -681,6 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
         "iam", parents=[common], help="show or set IAM enforcement: enforce (default), warn, off"
     )
     iam.add_argument("mode", nargs="?", choices=sorted(IAM_MODES), help="the mode to set")
+    iam.add_argument(
+        "--unused",
+        action="store_true",
+        help="list the template's policy statements that no request here has used",
+    )
     local.set_defaults(handler=cmd_local)
     hosting_cli.add_commands(commands, common, _connect)
     batch_cli.add_command(commands, common, _connect)

@@ -144,3 +144,29 @@ def test_a_lambda_role_is_refused_through_the_server(
         s3.get_object(Bucket=BUCKET, Key="code/x")
     assert outside.value.response["Error"]["Code"] == "AccessDenied"
     boto3.client("sagemaker").list_endpoints()  # the administrator may
+
+
+def test_the_statements_no_request_used_are_listed(
+    tmp_path: Path, translated: dict[str, Any]
+) -> None:
+    """Least privilege, measured: each allowing statement is recorded once; the template's
+    statements never used are what `sfn-mlops local iam --unused` lists."""
+    iam = _authorization(tmp_path, translated)
+    deploy = "Resources.DeployModelFunctionRole.Policies[DeployModelFunctionRolePolicy0]"
+    assert {f"{deploy}.Statement[Endpoints]", f"{deploy}.Statement[RollbackAlarms]"} <= set(
+        iam.unused()
+    )
+    caller = _role(iam, "DeployModelFunctionRole", "DeployModelFunction")
+    iam.authorize(caller, "sagemaker", "UpdateEndpoint", GUARDED_UPDATE)
+    iam.authorize(caller, "sagemaker", "UpdateEndpoint", GUARDED_UPDATE)  # recorded once
+    unused = iam.unused()
+    assert f"{deploy}.Statement[Endpoints]" not in unused
+    assert f"{deploy}.Statement[RollbackAlarms]" not in unused
+    assert all(where.startswith("Resources.") for where in unused)  # not AWS managed ones
+    lines = (tmp_path / "iam-used.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line) for line in lines) == [
+        f"{deploy}.Statement[Endpoints]",
+        f"{deploy}.Statement[RollbackAlarms]",
+    ]
+    # a new process of the same workspace reads what was used
+    assert Authorization(tmp_path, "us-east-1", ACCOUNT).unused() == unused

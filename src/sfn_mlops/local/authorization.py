@@ -34,6 +34,9 @@ log = logging.getLogger("sfn_mlops.local.iam")
 
 MODE_FILE = "iam.json"
 TEMPLATE_FILE = "iam-template.json"
+#: Each identity-policy statement that allowed a request, once per line (least privilege:
+#: `sfn-mlops local iam --unused` lists the statements of the template nothing has used).
+USED_FILE = "iam-used.jsonl"
 DEFAULT_MODE = "enforce"
 
 
@@ -52,6 +55,14 @@ def read_mode(root: Path) -> str:
     if mode not in MODES:
         raise IamSettingError(f"{path}: mode {mode!r} is not one of {', '.join(MODES)}")
     return str(mode)
+
+
+def used_statements(root: Path) -> set[str]:
+    try:
+        lines = (root / USED_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return set()
+    return {json.loads(line) for line in lines if line.strip()}
 
 
 def write_mode(root: Path, mode: str) -> None:
@@ -78,6 +89,7 @@ class Authorization:
         self._mode: tuple[float, str] | None = None  # (iam.json's mtime, mode)
         self._callers: dict[tuple[str, str], Caller] = {}
         self.digest = ""  # of the template and parameters compiled last by this process
+        self._used: set[str] | None = None  # statements already in USED_FILE
 
     # the deployed template ------------------------------------------------------------------
     def deployed(
@@ -165,7 +177,34 @@ class Authorization:
             return  # before the first deploy there is nothing but the administrator
         wanted = needs(service, operation, params, self.region, self.account)
         keys = base_context(caller, self.region, **context)
-        policies.authorizer(mode).check(caller, service, wanted, keys)
+        decisions = policies.authorizer(mode).check(caller, service, wanted, keys)
+        self._record(d.statement for d in decisions if d.allowed and d.statement)
+
+    def _record(self, statements: Any) -> None:
+        with self._lock:
+            if self._used is None:
+                self._used = used_statements(self.root)
+            new = [s for s in dict.fromkeys(statements) if s not in self._used]
+            if not new:
+                return
+            self._used.update(new)
+            with (self.root / USED_FILE).open("a", encoding="utf-8") as out:
+                out.writelines(json.dumps(s) + "\n" for s in new)
+
+    def unused(self) -> list[str]:
+        """The statements of the template's own roles that no request has used yet."""
+        policies = self.policies()
+        if policies is None:
+            return []
+        used = used_statements(self.root)
+        return [
+            statement.where
+            for role in policies.roles.values()
+            for policy in role.policies
+            if policy.where.startswith("Resources.")  # the template's, not AWS managed ones
+            for statement in policy.statements
+            if statement.where not in used
+        ]
 
     def denial(self, caller: Caller, action: str, resource: str) -> str | None:
         """AWS's message if `caller` may not `action` on `resource` (the service's own calls
@@ -176,6 +215,7 @@ class Authorization:
         need = Need(action, resource, "a call the service makes as the role")
         decision = policies.authorizer(mode).decide(caller, need, base_context(caller, self.region))
         if decision.allowed:
+            self._record([decision.statement] if decision.statement else [])
             return None
         if mode == "warn":
             log.warning("IAM would deny: %s", decision.message(caller))
