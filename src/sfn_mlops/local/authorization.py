@@ -23,6 +23,7 @@ from typing import Any
 from sfn_mlops.local.iam import (
     MODES,
     AccessDenied,
+    Authorizer,
     Caller,
     DeployedPolicies,
     Need,
@@ -90,6 +91,7 @@ class Authorization:
         self._callers: dict[tuple[str, str], Caller] = {}
         self.digest = ""  # of the template and parameters compiled last by this process
         self._used: set[str] | None = None  # statements already in USED_FILE
+        self._authorizers: dict[str, Authorizer] = {}  # by mode, for the deployed policies
 
     # the deployed template ------------------------------------------------------------------
     def deployed(
@@ -103,6 +105,7 @@ class Authorization:
         )
         with self._lock:
             self._policies, self._loaded, self._callers = policies, True, {}
+            self._authorizers = {}
             self.digest = digest
 
     def policies(self) -> DeployedPolicies | None:
@@ -169,16 +172,29 @@ class Authorization:
         **context: Any,
     ) -> None:
         """Raise AWS's AccessDenied for the request unless the caller may make it."""
-        mode = self.mode()
-        if mode == "off":
+        authorizer = self._authorizer()
+        if authorizer is None:
             return
-        policies = self.policies()
-        if policies is None:
-            return  # before the first deploy there is nothing but the administrator
         wanted = needs(service, operation, params, self.region, self.account)
         keys = base_context(caller, self.region, **context)
-        decisions = policies.authorizer(mode).check(caller, service, wanted, keys)
+        decisions = authorizer.check(caller, service, wanted, keys)
         self._record(d.statement for d in decisions if d.allowed and d.statement)
+
+    def _authorizer(self) -> Authorizer | None:
+        """The deployed policies' authorizer in the workspace's mode, made once per mode and
+        deploy (not per request); None when IAM is off or nothing is deployed yet (then
+        there is nothing but the administrator)."""
+        mode = self.mode()
+        if mode == "off":
+            return None
+        policies = self.policies()
+        if policies is None:
+            return None
+        with self._lock:
+            found = self._authorizers.get(mode)
+            if found is None:
+                found = self._authorizers[mode] = policies.authorizer(mode)
+            return found
 
     def _record(self, statements: Any) -> None:
         with self._lock:
@@ -209,25 +225,24 @@ class Authorization:
     def denial(self, caller: Caller, action: str, resource: str) -> str | None:
         """AWS's message if `caller` may not `action` on `resource` (the service's own calls
         made as a role: a job's downloads and uploads); None when allowed, or not enforced."""
-        mode, policies = self.mode(), self.policies()
-        if mode == "off" or policies is None:
+        authorizer = self._authorizer()
+        if authorizer is None:
             return None
         need = Need(action, resource, "a call the service makes as the role")
-        decision = policies.authorizer(mode).decide(caller, need, base_context(caller, self.region))
+        decision = authorizer.decide(caller, need, base_context(caller, self.region))
         if decision.allowed:
             self._record([decision.statement] if decision.statement else [])
             return None
-        if mode == "warn":
+        if authorizer.mode == "warn":
             log.warning("IAM would deny: %s", decision.message(caller))
             return None
         return decision.message(caller)
 
     def may_list_bucket(self, caller: Caller, bucket: str) -> bool:
         """S3 tells a missing key (NoSuchKey) only to a caller that may list the bucket."""
-        mode, policies = self.mode(), self.policies()
-        if mode == "off" or policies is None:
+        authorizer = self._authorizer()
+        if authorizer is None:
             return True
-        authorizer = policies.authorizer(mode)
         return authorizer.may_list_bucket(caller, bucket, base_context(caller, self.region))
 
 
