@@ -7,7 +7,9 @@ an EventBridge rule hands that event to ``answer_decision``, which finds the tok
 the task: SendTaskSuccess with the version's registration, or SendTaskFailure ``ModelRejected``.
 
 A decision made before the token is kept (a quick reviewer, or an event that came first) is not
-lost: ``hold_token`` reads the version's status after writing the token and answers at once.
+lost: ``hold_token`` reads the version's status after writing the token and answers at once, with
+the token in hand (it never reads the key back, so a decision that answered and removed it in
+between costs nothing but a closed-task error, which both sides take as done).
 """
 
 from __future__ import annotations
@@ -59,21 +61,25 @@ def hold_token(
     package = sagemaker.describe_model_package(ModelPackageName=package_arn)
     status = package["ModelApprovalStatus"]
     if status in DECIDED:
-        answer_decision(s3, sfn, bucket=bucket, package=package)
+        answer_decision(s3, sfn, bucket=bucket, package=package, held=body)
     return status
 
 
-def answer_decision(s3: Any, sfn: Any, *, bucket: str, package: dict[str, Any]) -> str:
-    """Resume the execution waiting on this version, if one is; what was done, in words."""
+def answer_decision(
+    s3: Any, sfn: Any, *, bucket: str, package: dict[str, Any], held: dict[str, Any] | None = None
+) -> str:
+    """Resume the execution waiting on this version, if one is (its token `held`, or kept in
+    S3); what was done, in words."""
     status = package.get("ModelApprovalStatus")
     if status not in DECIDED:
         return f"{status}: not a decision"
     group, version = package["ModelPackageGroupName"], int(package["ModelPackageVersion"])
     key = token_key(group, version)
-    try:
-        held = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except s3.exceptions.NoSuchKey:
-        return f"{group}/{version} {status}: no execution waits for it"
+    if held is None:
+        try:
+            held = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            return f"{group}/{version} {status}: no execution waits for it"
     token = held["taskToken"]
     try:
         if status == "Approved":

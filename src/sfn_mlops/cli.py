@@ -460,7 +460,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             f"Stopped the local service (pid {stopped.pid})" if stopped else "No local service runs"
         )
     elif args.action == "iam":
-        _local_iam(workspace, args.mode, args.unused)
+        return _local_iam(workspace, args.mode, args.unused, args.prove)
     elif args.action == "logs":
         path = workspace / LOG_FILE
         if not path.is_file():
@@ -471,9 +471,10 @@ def cmd_local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _local_iam(workspace: Path, mode: str | None, unused: bool) -> None:
+def _local_iam(workspace: Path, mode: str | None, unused: bool, prove: bool) -> int:
     """Show or set how the local service applies IAM (the running service reads it at once);
-    with ``unused``, the template's statements no request of this workspace has used."""
+    with ``unused``, the template's statements no request of this workspace has used; with
+    ``prove``, whether each is needed (exit 1 when one is unused or redundant)."""
     from sfn_mlops.local.authorization import IamSettingError, read_mode, write_mode
     from sfn_mlops.local.cloud import LocalCloud
 
@@ -483,14 +484,32 @@ def _local_iam(workspace: Path, mode: str | None, unused: bool) -> None:
         print(f"Local IAM: {read_mode(workspace)} ({IAM_MODES[read_mode(workspace)]})")
     except IamSettingError as err:
         raise CliError(str(err)) from err
+    if not (unused or prove):
+        return EXIT_OK
+    authorization = LocalCloud(workspace).authorization
+    if authorization.policies() is None:
+        raise CliError(f"nothing is deployed in {workspace} yet: run or deploy first")
+    verdicts = authorization.prove()
     if unused:
-        cloud = LocalCloud(workspace)
-        if cloud.authorization.policies() is None:
-            raise CliError(f"nothing is deployed in {workspace} yet: run or deploy first")
-        statements = cloud.authorization.unused()
-        print(f"Statements no request has used in this workspace: {len(statements)}")
-        for where in statements:
+        idle = [v.statement for v in verdicts if v.outcome == "unused"]
+        print(f"Statements no request has used in this workspace: {len(idle)}")
+        for where in idle:
             print(f"  {where}")
+    if prove:
+        _print_proof(verdicts)
+    return EXIT_OK if all(v.outcome == "needed" for v in verdicts) or not prove else EXIT_FAILED
+
+
+def _print_proof(verdicts: list[Any]) -> None:
+    """Each statement: needed (the request denied without it), redundant or unused."""
+    counts = {o: sum(v.outcome == o for v in verdicts) for o in ("needed", "redundant", "unused")}
+    print(", ".join(f"{n} {o}" for o, n in counts.items()) + f" of {len(verdicts)} statements")
+    for verdict in verdicts:
+        print(f"{verdict.outcome:9} {verdict.statement}")
+        if verdict.outcome == "needed":
+            print(f"          without it: {verdict.message}")
+        elif verdict.message:
+            print(f"          {verdict.message}")
 
 
 IAM_MODES = {
@@ -695,6 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--unused",
         action="store_true",
         help="list the template's policy statements that no request here has used",
+    )
+    iam.add_argument(
+        "--prove",
+        action="store_true",
+        help="take each statement out in turn and decide the requests it allowed here again: "
+        "needed, redundant or unused (exit 1 unless all are needed)",
     )
     local.set_defaults(handler=cmd_local)
     hosting_cli.add_commands(commands, common, _connect)

@@ -149,8 +149,8 @@ def test_a_lambda_role_is_refused_through_the_server(
 def test_the_statements_no_request_used_are_listed(
     tmp_path: Path, translated: dict[str, Any]
 ) -> None:
-    """Least privilege, measured: each allowing statement is recorded once; the template's
-    statements never used are what `sfn-mlops local iam --unused` lists."""
+    """Least privilege, measured: each allowing statement is recorded once per action, with
+    its request; the template's statements never used are what `local iam --unused` lists."""
     iam = _authorization(tmp_path, translated)
     deploy = "Resources.DeployModelFunctionRole.Policies[DeployModelFunctionRolePolicy0]"
     assert {f"{deploy}.Statement[Endpoints]", f"{deploy}.Statement[RollbackAlarms]"} <= set(
@@ -164,9 +164,10 @@ def test_the_statements_no_request_used_are_listed(
     assert f"{deploy}.Statement[RollbackAlarms]" not in unused
     assert all(where.startswith("Resources.") for where in unused)  # not AWS managed ones
     lines = (tmp_path / "iam-used.jsonl").read_text().splitlines()
-    assert sorted(json.loads(line) for line in lines) == [
-        f"{deploy}.Statement[Endpoints]",
-        f"{deploy}.Statement[RollbackAlarms]",
+    recorded = sorted((json.loads(line)["statement"], json.loads(line)["action"]) for line in lines)
+    assert recorded == [
+        (f"{deploy}.Statement[Endpoints]", "sagemaker:UpdateEndpoint"),
+        (f"{deploy}.Statement[RollbackAlarms]", "cloudwatch:DescribeAlarms"),
     ]
     # a new process of the same workspace reads what was used
     assert Authorization(tmp_path, "us-east-1", ACCOUNT).unused() == unused

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,24 @@ from sfn_mlops.local.iam import (
     AccessDenied,
     Authorizer,
     Caller,
+    Decision,
     DeployedPolicies,
     Need,
     base_context,
     needs,
 )
+from sfn_mlops.local.iam.usage import Use, Verdict, prove
 
 log = logging.getLogger("sfn_mlops.local.iam")
 
 MODE_FILE = "iam.json"
 TEMPLATE_FILE = "iam-template.json"
-#: Each identity-policy statement that allowed a request, once per line (least privilege:
-#: `sfn-mlops local iam --unused` lists the statements of the template nothing has used).
+#: For each statement and action, the first request it allowed, one `Use` a line (least
+#: privilege: `sfn-mlops local iam --unused` lists the template's statements nothing used,
+#: `--prove` replays each statement's requests without it).
 USED_FILE = "iam-used.jsonl"
 DEFAULT_MODE = "enforce"
+TEMPLATE = "Resources."  # where a statement of the template's own policies is
 
 
 class IamSettingError(ValueError):
@@ -58,12 +63,12 @@ def read_mode(root: Path) -> str:
     return str(mode)
 
 
-def used_statements(root: Path) -> set[str]:
+def recorded_uses(root: Path) -> list[Use]:
     try:
         lines = (root / USED_FILE).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return set()
-    return {json.loads(line) for line in lines if line.strip()}
+        return []
+    return [Use.from_json(line) for line in lines if line.strip()]
 
 
 def write_mode(root: Path, mode: str) -> None:
@@ -90,7 +95,7 @@ class Authorization:
         self._mode: tuple[float, str] | None = None  # (iam.json's mtime, mode)
         self._callers: dict[tuple[str, str], Caller] = {}
         self.digest = ""  # of the template and parameters compiled last by this process
-        self._used: set[str] | None = None  # statements already in USED_FILE
+        self._used: set[tuple[str, str]] | None = None  # (statement, action) in USED_FILE
         self._authorizers: dict[str, Authorizer] = {}  # by mode, for the deployed policies
 
     # the deployed template ------------------------------------------------------------------
@@ -178,7 +183,7 @@ class Authorization:
         wanted = needs(service, operation, params, self.region, self.account)
         keys = base_context(caller, self.region, **context)
         decisions = authorizer.check(caller, service, wanted, keys)
-        self._record(d.statement for d in decisions if d.allowed and d.statement)
+        self._record(caller, decisions, keys)
 
     def _authorizer(self) -> Authorizer | None:
         """The deployed policies' authorizer in the workspace's mode, made once per mode and
@@ -196,31 +201,34 @@ class Authorization:
                 found = self._authorizers[mode] = policies.authorizer(mode)
             return found
 
-    def _record(self, statements: Any) -> None:
+    def _record(
+        self, caller: Caller, decisions: Iterable[Decision], context: dict[str, Any]
+    ) -> None:
+        """Keep the first request each of the template's statements allowed each action for
+        (one line each; AWS managed policies' are not the template's to trim)."""
         with self._lock:
             if self._used is None:
-                self._used = used_statements(self.root)
-            new = [s for s in dict.fromkeys(statements) if s not in self._used]
-            if not new:
-                return
-            self._used.update(new)
-            with (self.root / USED_FILE).open("a", encoding="utf-8") as out:
-                out.writelines(json.dumps(s) + "\n" for s in new)
+                self._used = {(u.statement, u.action) for u in recorded_uses(self.root)}
+            new = []
+            for decision in decisions:
+                key = (decision.statement or "", decision.need.action)
+                if decision.allowed and key[0].startswith(TEMPLATE) and key not in self._used:
+                    self._used.add(key)
+                    new.append(Use.of(caller, decision, context))
+            if new:
+                with (self.root / USED_FILE).open("a", encoding="utf-8") as out:
+                    out.writelines(use.to_json() + "\n" for use in new)
 
     def unused(self) -> list[str]:
         """The statements of the template's own roles that no request has used yet."""
+        return [v.statement for v in self.prove() if v.outcome == "unused"]
+
+    def prove(self) -> list[Verdict]:
+        """Each template statement taken out in turn, its recorded requests decided again."""
         policies = self.policies()
         if policies is None:
             return []
-        used = used_statements(self.root)
-        return [
-            statement.where
-            for role in policies.roles.values()
-            for policy in role.policies
-            if policy.where.startswith("Resources.")  # the template's, not AWS managed ones
-            for statement in policy.statements
-            if statement.where not in used
-        ]
+        return prove(policies, recorded_uses(self.root))
 
     def denial(self, caller: Caller, action: str, resource: str) -> str | None:
         """AWS's message if `caller` may not `action` on `resource` (the service's own calls
@@ -229,9 +237,10 @@ class Authorization:
         if authorizer is None:
             return None
         need = Need(action, resource, "a call the service makes as the role")
-        decision = authorizer.decide(caller, need, base_context(caller, self.region))
+        context = base_context(caller, self.region)
+        decision = authorizer.decide(caller, need, context)
         if decision.allowed:
-            self._record([decision.statement] if decision.statement else [])
+            self._record(caller, [decision], context)
             return None
         if authorizer.mode == "warn":
             log.warning("IAM would deny: %s", decision.message(caller))
@@ -239,11 +248,9 @@ class Authorization:
         return decision.message(caller)
 
     def may_list_bucket(self, caller: Caller, bucket: str) -> bool:
-        """S3 tells a missing key (NoSuchKey) only to a caller that may list the bucket."""
-        authorizer = self._authorizer()
-        if authorizer is None:
-            return True
-        return authorizer.may_list_bucket(caller, bucket, base_context(caller, self.region))
+        """S3 tells a missing key (NoSuchKey) only to a caller that may list the bucket
+        (Amazon S3 API Reference, GetObject, "Permissions")."""
+        return self.denial(caller, "s3:ListBucket", f"arn:aws:s3:::{bucket}") is None
 
 
 __all__ = ["AccessDenied", "Authorization", "IamSettingError", "read_mode", "write_mode"]
