@@ -33,8 +33,10 @@ from state_machines.training_pipeline import (
     Fail,
     Graph,
     Task,
+    attempt_name,
     generate,
     notify_failure,
+    on_model_error,
     steps,
     transient_retry,
 )
@@ -112,7 +114,7 @@ def transform() -> Task:
         "Transform",
         resource=TRANSFORM_JOB_SYNC,
         parameters={
-            "TransformJobName.$": "$.batch.job",
+            "TransformJobName.$": attempt_name("$.batch.job"),
             "ModelName.$": "$.batch.model",
             "BatchStrategy.$": "$.transform.BatchStrategy",
             "MaxPayloadInMB.$": "$.transform.MaxPayloadInMB",
@@ -162,12 +164,10 @@ def publish_output() -> Task:
 def build_definition() -> dict[str, Any]:
     """The batch state machine as an Amazon States Language dict."""
     failed = Fail("BatchFailed", error_path="$.error.Error", cause_path="$.error.Cause")
-    on_error = steps.Catch(
-        error_equals=["States.ALL"],
-        result_path="$.error",
-        next_step=notify_failure(failed, "sfn-mlops batch inference failed"),
-    )
+    notify = notify_failure(failed, "sfn-mlops batch inference failed")
+    on_error = steps.Catch(error_equals=["States.ALL"], result_path="$.error", next_step=notify)
     tasks = [find_model(), create_batch_model(), transform(), publish_output()]
+    on_model_error(tasks[1], made=tasks[2], notify=notify, name="BatchModelMadeAlready")
     for task in tasks:
         task.add_catch(on_error)
     chain = steps.Chain([tasks[0], name_batch(), *tasks[1:], steps.Succeed("Scored")])

@@ -163,16 +163,39 @@ class Fail(steps.Fail):
 # --- retries ---------------------------------------------------------------------------------
 
 
+TRANSIENT_ATTEMPTS = 3  # retries after the first attempt
+
+
 def transient_retry(errors: list[str]) -> Retry:
     """2 s, 4 s, 8 s (capped at 30 s) with full jitter."""
     return Retry(
         error_equals=list(errors),
         interval_seconds=2,
-        max_attempts=3,
+        max_attempts=TRANSIENT_ATTEMPTS,
         backoff_rate=2.0,
         max_delay_seconds=30,
         jitter_strategy="FULL",
     )
+
+
+def attempt_name(path: str) -> str:
+    """The job name at `path` on the first attempt and `<name>-N` on the Nth retry.
+
+    A create whose job SageMaker made but whose answer was lost fails the Task, and Step
+    Functions retries it with the same parameters; SageMaker refuses a second job of that name,
+    so every retry would fail (aws-step-functions-data-science-sdk-python#140). The Context
+    object's `State.RetryCount` ("Accessing execution data from the Context object", Step
+    Functions Developer Guide) gives each attempt a name of its own; the names of later states
+    come from the job the Task describes at its end, never from `path`.
+    """
+    retried = ", ".join(
+        f"States.Format('{{}}-{n}', {path})" for n in range(1, 1 + TRANSIENT_ATTEMPTS)
+    )
+    return f"States.ArrayGetItem(States.Array({path}, {retried}), $$.State.RetryCount)"
+
+
+#: The longest suffix `attempt_name` adds ("-3"): the entry points' name limits leave room.
+RETRY_SUFFIX = f"-{TRANSIENT_ATTEMPTS}"
 
 
 # --- states ----------------------------------------------------------------------------------
@@ -236,7 +259,7 @@ def _processing_job(
 ) -> dict[str, Any]:
     """CreateProcessingJob parameters for a script run in the XGBoost image."""
     return {
-        "ProcessingJobName.$": job_name_path,
+        "ProcessingJobName.$": attempt_name(job_name_path),
         "AppSpecification": {
             "ImageUri": "${XGBoostImageUri}",
             "ContainerEntrypoint": ["python3", f"{PROCESSING_CODE_DIR}/{script}"],
@@ -345,7 +368,7 @@ def tune() -> Task:
         "Tune",
         resource=TUNING_JOB_SYNC,
         parameters={
-            "HyperParameterTuningJobName.$": "$.run.job_names.tune",
+            "HyperParameterTuningJobName.$": attempt_name("$.run.job_names.tune"),
             "HyperParameterTuningJobConfig.$": "$.config.tuning.job_config",
             "TrainingJobDefinition": {
                 "AlgorithmSpecification": {
@@ -390,7 +413,7 @@ def train() -> Task:
         "Train",
         resource=TRAINING_JOB_SYNC,
         parameters={
-            "TrainingJobName.$": "$.run.job_names.train",
+            "TrainingJobName.$": attempt_name("$.run.job_names.train"),
             "AlgorithmSpecification": {
                 "TrainingImage": "${XGBoostImageUri}",
                 "TrainingInputMode": "File",
@@ -601,6 +624,24 @@ def create_model() -> Task:
     )
 
 
+#: SageMaker's answer to a second CreateModel of a name (the start of its ValidationException).
+MODEL_EXISTS = "Cannot create already existing model*"
+
+
+def on_model_error(model: Task, made: Any, notify: Any, name: str) -> None:
+    """A CreateModel that fails because its model exists goes on to `made`.
+
+    That happens when a retry follows a create SageMaker made but never answered (see
+    `attempt_name`); the model is this execution's (its name and inputs are), so it is the one
+    the run wanted. Every other error goes to `notify`, as anywhere else.
+    """
+    check = steps.Choice(name, comment="A retried CreateModel finds the model it made?")
+    check.add_choice(ChoiceRule.StringMatches("$.error.Cause", MODEL_EXISTS), next_step=made)
+    check.default_choice(next_step=notify)
+    errors = SAGEMAKER_TRANSIENT_ERRORS
+    model.add_catch(steps.Catch(error_equals=errors, result_path="$.error", next_step=check))
+
+
 def prepare_clarify() -> Task:
     return Task(
         "PrepareClarify",
@@ -633,7 +674,7 @@ def clarify_job(state_id: str, job: str, dataset: str) -> Task:
         state_id,
         resource=PROCESSING_JOB_SYNC,
         parameters={
-            "ProcessingJobName.$": f"$.run.job_names.{job}",
+            "ProcessingJobName.$": attempt_name(f"$.run.job_names.{job}"),
             "AppSpecification": {"ImageUri": "${ClarifyImageUri}"},
             "ProcessingInputs": [
                 _s3_input(
@@ -974,7 +1015,7 @@ def _baseline_job(
         state_id,
         resource=PROCESSING_JOB_SYNC,
         parameters={
-            "ProcessingJobName.$": f"$.run.job_names.{job_name}",
+            "ProcessingJobName.$": attempt_name(f"$.run.job_names.{job_name}"),
             "AppSpecification": {"ImageUri": "${ModelMonitorImageUri}"},
             "Environment": {
                 "dataset_format": MONITOR_CSV_FORMAT,
@@ -1107,7 +1148,7 @@ def build_definition() -> dict[str, Any]:
     wait = wait_for_approval()
     release_tasks = [register, register_rejected, wait, deploy, describe]
     monitor_tasks = [baselines(), set_up_monitoring()]
-    for task in [*tasks, model, *clarify_tasks, *release_tasks, *monitor_tasks]:
+    for task in [*tasks, *clarify_tasks, *release_tasks, *monitor_tasks]:
         task.add_catch(on_error)
 
     deployed = steps.Succeed("ModelDeployed")
@@ -1127,10 +1168,13 @@ def build_definition() -> dict[str, Any]:
             ),
         ]
     )
+    after_model = clarify_enabled(clarify_chain, release)
+    on_model_error(model, made=after_model, notify=notify, name="ModelMadeAlready")
+    model.add_catch(on_error)
     gate = champion_gate(
         challenger_wins=quality_gate(
             approved=overfit_gate(
-                approved=steps.Chain([model, clarify_enabled(clarify_chain, release)]),
+                approved=steps.Chain([model, after_model]),
                 overfits=Fail(
                     "ModelOverfits",
                     error="ModelOverfits",

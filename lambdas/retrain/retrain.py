@@ -27,10 +27,12 @@ import captured_data
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 SCHEDULED_EVENT = "Scheduled Event"
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
-#: The pipeline names its jobs <execution>-<step>: a tuning job's name, <execution>-tune, may
-#: have 32 characters (botocore's HyperParameterTuningJobName), the others 63.
-MAX_NAME = 32 - len("-tune")
-#: Names say why: drift-20261203T1000-1a2b, quality-..., alarm-..., scheduled-20261207T0300.
+#: The pipeline names its jobs <execution>-<step> (<execution>-<step>-N on the Nth retry of a
+#: create, at most 3): a tuning job's name, <execution>-tune-3 at most, may have 32 characters
+#: (botocore's HyperParameterTuningJobName), the others 63.
+MAX_NAME = 32 - len("-tune-3")
+#: Names say why: drift-20261203T1000-1a2b, quality-20261203T1000-1a2 (cut at MAX_NAME),
+#: alarm-..., scheduled-20261207T0300.
 RETRAINING_PREFIXES = ("drift-", "quality-", "alarm-", "scheduled-")
 _STAMP = re.compile(r"[^0-9T]")
 

@@ -24,7 +24,7 @@ from sfn_mlops.batch import BatchError, model_schema, prepare
 
 EXIT_OK, EXIT_FAILED = 0, 1
 #: The state machine names the transform job <batch>-transform, within SageMaker's 63.
-MAX_BATCH_NAME = 63 - len("-transform")
+MAX_BATCH_NAME = 63 - len("-transform-3")  # the transform job's name on a third retry
 _BATCH_NAME = re.compile(rf"^[A-Za-z0-9](-?[A-Za-z0-9]){{0,{MAX_BATCH_NAME - 1}}}$")
 DEFAULT_GROUP = "sfn-mlops-models"
 BATCH_MACHINE = "BatchInference"

@@ -31,9 +31,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 #: How often a local run's history is read: a loopback call costs about 2 ms.
 LOCAL_POLL_SECONDS = 0.05
-MAX_RUN_NAME = 52  # + "-preprocess" = 63, SageMaker's limit for job names
+#: A job's name is <run>-<step>, and <run>-<step>-N on the Nth retry of its create (at most 3):
+#: <run>-preprocess-3 has at most 63 characters, SageMaker's limit for job names.
+MAX_RUN_NAME = 63 - len("-preprocess-3")
 MAX_TUNING_JOB_NAME = 32  # SageMaker's limit for HyperParameterTuningJobName
-TUNING_SUFFIX = "-tune"  # the state machine's PrepareRun names the tuning job <run>-tune
+TUNING_SUFFIX = "-tune-3"  # PrepareRun names the tuning job <run>-tune (-3 on a third retry)
 _RUN_NAME = re.compile(rf"^[A-Za-z0-9](-?[A-Za-z0-9]){{0,{MAX_RUN_NAME - 1}}}$")
 
 

@@ -102,9 +102,11 @@ def crash(cli: Any, workspace: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def retried(cli: Any, workspace: Path) -> Any:
-    LocalCloud(workspace).metadata.add_fault(
-        "sagemaker", "CreateTrainingJob", "ThrottlingException", times=1
-    )
+    """The first CreateTrainingJob and CreateModel are made, and their answers lost (500)."""
+    for operation in ("CreateTrainingJob", "CreateModel"):
+        LocalCloud(workspace).metadata.add_fault(
+            "sagemaker", operation, "InternalFailure", times=1, after=True
+        )
     return cli(workspace, "run", "--name", RETRY, "--set", "clarify.enabled=false")
 
 
@@ -378,10 +380,15 @@ def test_training_crash_progress_does_not_tick_the_failed_state(crash: Any) -> N
 
 
 # a transient failure, then success --------------------------------------------------------
-def test_throttled_training_job_is_retried_and_the_run_succeeds(retried: Any, aws: Any) -> None:
+def test_a_create_made_but_unanswered_is_retried_under_a_name_of_its_own(
+    retried: Any, aws: Any
+) -> None:
+    """SageMaker refuses a second job of a name: the retry names its job <run>-train-1."""
     assert retried.code == 0, retried.out + retried.err
     assert aws.describe(RETRY)["status"] == "SUCCEEDED"
-    assert _without_wait_loop(aws.entered_states(RETRY)) == STATES_TO_APPROVAL
+    made = STATES_TO_APPROVAL.index("CreateModel") + 1
+    expected = [*STATES_TO_APPROVAL[:made], "ModelMadeAlready", *STATES_TO_APPROVAL[made:]]
+    assert _without_wait_loop(aws.entered_states(RETRY)) == expected
     train = [
         event
         for event in aws.task_events(RETRY, "Train")
@@ -393,9 +400,21 @@ def test_throttled_training_job_is_retried_and_the_run_succeeds(retried: Any, aw
         "TaskScheduled",
         "TaskSucceeded",
     ]
+    names = [
+        json.loads(e["taskScheduledEventDetails"]["parameters"])["TrainingJobName"]
+        for e in train[::2]
+    ]
+    assert names == [f"{RETRY}-train", f"{RETRY}-train-1"]
     failed = train[1]["taskFailedEventDetails"]
     assert failed["error"] == "SageMaker.AmazonSageMakerException"
-    assert "ThrottlingException" in failed["cause"]
+    assert "Status Code: 500; Error Code: InternalFailure" in failed["cause"]
+    output = json.loads(aws.describe(RETRY)["output"])
+    assert output["steps"]["train"]["job_name"] == f"{RETRY}-train-1"  # what later states read
+    first = aws.sagemaker.describe_training_job(TrainingJobName=f"{RETRY}-train")
+    assert first["TrainingJobStatus"] in ("InProgress", "Completed")  # made, as in AWS
+    # A retried CreateModel finds its model made: the run goes on with it.
+    model = aws.sagemaker.describe_model(ModelName=f"{RETRY}-model")
+    assert model["PrimaryContainer"]["ModelDataUrl"] == output["steps"]["train"]["model_artifacts"]
 
 
 # Clarify ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sfn_mlops.local.metadata import MetadataStore
 from sfn_mlops.local.services.lambda_ import FUNCTIONS
 
 ROLE = "arn:aws:iam::123456789012:role/test"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
 
 
 def run(cloud: LocalCloud, definition: dict[str, Any], payload: Any = None) -> dict[str, Any]:
@@ -219,6 +220,34 @@ def test_sagemaker_api_errors_are_amazon_sagemaker_exception(cloud: LocalCloud) 
     error = json.loads(result["output"])["error"]
     assert error["Error"] == "SageMaker.AmazonSageMakerException"
     assert "Error Code: ValidationException" in error["Cause"]
+
+
+def test_a_fault_after_the_call_makes_it_and_loses_the_answer(cloud: LocalCloud) -> None:
+    """A create made on the server side whose answer is lost: a retry under the same name is
+    refused as AWS refuses a second model of a name."""
+    cloud.metadata.add_fault("sagemaker", "CreateModel", "InternalFailure", after=True)
+    definition = {
+        "StartAt": "Create",
+        "States": {
+            "Create": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sagemaker:createModel",
+                "Parameters": {
+                    "ModelName": "m",
+                    "ExecutionRoleArn": ROLE,
+                    "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"},
+                },
+                "Retry": [
+                    {"ErrorEquals": ["SageMaker.AmazonSageMakerException"], "MaxAttempts": 1}
+                ],
+                "End": True,
+            },
+        },
+    }
+    result = run(cloud, definition)
+    assert result["status"] == "FAILED"
+    assert "Cannot create already existing model" in result["cause"]
+    assert boto3.client("sagemaker").describe_model(ModelName="m")["ModelName"] == "m"
 
 
 def test_history_is_durable_for_other_processes(cloud: LocalCloud) -> None:

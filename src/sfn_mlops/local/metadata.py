@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS faults (
 """
 
 
+#: Marks an injected fault answered after the call was made (`add_fault(after=True)`).
+AFTER_CALL = "after:"
+
+
 class AlreadyExists(Exception):
     """A resource with this kind and name is already stored."""
 
@@ -154,7 +158,12 @@ class MetadataStore:
         return [json.loads(row[0]) for row in rows]
 
     # injected faults (tests and drills) --------------------------------------
-    def add_fault(self, service: str, operation: str, code: str, times: int = 1) -> None:
+    def add_fault(
+        self, service: str, operation: str, code: str, times: int = 1, *, after: bool = False
+    ) -> None:
+        """The next `times` calls fail with `code`; `after`: once the call is made (the answer
+        lost on its way back, HTTP 500), else before it."""
+        code = AFTER_CALL + code if after else code
         with self._tx() as db:
             db.execute("INSERT INTO faults VALUES (?, ?, ?, ?)", (service, operation, code, times))
 

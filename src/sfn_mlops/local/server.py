@@ -41,6 +41,7 @@ from localstack.http import Request, Response
 from sfn_mlops.local import credentials, loopback
 from sfn_mlops.local.credentials import TOKEN_HEADER, Principal
 from sfn_mlops.local.errors import AwsError
+from sfn_mlops.local.metadata import AFTER_CALL
 from sfn_mlops.local.signatures import AuthFailure, Verifier, aws_error
 from sfn_mlops.local.validation import validate_request
 
@@ -121,7 +122,7 @@ def dispatch(
 
     ``caller`` is who signed the request (None for the service's own calls), for IAM."""
     fault = cloud.metadata.take_fault(service, operation)
-    if fault is not None:
+    if fault is not None and not fault.startswith(AFTER_CALL):
         raise AwsError(fault, f"Injected fault for {service}:{operation}", 400)
     iam = None
     if caller is not None:
@@ -141,6 +142,9 @@ def dispatch(
         if err.code == "NoSuchKey" and service == "s3" and iam is not None:
             _not_found_or_denied(cloud, iam, params)
         raise
+    if fault is not None:  # made, and its answer lost on the way back
+        code = fault.removeprefix(AFTER_CALL)
+        raise AwsError(code, f"Injected fault after {service}:{operation} was made", 500)
     return result
 
 

@@ -52,13 +52,19 @@ def test_find_the_model_then_transform_then_publish(definition: dict[str, Any]) 
         "FindModel", "NameBatch", "CreateBatchModel", "Transform", "PublishOutput", "Scored",
     ]  # fmt: skip
     for state in ("FindModel", "CreateBatchModel", "Transform", "PublishOutput"):
-        (catch,) = definition["States"][state]["Catch"]
+        catch = definition["States"][state]["Catch"][-1]
         assert catch == {
             "ErrorEquals": ["States.ALL"],
             "ResultPath": "$.error",
             "Next": "NotifyFailure",
         }
     assert definition["States"]["NotifyFailure"]["Next"] == "BatchFailed"
+    # A retried CreateModel told its model exists goes on with it; any other error fails.
+    (made,) = definition["States"]["CreateBatchModel"]["Catch"][:-1]
+    assert made["Next"] == "BatchModelMadeAlready"
+    check = definition["States"]["BatchModelMadeAlready"]
+    assert [c["Next"] for c in check["Choices"]] == ["Transform"]
+    assert check["Default"] == "NotifyFailure"
 
 
 def test_the_transform_job_carries_the_inputs_transform_semantics(

@@ -2,9 +2,9 @@
 for the longest name each entry point can start a run with (issue 21, item 4).
 
 The derived names are read from the definitions (`States.Format('{}-suffix',
-$$.Execution.Name)` in a Pass state); their consumers are the Task parameters that read them,
-each checked against its member's constraints in botocore's model, as the local service checks
-a request.
+$$.Execution.Name)` in a Pass state); their consumers are the Task parameters that read them
+(as they are, or with a retry's `-N`: `attempt_name`), each checked against its member's
+constraints in botocore's model, as the local service checks a request.
 """
 
 from __future__ import annotations
@@ -61,8 +61,12 @@ def _leaves(node: dict[str, Any], path: str) -> Iterator[tuple[str, Any]]:
             yield name, value
 
 
-def _consumers(definition: dict[str, Any], derived: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(derived path, SageMaker operation, member) for each Task parameter that takes one."""
+def _consumers(
+    definition: dict[str, Any], derived: dict[str, str]
+) -> list[tuple[str, str, str, str]]:
+    """(derived path, SageMaker operation, member, longest retry suffix) for each Task
+    parameter that takes one."""
+    attempts = {training_pipeline.attempt_name(path): path for path in derived}
     found = []
     for state in _states(definition):
         match = _INTEGRATION.match(str(state.get("Resource", "")))
@@ -70,8 +74,13 @@ def _consumers(definition: dict[str, Any], derived: dict[str, str]) -> list[tupl
             continue
         operation = match["action"][:1].upper() + match["action"][1:]
         for member, value in state.get("Parameters", {}).items():
-            if member.endswith(".$") and value in derived:
-                found.append((value, operation, member.removesuffix(".$")))
+            if not member.endswith(".$"):
+                continue
+            if value in derived:
+                found.append((value, operation, member.removesuffix(".$"), ""))
+            elif value in attempts:
+                suffix = training_pipeline.RETRY_SUFFIX
+                found.append((attempts[value], operation, member.removesuffix(".$"), suffix))
     return found
 
 
@@ -122,20 +131,39 @@ def test_derived_names_fit_what_sagemaker_takes(machine: str, entry: str) -> Non
     consumers = _consumers(definition, derived)
     assert consumers, "no derived name reaches a SageMaker call: the walk is broken"
     problems: list[str] = []
-    for path, operation, member in consumers:
+    for path, operation, member, retried in consumers:
         if operation == "CreateHyperParameterTuningJob" and not tuning:
             continue
         shape = service_model("sagemaker").operation_model(operation).input_shape.members[member]
-        _check_constraints(f"{name}{derived[path]}", shape, xform_name(member), problems)
+        _check_constraints(f"{name}{derived[path]}{retried}", shape, xform_name(member), problems)
     assert problems == []
 
 
 def test_the_walk_sees_the_tuning_job_and_the_transform_job() -> None:
     training = _consumers(MACHINES["training_pipeline"], _derived(MACHINES["training_pipeline"]))
     batch = _consumers(MACHINES["batch_inference"], _derived(MACHINES["batch_inference"]))
+    retried = training_pipeline.RETRY_SUFFIX
     assert (
         "$.run.job_names.tune",
         "CreateHyperParameterTuningJob",
         "HyperParameterTuningJobName",
+        retried,
     ) in training
-    assert ("$.batch.job", "CreateTransformJob", "TransformJobName") in batch
+    assert ("$.batch.job", "CreateTransformJob", "TransformJobName", retried) in batch
+    jobs = [c for c in training if c[1].endswith("Job")]
+    assert len(jobs) >= 6 and all(c[3] == retried for c in jobs), jobs
+
+
+def test_each_job_create_retried_on_a_sagemaker_error_names_each_attempt() -> None:
+    """A create SageMaker made but whose answer was lost is retried under a new name: every
+    .sync job Task with a Retry takes its name from `attempt_name`, for every retry it allows."""
+    for definition in MACHINES.values():
+        for state in _states(definition):
+            if not str(state.get("Resource", "")).endswith("Job.sync"):
+                continue
+            (name,) = [v for k, v in state["Parameters"].items() if k.endswith("JobName.$")]
+            if "$$.State.RetryCount" not in name:
+                assert name == "$.steps.tune.best.TrainingJobName"  # a describe, not a create
+                continue
+            attempts = max(r["MaxAttempts"] for r in state["Retry"])
+            assert name.count("States.Format(") == attempts, (state, name)
