@@ -55,7 +55,10 @@ MAX_PAYLOAD = 6 * 1024 * 1024
 BATCH_RECORDS = 1000
 #: How long the endpoint may take to come InService (the job's MaxRuntimeInSeconds also ends it).
 WAIT_SECONDS = 600.0
-POLL_SECONDS = (0.05, 1.0)  # the first wait between DescribeEndpoint calls, and the longest
+#: The first wait between DescribeEndpoint calls, and the longest: a local endpoint is up in
+#: one to three seconds, and a longer wait is that much longer a job (AWS's Clarify polls every
+#: minute, its endpoints taking minutes).
+POLL_SECONDS = (0.05, 0.2)
 TAG_KEY = "sm-clarify-processing-job"
 
 
