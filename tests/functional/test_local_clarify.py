@@ -88,6 +88,16 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, Any
     return made
 
 
+def _targz(name: str, data: bytes) -> bytes:
+    """A .tar.gz of one file, as model.tar.gz and sourcedir.tar.gz are."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def _tiny_model_and_data(s3: Any) -> np.ndarray:
     import xgboost
 
@@ -102,13 +112,8 @@ def _tiny_model_and_data(s3: Any) -> np.ndarray:
         xgboost.DMatrix(features, label=y),
         num_boost_round=10,
     )
-    raw = bytes(booster.save_raw(raw_format="ubj"))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(raw)
-        tar.addfile(info, io.BytesIO(raw))
-    s3.put_object(Bucket=BUCKET, Key="model/model.tar.gz", Body=buffer.getvalue())
+    archive = _targz("xgboost-model", bytes(booster.save_raw(raw_format="ubj")))
+    s3.put_object(Bucket=BUCKET, Key="model/model.tar.gz", Body=archive)
     rows = np.column_stack([y, features])
     body = "\n".join(",".join(repr(float(v)) for v in row) for row in rows) + "\n"
     s3.put_object(Bucket=BUCKET, Key="data/test.csv", Body=body.encode())
@@ -133,12 +138,8 @@ def predict_fn(rows, model):
 
 def _constant_model(sm: Any, s3: Any) -> None:
     """A model of the same booster whose endpoint answers a constant (script mode)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("constant.py")
-        info.size = len(CONSTANT_SCRIPT)
-        tar.addfile(info, io.BytesIO(CONSTANT_SCRIPT))
-    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=buffer.getvalue())
+    archive = _targz("constant.py", CONSTANT_SCRIPT)
+    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=archive)
     code = f"s3://{BUCKET}/code/sourcedir.tar.gz"
     environment = {"SAGEMAKER_PROGRAM": "constant.py", "SAGEMAKER_SUBMIT_DIRECTORY": code}
     _create_model(sm, "constant", environment)
