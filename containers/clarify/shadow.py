@@ -22,7 +22,9 @@ Its code is not public; what this module does and where it comes from:
   InvokeEndpoint, then DeleteEndpointConfig and DeleteEndpoint (in that order, Clarify's),
   whatever happened: a deletion that fails is logged, not raised (Clarify logs "Failed to delete
   endpoint ..." and goes on). Both resources are created with tags, so the role also needs
-  ``sagemaker:AddTags`` on them: an AWS user whose role lacked it saw Clarify fail with
+  ``sagemaker:AddTags`` on them (a create request with Tags needs it: Service Authorization
+  Reference, https://docs.aws.amazon.com/service-authorization/latest/reference/
+  list_amazonsagemaker.html): an AWS user whose role lacked it saw Clarify fail with
   "An error occurred (AccessDeniedException) when calling the CreateEndpointConfig operation:
   ... is not authorized to perform: sagemaker:AddTags on resource: ...endpoint-config/
   sm-clarify-config-...". Which tags Clarify writes is not public; here one, naming the
