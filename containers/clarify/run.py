@@ -10,12 +10,13 @@ own credentials (its RoleArn, which the local service enforces):
   afterwards, whatever happened. The bias job's predicted labels are the endpoint's answers,
   read as Clarify reads them (`predictor.label`/`probability`/`label_headers`, the config's
   `probability_threshold`). A denied call fails the job with a ClientError naming the action.
-- **Exact SHAP** (the one difference left): Clarify estimates Kernel SHAP by sending the
-  endpoint the baseline's synthetic records; here the same values are computed exactly by
-  interventional TreeSHAP (`explain.py`; analysis.json names the method) on the booster, looked
-  up with `DescribeModel` and downloaded from its `ModelDataUrl` (xgboost 3.0.5, the serving
-  image's version). The explainability job still makes and asks the shadow endpoint, and fails
-  if its answers are not the booster's (TreeSHAP would explain another model than the served).
+- **Exact SHAP** (the main difference left; README lists the others): Clarify estimates Kernel
+  SHAP by sending the endpoint the baseline's synthetic records; here the same values are
+  computed exactly by interventional TreeSHAP (`explain.py`; analysis.json names the method) on
+  the booster, looked up with `DescribeModel` and downloaded from its `ModelDataUrl` (xgboost
+  3.0.5, the serving image's version). The explainability job still makes and asks the shadow
+  endpoint, and fails if its answers are not the booster's (TreeSHAP would explain another model
+  than the one served). An analysis of pre-training bias only asks no model.
 
 Bias metrics come from `bias.py` (Clarify's definitions). Paths are the container's own
 (`/opt/ml/processing/...`); the local job runner re-roots them under the job's folder and says
