@@ -1,19 +1,28 @@
 """The local Clarify runtime: what the local cloud runs for SageMaker Clarify's image.
 
 Clarify's container takes `analysis_config.json` and the dataset and writes `analysis.json` and
-a report. So does this script, on this machine, with two differences from AWS:
+a report. So does this script, on this machine, making the calls Clarify makes with the job's
+own credentials (its RoleArn, which the local service enforces):
 
-- **No shadow endpoint.** Clarify creates an endpoint from the config's `predictor.model_name`
-  and sends it the data; here the model is looked up with `DescribeModel` (through the local
-  service), its `ModelDataUrl` downloaded and the booster scored directly (xgboost 3.0.5, the
-  serving image's version).
-- **Exact SHAP.** Clarify estimates Kernel SHAP against the baseline; here the same values are
-  computed exactly by interventional TreeSHAP (`explain.py`; analysis.json names the method).
+- **The shadow endpoint** (`shadow.py`), as in AWS: an endpoint config and an endpoint made
+  from the config's `predictor.model_name` under Clarify's names (`sm-clarify-config-...`,
+  `sm-clarify-<model>-...`), tagged, waited for, sent the records in CSV batches and deleted
+  afterwards, whatever happened. The bias job's predicted labels are the endpoint's answers,
+  read as Clarify reads them (`predictor.label`/`probability`/`label_headers`, the config's
+  `probability_threshold`). A denied call fails the job with a ClientError naming the action.
+- **Exact SHAP** (the main difference left; README lists the others): Clarify estimates Kernel
+  SHAP by sending the endpoint the baseline's synthetic records; here the same values are
+  computed exactly by interventional TreeSHAP (`explain.py`; analysis.json names the method) on
+  the booster, looked up with `DescribeModel` and downloaded from its `ModelDataUrl` (xgboost
+  3.0.5, the serving image's version). The explainability job still makes and asks the shadow
+  endpoint, and fails if its answers are not the booster's (TreeSHAP would explain another model
+  than the one served). An analysis of pre-training bias only asks no model.
 
 Bias metrics come from `bias.py` (Clarify's definitions). Paths are the container's own
-(`/opt/ml/processing/...`); the local job runner re-roots them under the job's folder.
-Environment: `SFN_MLOPS_BIAS_THRESHOLDS` (JSON, optional) marks the bias gate's thresholds in
-the HTML report; AWS's Clarify ignores it.
+(`/opt/ml/processing/...`); the local job runner re-roots them under the job's folder and says
+the job's name (`--job-name`, the shadow endpoint's tag). Environment:
+`SFN_MLOPS_BIAS_THRESHOLDS` (JSON, optional) marks the bias gate's thresholds in the HTML
+report; AWS's Clarify ignores it.
 """
 
 from __future__ import annotations
@@ -21,11 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tarfile
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,6 +49,7 @@ sys.path.insert(
 )
 
 import html_report  # noqa: E402
+import shadow  # noqa: E402
 from jobkit import import_xgboost  # noqa: E402
 
 CONFIG = "/opt/ml/processing/input/config/analysis_config.json"
@@ -155,17 +167,113 @@ def read_dataset(data_dir: str, headers: list[str] | None) -> pd.DataFrame:
     return frame
 
 
-def predict(booster: Any, features: np.ndarray, config: dict[str, Any]) -> np.ndarray:
-    """The predicted label as Clarify derives it from the model's answer."""
+def predicted_labels(answers: Sequence[Sequence[str]], config: dict[str, Any]) -> np.ndarray:
+    """The predicted label of each record from the endpoint's CSV answer, as Clarify reads it:
+    ``predictor.label`` (an index) is the label itself; otherwise the scores (the row, or the
+    cell at ``predictor.probability``): one score per class gives the class of the highest
+    (``predictor.label_headers`` names them), a single score is cut at the config's
+    ``probability_threshold`` when it has one, or is the prediction (a regression's value)."""
+    predictor = config.get("predictor") or {}
+    if predictor.get("label") is not None:
+        index = _csv_index(predictor["label"], "predictor.label")
+        return _labels([_cell(row, index, number) for number, row in enumerate(answers, 1)])
+    probability = predictor.get("probability")
+    index = None if probability is None else _csv_index(probability, "predictor.probability")
+    scores = [_scores(row, index, number) for number, row in enumerate(answers, 1)]
+    widths = sorted({len(score) for score in scores})
+    if len(widths) > 1:
+        raise ClarifyUserError(f"the model answered {widths[0]} to {widths[-1]} scores a record")
+    if widths and widths[0] > 1:
+        return _top_class(np.asarray(scores, dtype=np.float64), predictor.get("label_headers"))
+    values = np.asarray([score[0] for score in scores], dtype=np.float64)
+    if "probability_threshold" in config:
+        return (values > float(config["probability_threshold"])).astype(np.int64)
+    return values
+
+
+def _csv_index(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ClarifyUserError(f"{what} must be a column index for a CSV answer, not {value!r}")
+    return value
+
+
+def _cell(row: Sequence[str], index: int, number: int) -> str:
+    if not -len(row) <= index < len(row):
+        raise ClarifyUserError(f"the model's answer to record {number} has no column {index}")
+    return row[index]
+
+
+def _labels(cells: list[str]) -> np.ndarray:
+    """Numbers when every label is one (as the dataset's label column reads), else text."""
+    try:
+        return np.asarray([float(cell) for cell in cells], dtype=np.float64)
+    except ValueError:
+        return np.asarray(cells, dtype=object)
+
+
+def _scores(row: Sequence[str], index: int | None, number: int) -> list[float]:
+    cells = list(row) if index is None else [_cell(row, index, number)]
+    if len(cells) == 1 and cells[0].strip().startswith("["):  # a list in one quoted cell
+        cells = cells[0].strip()[1:-1].split(",")
+    try:
+        return [float(cell) for cell in cells]
+    except ValueError:
+        raise ClarifyUserError(
+            f"the model's answer to record {number} is not numeric: {','.join(row)!r}"
+        ) from None
+
+
+def _top_class(scores: np.ndarray, headers: Sequence[Any] | None) -> np.ndarray:
+    picks = np.argmax(scores, axis=1)
+    if not headers:
+        return picks.astype(np.int64)
+    if len(headers) != scores.shape[1]:
+        raise ClarifyUserError(
+            f"predictor.label_headers has {len(headers)} label(s) but the model answered "
+            f"{scores.shape[1]} scores a record"
+        )
+    return np.asarray([headers[pick] for pick in picks])
+
+
+def check_served(answers: Sequence[Sequence[str]], booster: Any, features: np.ndarray) -> None:
+    """TreeSHAP explains the booster: the shadow endpoint must answer what the booster predicts
+    (else the explanation would be of another model than the one served)."""
     xgboost = import_xgboost()
 
-    matrix = xgboost.DMatrix(features, feature_names=booster.feature_names)
-    scores = np.asarray(booster.predict(matrix))
-    if scores.ndim == 2:  # multi:softprob
-        return np.argmax(scores, axis=1)
-    if "probability_threshold" in config:
-        return (scores > float(config["probability_threshold"])).astype(np.int64)
-    return scores.astype(np.float64)
+    expected = np.asarray(
+        booster.predict(xgboost.DMatrix(features, feature_names=booster.feature_names))
+    ).reshape(len(features), -1)
+    for number, row in enumerate(answers, 1):
+        got = _scores(row, None, number)
+        if len(got) != expected.shape[1] or not np.allclose(
+            got, expected[number - 1], rtol=1e-5, atol=1e-6
+        ):
+            raise ClarifyUserError(
+                f"the shadow endpoint answered {','.join(row)} to record {number} where the "
+                f"model's {MODEL_FILE} predicts {','.join(map(str, expected[number - 1]))}: "
+                "the local runtime explains that booster (TreeSHAP), so the endpoint must "
+                "serve its predictions"
+            )
+
+
+class ServedModel:
+    """The model as Clarify reaches it: the shadow endpoint's answers, and (for TreeSHAP) the
+    booster of its ModelDataUrl, loaded on first use."""
+
+    def __init__(self, endpoint: Any, model_name: str, workdir: str) -> None:
+        self.endpoint = endpoint
+        self.model_name = model_name
+        self.workdir = workdir
+        self._booster: Any = None
+
+    def answers(self, features: pd.DataFrame) -> list[list[str]]:
+        records = features.to_csv(header=False, index=False, lineterminator="\n").splitlines()
+        return self.endpoint.predict(records)  # type: ignore[no-any-return]
+
+    def booster(self) -> Any:
+        if self._booster is None:
+            self._booster = load_booster(self.model_name, self.workdir)
+        return self._booster
 
 
 def kmeans(
@@ -207,27 +315,31 @@ def baseline_rows(shap: dict[str, Any], features: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the job
 
 
-def analyze(config: dict[str, Any], frame: pd.DataFrame, booster: Any) -> dict[str, Any]:
-    """analysis.json plus what the HTML report draws."""
+def analyze(config: dict[str, Any], frame: pd.DataFrame, model: Any) -> dict[str, Any]:
+    """analysis.json plus what the HTML report draws. ``model`` (a ServedModel, or None when no
+    method needs the model) gives the endpoint's answers and the booster."""
     label = config.get("label")
     excluded = set(config.get("excluded_columns") or [])
     feature_names = [c for c in frame.columns if c != label and c not in excluded]
     features = frame[feature_names].to_numpy(dtype=np.float64)
     methods = config.get("methods", {})
     analysis: dict[str, Any] = {"version": "1.0"}
-    local_values = None
+    answers = model.answers(frame[feature_names]) if needs_model(methods) else None
     if "pre_training_bias" in methods or "post_training_bias" in methods:
         scored = frame.copy()
-        predicted = predict(booster, features, config)
-        if predicted.dtype.kind == "f" and label is not None:
-            # A regression label is thresholded; Clarify would read an integer target with
-            # few distinct values as categorical, so it is compared as a number here.
-            scored[label] = scored[label].astype(np.float64)
-        scored[PREDICTED] = predicted
+        if answers is not None and "post_training_bias" in methods:
+            predicted = predicted_labels(answers, config)
+            if predicted.dtype.kind == "f" and label is not None:
+                # A regression label is thresholded; Clarify would read an integer target with
+                # few distinct values as categorical, so it is compared as a number here.
+                scored[label] = scored[label].astype(np.float64)
+            scored[PREDICTED] = predicted
         analysis.update(compute_bias(scored, config, PREDICTED))
-    local_csv = None
+    local_values = local_csv = None
     if "shap" in methods:
         shap = methods["shap"]
+        booster = model.booster()
+        check_served(answers or [], booster, features)
         document, local_values, local_csv = compute_shap(
             booster,
             features,
@@ -245,16 +357,49 @@ def analyze(config: dict[str, Any], frame: pd.DataFrame, booster: Any) -> dict[s
     }
 
 
-def run(*, config_path: str, data_dir: str, output_dir: str, thresholds: dict[str, float]) -> None:
+def needs_model(methods: dict[str, Any]) -> bool:
+    """Whether the analysis asks the model (Clarify's predictor section is "required if shap
+    and post_training_bias sections are present")."""
+    return "post_training_bias" in methods or "shap" in methods
+
+
+@contextmanager
+def served_model(config: dict[str, Any], job_name: str | None) -> Iterator[ServedModel]:
+    """The config's model behind its shadow endpoint, for as long as the analysis runs."""
+    import boto3
+
+    if not (config.get("predictor") or {}).get("model_name"):
+        raise ClarifyUserError("the analysis config has no predictor.model_name")
+    predictor = shadow.Predictor.from_config(config)
+    if predictor.content_type != shadow.CSV or predictor.accept != shadow.CSV:
+        raise ClarifyUserError(
+            f"predictor content_type {predictor.content_type!r} and accept_type "
+            f"{predictor.accept!r}: the local Clarify runtime sends and reads text/csv only"
+        )
+    sagemaker, runtime = boto3.client("sagemaker"), boto3.client("sagemaker-runtime")
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        shadow.shadow_endpoint(sagemaker, runtime, predictor, job_name=job_name) as endpoint,
+    ):
+        yield ServedModel(endpoint, predictor.model_name, workdir)
+
+
+def run(
+    *,
+    config_path: str,
+    data_dir: str,
+    output_dir: str,
+    thresholds: dict[str, float],
+    job_name: str | None = None,
+) -> None:
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
-    model_name = (config.get("predictor") or {}).get("model_name")
-    if not model_name:
-        raise ClarifyUserError("the analysis config has no predictor.model_name")
     frame = read_dataset(data_dir, config.get("headers"))
-    with tempfile.TemporaryDirectory() as workdir:
-        booster = load_booster(model_name, workdir)
-    result = analyze(config, frame, booster)
+    if needs_model(config.get("methods") or {}):
+        with served_model(config, job_name) as model:
+            result = analyze(config, frame, model)
+    else:
+        result = analyze(config, frame, None)
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "analysis.json"), "w", encoding="utf-8") as handle:
         json.dump(result["analysis"], handle, indent=2)
@@ -276,13 +421,36 @@ def run(*, config_path: str, data_dir: str, output_dir: str, thresholds: dict[st
     print(f"wrote analysis.json and report.html to {output_dir}", flush=True)
 
 
+def failure_message(exc: BaseException) -> str:
+    """What the job says in /opt/ml/output/message: whose fault, then what happened. An AWS
+    call's error reads as boto's (``An error occurred (AccessDeniedException) when calling the
+    CreateEndpointConfig operation: ...``), the caller's fault (Clarify's ClientError)."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClarifyUserError | ClientError):
+        kind = "ClientError"
+    elif isinstance(exc, shadow.ShadowEndpointError):
+        kind = exc.kind
+    else:
+        kind = "AlgorithmError"
+    return f"{kind}: {exc}"[:1024]
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM (a stop, MaxRuntimeInSeconds) unwinds like an error, so the shadow endpoint is
+    still deleted."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--output-dir", default=OUTPUT_DIR)
     parser.add_argument("--message-file", default=MESSAGE_FILE)
+    parser.add_argument("--job-name", default=None)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         thresholds = json.loads(os.environ.get(THRESHOLDS_ENV) or "{}")
         run(
@@ -290,11 +458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=args.data_dir,
             output_dir=args.output_dir,
             thresholds=thresholds,
+            job_name=args.job_name,
         )
     except Exception as exc:  # noqa: BLE001 - every failure must reach the message file
         traceback.print_exc()
-        kind = "ClientError" if isinstance(exc, ClarifyUserError) else "AlgorithmError"
-        reason = f"{kind}: {exc}"[:1024]
+        reason = failure_message(exc)
         os.makedirs(os.path.dirname(args.message_file), exist_ok=True)
         with open(args.message_file, "w", encoding="utf-8") as handle:
             handle.write(reason)

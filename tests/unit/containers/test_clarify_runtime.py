@@ -1,5 +1,7 @@
 """The local Clarify runtime's analysis (containers/clarify/run.py) on a tiny trained model of
-each problem type, with the analysis configs PrepareClarify would write for it."""
+each problem type, with the analysis configs PrepareClarify would write for it. The shadow
+endpoint is stood in for by the project's serving code (containers/inference) answering the
+CSV requests in process; what Clarify reads from an answer is tested on its own."""
 
 from __future__ import annotations
 
@@ -44,6 +46,31 @@ def configs() -> ModuleType:
     return _load("analysis_config", ROOT / "lambdas" / "prepare_clarify" / "analysis_config.py")
 
 
+class _Served:
+    """The model's endpoint, in process: the serving code's four functions, as the shadow
+    endpoint's ``predict`` would answer (a CSV row per record)."""
+
+    def __init__(self, model_dir: Path, run: ModuleType, booster: Any) -> None:
+        import inference
+
+        self.inference = inference
+        self.model = inference.model_fn(str(model_dir))
+        self.run = run
+        self._booster = booster
+        self.requests = 0
+
+    def answers(self, features: Any) -> list[list[str]]:
+        self.requests += 1
+        body = features.to_csv(header=False, index=False, lineterminator="\n").encode()
+        data = self.inference.input_fn(body, "text/csv")
+        prediction = self.inference.predict_fn(data, self.model)
+        text, _ = self.inference.output_fn(prediction, "text/csv")
+        return self.run.shadow.read_answer(text.encode())  # type: ignore[no-any-return]
+
+    def booster(self) -> Any:
+        return self._booster
+
+
 @pytest.mark.parametrize("problem_type", ["regression", "binary", "multiclass"])
 def test_bias_and_shap_for_each_problem_type(
     problem_type: str, trained: Callable[[str], Path], run: ModuleType, configs: ModuleType
@@ -61,9 +88,10 @@ def test_bias_and_shap_for_each_problem_type(
     }
     booster = xgboost.Booster()
     booster.load_model(str(folder / "model" / "xgboost-model"))
+    served = _Served(folder / "model", run, booster)
     frame = run.read_dataset(str(folder / "out" / "test"), [schema["target"], *schema["features"]])
 
-    bias = run.analyze(configs.bias_config(clarify, schema, "m", "ml.m5.xlarge"), frame, booster)
+    bias = run.analyze(configs.bias_config(clarify, schema, "m", "ml.m5.xlarge"), frame, served)
     analysis = bias["analysis"]
     assert analysis["pre_training_bias_metrics"]["label"] == TARGETS[problem_type]
     post = analysis["post_training_bias_metrics"]["facets"]["sex"][0]["metrics"]
@@ -71,8 +99,9 @@ def test_bias_and_shap_for_each_problem_type(
     assert isinstance(dppl["value"], float), dppl
 
     explained = run.analyze(
-        configs.explainability_config(clarify, schema, "m", "ml.m5.xlarge"), frame, booster
+        configs.explainability_config(clarify, schema, "m", "ml.m5.xlarge"), frame, served
     )
+    assert served.requests == 2  # each job asks the endpoint once for all of its records
     entry = explained["analysis"]["explanations"]["kernel_shap"]["label0"]
     assert list(entry["global_shap_values"]) == schema["features"]
     unnamed = booster.copy()
@@ -82,6 +111,68 @@ def test_bias_and_shap_for_each_problem_type(
     np.testing.assert_allclose(
         explained["local_values"].sum(axis=1) + entry["expected_value"], first_output, atol=1e-4
     )
+
+
+PREDICTOR = {"model_name": "m", "instance_type": "ml.m5.xlarge", "initial_instance_count": 1}
+
+
+@pytest.mark.parametrize(
+    ("answers", "extra", "predictor", "expected"),
+    [
+        ([["9.5"], ["12"]], {}, {}, [9.5, 12.0]),  # a regression's values
+        ([["0.2"], ["0.7"], ["0.5"]], {"probability_threshold": 0.5}, {}, [0, 1, 0]),
+        ([["0.2"], ["0.7"]], {"probability_threshold": 0.1}, {}, [1, 1]),
+        ([["0.1", "0.7", "0.2"], ["0.6", "0.3", "0.1"]], {}, {}, [1, 0]),
+        ([["0.1", "0.7", "0.2"]], {}, {"label_headers": ["a", "b", "c"]}, ["b"]),
+        ([["yes", "0.9"], ["no", "0.2"]], {}, {"label": 0}, ["yes", "no"]),
+        ([["1", "0.9"], ["0", "0.2"]], {}, {"label": 0}, [1.0, 0.0]),
+        ([["x", "[0.1, 0.9]"]], {}, {"probability": 1, "label_headers": [0, 1]}, [1]),
+    ],
+)  # fmt: skip
+def test_predicted_labels_are_read_from_the_answers_as_clarify_reads_them(
+    run: ModuleType,
+    answers: list[list[str]],
+    extra: dict[str, Any],
+    predictor: dict[str, Any],
+    expected: list[Any],
+) -> None:
+    config = {**extra, "predictor": {**PREDICTOR, **predictor}}
+    assert run.predicted_labels(answers, config).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "predictor", "message"),
+    [
+        ([["0.1"], ["0.2", "0.8"]], {}, "the model answered 1 to 2 scores a record"),
+        ([["high"]], {}, "the model's answer to record 1 is not numeric: 'high'"),
+        ([["0.1", "0.9"]], {"label_headers": ["a"]},
+         "predictor.label_headers has 1 label(s) but the model answered 2 scores a record"),
+        ([["1"]], {"label": "predicted_label"},
+         "predictor.label must be a column index for a CSV answer, not 'predicted_label'"),
+        ([["1"]], {"label": 3}, "the model's answer to record 1 has no column 3"),
+    ],
+)  # fmt: skip
+def test_answers_clarify_cannot_read_are_the_users_error(
+    run: ModuleType, answers: list[list[str]], predictor: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(run.ClarifyUserError) as raised:
+        run.predicted_labels(answers, {"predictor": {**PREDICTOR, **predictor}})
+    assert str(raised.value) == message
+
+
+def test_an_endpoint_that_does_not_serve_the_booster_cannot_be_explained(
+    trained: Callable[[str], Path], run: ModuleType
+) -> None:
+    import xgboost
+
+    folder = trained("regression")
+    booster = xgboost.Booster()
+    booster.load_model(str(folder / "model" / "xgboost-model"))
+    features = np.zeros((2, booster.num_features()))
+    predicted = booster.predict(xgboost.DMatrix(features, feature_names=booster.feature_names))
+    run.check_served([[str(v)] for v in predicted], booster, features)
+    with pytest.raises(run.ClarifyUserError, match="the shadow endpoint answered 100 to record 2"):
+        run.check_served([[str(predicted[0])], ["100"]], booster, features)
 
 
 def test_kmeans_is_deterministic_and_finds_separated_clusters(run: ModuleType) -> None:

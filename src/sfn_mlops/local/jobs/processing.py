@@ -3,9 +3,12 @@
 A processing container reports why it failed (or anything else) in ``/opt/ml/output/message``:
 DescribeProcessingJob returns its first KB as ``ExitMessage`` once the job is terminal. AWS
 reads no ``failure`` file for processing jobs, so neither does this runner; FailureReason says
-how the container ended. The Model Monitor analyzer image runs the local monitor runtime with no
-arguments; ``SFN_MLOPS_METRICS_DIR`` and ``SFN_MLOPS_MESSAGE_FILE`` tell it where this machine
-has ``/opt/ml/output/metrics/cloudwatch`` and ``/opt/ml/output/message``.
+how the container ended, but for Clarify's image, whose FailureReason carries its own words
+(``_exit_reason``). The Clarify image runs the local Clarify runtime with the container's paths
+and the job's name (it tags the shadow endpoint it makes with it). The Model Monitor analyzer
+image runs the local monitor runtime with no arguments; ``SFN_MLOPS_METRICS_DIR`` and
+``SFN_MLOPS_MESSAGE_FILE`` tell it where this machine has ``/opt/ml/output/metrics/cloudwatch``
+and ``/opt/ml/output/message``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sfn_mlops.local.images import (
 from sfn_mlops.local.jobs.launch import Launch
 from sfn_mlops.local.jobs.paths import local_command, reroot
 from sfn_mlops.local.jobs.runner import Run, read_limited
+from sfn_mlops.local.jobs.state import FAILURE_REASON_LIMIT
 
 EXIT_MESSAGE = Path("output") / "message"  # under /opt/ml
 #: Local only: where a Model Monitor container's files are on this machine (/opt/ml re-rooted).
@@ -52,7 +56,7 @@ class ProcessingRun(Run):
         app = self.request["AppSpecification"]
         kind = runtime_for(app["ImageUri"]).kind
         if kind == CLARIFY:
-            command = ["python3", str(CLARIFY_RUNTIME), *CLARIFY_ARGUMENTS]
+            command = ["python3", str(CLARIFY_RUNTIME), *CLARIFY_ARGUMENTS, "--job-name", self.name]
         elif kind == MONITOR:  # configured by its environment only, as the analyzer image is
             command = ["python3", str(MONITOR_RUNTIME)]
         else:
@@ -90,6 +94,18 @@ class ProcessingRun(Run):
     def messages(self) -> dict[str, str]:
         message = read_limited(self.opt_ml / EXIT_MESSAGE)
         return {"ExitMessage": message} if message else {}
+
+    def _exit_reason(self, code: int) -> str:
+        """Clarify's image reports its failure in FailureReason itself, as an AWS user saw it:
+        ``ClientError: ClientError: An error occurred (AccessDeniedException) when calling the
+        CreateEndpointConfig operation: ..., exit code: 1`` (the category, the container's own
+        words, the exit code); any other image: how its process ended."""
+        message = read_limited(self.opt_ml / EXIT_MESSAGE)
+        kind = runtime_for(self.request["AppSpecification"]["ImageUri"]).kind
+        if kind != CLARIFY or not message or code <= 0:
+            return super()._exit_reason(code)
+        category = "ClientError" if message.startswith("ClientError:") else "AlgorithmError"
+        return f"{category}: {message}, exit code: {code}"[:FAILURE_REASON_LIMIT]
 
 
 def _overlap(one: Path, other: Path) -> bool:
