@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -222,21 +223,29 @@ class Authorization:
             if statement.where not in used
         ]
 
-    def denial(self, caller: Caller, action: str, resource: str) -> str | None:
-        """AWS's message if `caller` may not `action` on `resource` (the service's own calls
-        made as a role: a job's downloads and uploads); None when allowed, or not enforced."""
+    def denial(self, caller: Caller, wanted: Iterable[Need]) -> str | None:
+        """AWS's message for the first of `wanted` that `caller` may not (each `Need` with
+        the condition keys its request sets, e.g. `cloudwatch:namespace`); None when all are
+        allowed, or not enforced. For the calls the service makes itself as a role, as AWS's
+        own components make them: a job's data movement, image pull, log stream and metrics
+        (`jobs.runner`, `jobs.aws_calls`), a `.sync` integration's managed rules."""
         authorizer = self._authorizer()
         if authorizer is None:
             return None
-        need = Need(action, resource, "a call the service makes as the role")
-        decision = authorizer.decide(caller, need, base_context(caller, self.region))
-        if decision.allowed:
-            self._record([decision.statement] if decision.statement else [])
-            return None
-        if authorizer.mode == "warn":
-            log.warning("IAM would deny: %s", decision.message(caller))
-            return None
-        return decision.message(caller)
+        context = base_context(caller, self.region)
+        allowed = []
+        for need in wanted:
+            decision = authorizer.decide(caller, need, context)
+            if decision.allowed:
+                allowed.append(decision.statement)
+                continue
+            if authorizer.mode == "warn":
+                log.warning("IAM would deny: %s", decision.message(caller))
+                continue
+            self._record(s for s in allowed if s)
+            return decision.message(caller)
+        self._record(s for s in allowed if s)
+        return None
 
     def may_list_bucket(self, caller: Caller, bucket: str) -> bool:
         """S3 tells a missing key (NoSuchKey) only to a caller that may list the bucket."""
