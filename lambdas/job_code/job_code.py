@@ -102,8 +102,12 @@ def parse_physical_id(value: str | None) -> tuple[str, str] | None:
 
 
 def _bucket_error(error: ClientError, bucket: str) -> CodeBucketError:
-    code = error.response.get("Error", {}).get("Code", "")
-    return CodeBucketError(f"cannot write the job code to bucket {bucket!r}: S3 answered {code}")
+    """S3's code, and its message when it has one (an AccessDenied names the role, the action
+    and the resource: what the stack's events then show)."""
+    answer = error.response.get("Error", {})
+    code, message = answer.get("Code", ""), answer.get("Message", "")
+    detail = f"{code}: {message}" if message and message != code else code
+    return CodeBucketError(f"cannot write the job code to bucket {bucket!r}: S3 answered {detail}")
 
 
 def _sizes(s3: Any, bucket: str, prefix: str) -> dict[str, int]:

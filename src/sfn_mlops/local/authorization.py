@@ -230,27 +230,35 @@ class Authorization:
             return []
         return prove(policies, recorded_uses(self.root))
 
-    def denial(self, caller: Caller, action: str, resource: str) -> str | None:
-        """AWS's message if `caller` may not `action` on `resource` (the service's own calls
-        made as a role: a job's downloads and uploads); None when allowed, or not enforced."""
+    def denial(self, caller: Caller, wanted: Iterable[Need]) -> str | None:
+        """AWS's message for the first of `wanted` that `caller` may not (each `Need` with
+        the condition keys its request sets, e.g. `cloudwatch:namespace`); None when all are
+        allowed, or not enforced. For the calls the service makes itself as a role, as AWS's
+        own components make them: a job's data movement, image pull, log stream and metrics
+        (`jobs.runner`, `jobs.aws_calls`), a `.sync` integration's managed rules."""
         authorizer = self._authorizer()
         if authorizer is None:
             return None
-        need = Need(action, resource, "a call the service makes as the role")
         context = base_context(caller, self.region)
-        decision = authorizer.decide(caller, need, context)
-        if decision.allowed:
-            self._record(caller, [decision], context)
-            return None
-        if authorizer.mode == "warn":
-            log.warning("IAM would deny: %s", decision.message(caller))
-            return None
-        return decision.message(caller)
+        allowed = []
+        for need in wanted:
+            decision = authorizer.decide(caller, need, context)
+            if decision.allowed:
+                allowed.append(decision)
+                continue
+            if authorizer.mode == "warn":
+                log.warning("IAM would deny: %s", decision.message(caller))
+                continue
+            self._record(caller, allowed, context)
+            return decision.message(caller)
+        self._record(caller, allowed, context)
+        return None
 
     def may_list_bucket(self, caller: Caller, bucket: str) -> bool:
         """S3 tells a missing key (NoSuchKey) only to a caller that may list the bucket
         (Amazon S3 API Reference, GetObject, "Permissions")."""
-        return self.denial(caller, "s3:ListBucket", f"arn:aws:s3:::{bucket}") is None
+        need = Need("s3:ListBucket", f"arn:aws:s3:::{bucket}", "a missing key")
+        return self.denial(caller, [need]) is None
 
 
 __all__ = ["AccessDenied", "Authorization", "IamSettingError", "read_mode", "write_mode"]

@@ -6,8 +6,20 @@ Custom resources: ``Custom::JobCode`` is the one local mode knows. In AWS, Cloud
 its function, which copies the job code bundle from its package into the artifact bucket. Here
 deploy runs that function's own plain module (``job_code.publish``, loaded from the function's
 ``CodeUri``) on the bundle of ``containers/`` against the local S3, so ``!GetAtt JobCode.CodeUri``
-resolves to the same ``s3://<bucket>/code/<hash>`` as in AWS. The function is registered like
-every other (its handler is never invoked locally: it would answer a CloudFormation ResponseURL).
+resolves to the same ``s3://<bucket>/code/<hash>`` as in AWS. It runs as the function runs: its
+S3 client signs with the keys of the function's execution role, a session named after the
+function, as the local Lambda runtime gives them, so the role's policies decide its calls. A
+refusal fails the deploy as CloudFormation reports a custom resource's FAILED response
+("Received response status [FAILED] from custom resource. Message returned: ...", the Reason
+the function's ``cfn_response`` sends; AWS CloudFormation User Guide, "Custom resources",
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/template-custom-resources.html).
+The function is registered like every other (its handler is never invoked locally: it would
+answer a CloudFormation ResponseURL).
+
+State machines: Step Functions refuses one whose role may not make the managed EventBridge rules
+of its ``.sync`` integrations (the local service decides it at CreateStateMachine and
+UpdateStateMachine); deploy reports that refusal as CloudFormation reports the resource's
+failure.
 
 Parameters: the template's defaults, overridden by ``parameter_overrides`` in samconfig.toml
 (``[default.deploy.parameters]``), checked as CloudFormation checks them (AllowedValues,
@@ -94,7 +106,7 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
         _register_function(cloud, function)
     code_prefix = ""
     for resource in stack.custom_resources():
-        data = _job_code(stack, resource, functions, project)
+        data = _job_code(cloud, stack, resource, functions, project)
         stack.provide(resource.logical_id, data)
         code_prefix = data["CodePrefix"]
     machines = stack.state_machines()
@@ -130,9 +142,14 @@ def _deploy_policies(cloud: Any, stack: LocalStack, parameters: dict[str, str]) 
 
 
 def _job_code(
-    stack: LocalStack, resource: CustomResourceSpec, functions: list[FunctionSpec], project: Path
+    cloud: Any,
+    stack: LocalStack,
+    resource: CustomResourceSpec,
+    functions: list[FunctionSpec],
+    project: Path,
 ) -> dict[str, str]:
-    """What the Custom::JobCode resource answers in AWS, made by the same code."""
+    """What the Custom::JobCode resource answers in AWS, made by the same code as the same
+    role."""
     where = f"{stack.path}: Resources.{resource.logical_id}"
     if resource.resource_type != JOB_CODE_TYPE:
         raise TemplateError(
@@ -146,9 +163,16 @@ def _job_code(
         )
     module = _load(function.code_dir / JOB_CODE_MODULE)
     bundle = build_bundle(project / "containers")
-    published = module.publish(
-        boto3.client("s3"), str(resource.properties["BucketName"]), bundle.files
-    )
+    as_function = cloud.credentials.for_role(function.role_arn, function.name).client_kwargs()
+    try:
+        published = module.publish(
+            boto3.client("s3", **as_function), str(resource.properties["BucketName"]), bundle.files
+        )
+    except module.CodeBucketError as error:  # what cfn_response answers: FAILED, this Reason
+        raise TemplateError(
+            f"{where}: CREATE_FAILED: Received response status [FAILED] from custom resource. "
+            f"Message returned: {type(error).__name__}: {error}"
+        ) from error
     return dict(published.data)
 
 
@@ -227,9 +251,22 @@ def _deploy_state_machine(stack: LocalStack, machine: StateMachineSpec) -> None:
     try:
         current = sfn.describe_state_machine(stateMachineArn=machine.arn)
     except sfn.exceptions.StateMachineDoesNotExist:
-        sfn.create_state_machine(name=machine.name, definition=definition, roleArn=machine.role_arn)
-        return
-    if current["definition"] != definition or current["roleArn"] != machine.role_arn:
-        sfn.update_state_machine(
-            stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn
-        )
+        current = None
+    try:
+        if current is None:
+            sfn.create_state_machine(
+                name=machine.name, definition=definition, roleArn=machine.role_arn
+            )
+        elif current["definition"] != definition or current["roleArn"] != machine.role_arn:
+            sfn.update_state_machine(
+                stateMachineArn=machine.arn, definition=definition, roleArn=machine.role_arn
+            )
+    except sfn.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] != "AccessDeniedException":
+            raise
+        verb = "CREATE" if current is None else "UPDATE"
+        raise TemplateError(
+            f"{stack.path}: Resources.{machine.logical_id}: {verb}_FAILED: "
+            f"{error.response['Error']['Message']} (Service: AWSStepFunctions; Status Code: 400; "
+            "Error Code: AccessDeniedException)"
+        ) from error

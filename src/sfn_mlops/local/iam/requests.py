@@ -11,6 +11,11 @@ page it comes from:
 - cloudwatch:DescribeAlarms on the rollback alarms of a deployment guardrail;
 - the request's own condition keys (`cloudwatch:namespace`, `s3:prefix`, `aws:RequestTag/...`).
 
+The same `needs()` decides the calls the service makes itself as a role, from the parameters
+AWS's own component sends: SageMaker pulling a job's image from ECR and writing its logs to
+CloudWatch Logs (`ecr`, `logs`: no local service answers them, but their actions and ARN formats
+are the SAR's all the same), and publishing its metrics (`cloudwatch:PutMetricData`).
+
 `needs()` raises `UnmappedOperation` for an operation (or a dependent action) it cannot map, so
 a new operation, or a database that learns a new dependent action, fails the tests until it is
 written down.
@@ -38,6 +43,9 @@ PREFIXES: dict[str, str] = {
     "sns": "sns",
     "cloudwatch": "cloudwatch",
     "events": "events",
+    # Called only by the service itself, as a role (jobs.aws_calls): not served.
+    "logs": "logs",
+    "ecr": "ecr",
 }
 #: The service a role passed through each prefix's API is passed to (`iam:PassedToService`).
 PASSED_TO: dict[str, str] = {
@@ -117,6 +125,9 @@ VARIABLES: dict[tuple[str, str], Callable[[Mapping[str, Any]], str | None]] = {
     ("events", "RuleName"): _first("Name", "Rule"),
     ("events", "EventBusName"): _custom_bus,
     ("lambda", "FunctionName"): _function_name,
+    ("logs", "LogGroupName"): _first("logGroupName"),
+    ("logs", "LogStreamName"): _first("logStreamName"),
+    ("ecr", "RepositoryName"): _first("repositoryName"),
 }
 
 

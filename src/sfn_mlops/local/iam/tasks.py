@@ -9,7 +9,7 @@ https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sfn_mlops.local.iam.requests import Need, needs
@@ -34,7 +34,7 @@ def _operation(action: str) -> str:
 def _sync_needs(
     action: str, parameters: Mapping[str, Any], region: str, account: str
 ) -> list[Need]:
-    noun, kind, name_param, rule = SAGEMAKER_JOBS[action]
+    noun, kind, name_param, _ = SAGEMAKER_JOBS[action]
     name = str(parameters.get(name_param) or "").lower()
     job = f"arn:aws:sagemaker:{region}:{account}:{kind}/{name}"
     why = f"sagemaker:{action}.sync"
@@ -42,10 +42,46 @@ def _sync_needs(
     # `.sync` tags the job it starts and reads its tags (the policy AWS gives for it lists
     # sagemaker:AddTags and sagemaker:ListTags).
     found += [Need(f"sagemaker:{verb}", job, why) for verb in ("AddTags", "ListTags")]
+    return found + _rule_needs(action, region, account)
+
+
+def _rule_needs(action: str, region: str, account: str) -> list[Need]:
+    rule = SAGEMAKER_JOBS[action][3]
     rule_arn = f"arn:aws:events:{region}:{account}:rule/{rule}"
-    rule_why = f"{why} learns of the job's end through the rule {rule}"
-    found += [Need(f"events:{verb}", rule_arn, rule_why) for verb in SYNC_RULE_ACTIONS]
-    return found
+    why = f"sagemaker:{action}.sync learns of the job's end through the rule {rule}"
+    return [Need(f"events:{verb}", rule_arn, why) for verb in SYNC_RULE_ACTIONS]
+
+
+def _task_resources(states: Mapping[str, Any]) -> Iterator[str]:
+    """The Resource of every Task state, in Parallel branches and Map iterators too."""
+    for state in states.values():
+        if not isinstance(state, Mapping):
+            continue
+        if state.get("Type") == "Task" and isinstance(state.get("Resource"), str):
+            yield state["Resource"]
+        for branch in state.get("Branches") or []:
+            yield from _task_resources((branch or {}).get("States") or {})
+        for key in ("ItemProcessor", "Iterator"):
+            yield from _task_resources((state.get(key) or {}).get("States") or {})
+
+
+def managed_rule_needs(definition: Mapping[str, Any], region: str, account: str) -> list[Need]:
+    """What the role needs on the managed EventBridge rules of a definition's SageMaker `.sync`
+    Tasks. Step Functions learns of a `.sync` job's end through such a rule ("Additional
+    permissions for tasks using .sync", https://docs.aws.amazon.com/step-functions/latest/dg/
+    service-integration-iam-templates.html), made as the state machine's role when the state
+    machine is created or updated, and refuses the state machine when the role may not ("I'm
+    unable to create a state machine ... Additional permissions are required for .sync task
+    states", Step Functions Developer Guide, "Troubleshooting",
+    https://docs.aws.amazon.com/step-functions/latest/dg/troubleshooting-general.html)."""
+    found: list[Need] = []
+    for resource in _task_resources(definition.get("States") or {}):
+        match = _INTEGRATION.match(resource)
+        if match is None or (match["service"], match["suffix"]) != ("sagemaker", ".sync"):
+            continue
+        if match["action"] in SAGEMAKER_JOBS:
+            found += _rule_needs(match["action"], region, account)
+    return list(dict.fromkeys(found))
 
 
 def task_needs(

@@ -9,6 +9,8 @@ subprocess. Modules:
 - ``runner``: one run's lifecycle (status, watchdog for MaxRuntimeInSeconds and stops);
 - ``processing`` / ``training``: each kind's inputs, command and outputs;
 - ``launch``, ``forkserver``, ``forkserver_main``: starting the job's process;
+- ``aws_calls``: what SageMaker does as the job's role around the container (image pull, log
+  stream, instance metrics);
 - ``registry``: the runs of this process, shutdown, and jobs whose service died.
 """
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops.local.jobs.state import JobFailed
+from sfn_mlops.local.processes import Usage
 
 MAIN = Path(__file__).with_name("forkserver_main.py")
 READY_SECONDS = 60.0  # the imports take about a second; a loaded machine may need more
@@ -69,6 +70,7 @@ class ForkedProcess:
         self.start_time: int | None = None
         self.error: str | None = None
         self.returncode: int | None = None
+        self.usage: Usage | None = None  # once it has ended
         self.lost = False
         self.started = threading.Event()
         self.ended = threading.Event()
@@ -173,6 +175,8 @@ class ForkServer:
             child.started.set()
         elif "exit" in message:
             child.returncode = int(message["exit"])
+            if "cpu" in message:
+                child.usage = Usage(float(message["cpu"]), int(message["maxrss"]) * 1024)
             child.ended.set()
         else:
             child.error = str(message["error"])

@@ -220,14 +220,22 @@ class Server:
     def reap(self) -> None:
         while self.children:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
             ident = self.children.pop(pid, None)
             if ident is not None:
-                _send(self.conn, {"id": ident, "exit": os.waitstatus_to_exitcode(status)})
+                _send(
+                    self.conn,
+                    {
+                        "id": ident,
+                        "exit": os.waitstatus_to_exitcode(status),
+                        "cpu": usage.ru_utime + usage.ru_stime,  # the job's instance metrics
+                        "maxrss": usage.ru_maxrss,  # KiB
+                    },
+                )
 
 
 def main() -> None:

@@ -3,7 +3,9 @@ image, else with ``subprocess`` as a container would run its entrypoint.
 
 Either way the process leads its own process group (the runner signals the group), writes
 stdout and stderr to the job's log, and reports its pid, start time and exit code through
-``poll``/``wait`` like ``subprocess.Popen``.
+``poll``/``wait`` like ``subprocess.Popen``, and once it has ended, what it used (``usage``:
+its CPU time and peak resident memory, as ``wait4`` reports them) for the job's instance
+metrics.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -18,7 +21,7 @@ from typing import BinaryIO, Protocol
 from sfn_mlops.local.credentials import without_credentials
 from sfn_mlops.local.jobs import forkserver
 from sfn_mlops.local.jobs.state import JobFailed
-from sfn_mlops.local.processes import start_time
+from sfn_mlops.local.processes import Usage, start_time
 
 #: Set for every job unless the job or the service sets them. A container has its cores to
 #: itself; here jobs share them with everything else, and OpenMP's spinning waits stalled
@@ -47,6 +50,7 @@ class Launch:
 class JobProcess(Protocol):
     pid: int
     start_time: int | None
+    usage: Usage | None  # once it has ended
 
     def poll(self) -> int | None: ...
 
@@ -54,7 +58,7 @@ class JobProcess(Protocol):
 
 
 class PopenProcess:
-    """A job started with subprocess.Popen."""
+    """A job started with subprocess.Popen, reaped with ``wait4`` for its usage."""
 
     def __init__(self, launch: Launch, log: BinaryIO) -> None:
         self.popen = subprocess.Popen(
@@ -68,12 +72,35 @@ class PopenProcess:
         )
         self.pid = self.popen.pid
         self.start_time = start_time(self.pid)  # not reaped yet: the pid is still this child's
+        self.usage: Usage | None = None
+        self._ended = threading.Event()
 
     def poll(self) -> int | None:
-        return self.popen.poll()
+        return self._reap(os.WNOHANG)
 
     def wait(self) -> int:
-        return self.popen.wait()
+        code = self._reap(0)
+        assert code is not None
+        return code
+
+    def _reap(self, flags: int) -> int | None:
+        """The exit code once reaped (by this call or another thread's: the watchdog polls
+        while the runner waits), None while the process runs."""
+        if self._ended.is_set():
+            return self.popen.returncode
+        try:
+            pid, status, usage = os.wait4(self.pid, flags)
+        except ChildProcessError:  # the other thread reaped it
+            if flags & os.WNOHANG and not self._ended.is_set():
+                return None
+            self._ended.wait()
+            return self.popen.returncode
+        if pid == 0:
+            return None
+        self.usage = Usage(usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+        self.popen.returncode = os.waitstatus_to_exitcode(status)
+        self._ended.set()
+        return self.popen.returncode
 
 
 def is_python_script(argv: list[str], cwd: Path) -> bool:

@@ -28,11 +28,13 @@ definition's; the Model Monitor analyzer image runs the local monitor runtime
   ``<S3Uri>/<endpoint>/<schedule>/yyyy/mm/dd/hh/`` (ScheduledTime's hour).
 
 When the job completes, the JSON lines the container wrote under
-``/opt/ml/output/metrics/cloudwatch/`` are published to the local CloudWatch (a malformed line
-is logged in the job's log and skipped) and ``constraint_violations.json`` is counted. The
-execution's status is read from its job: InProgress, Stopping, Completed (or
-CompletedWithViolations when violations were found), Stopped, Failed (the job's ExitMessage,
-else its FailureReason). A stored execution whose service died is Failed on recovery.
+``/opt/ml/output/metrics/cloudwatch/`` are published to the local CloudWatch as the job's role
+(``cloudwatch:PutMetricData`` with the line's ``cloudwatch:namespace``; a namespace the role may
+not publish to, or a malformed line, is logged in the job's log and skipped) and
+``constraint_violations.json`` is counted. The execution's status is read from its job:
+InProgress, Stopping, Completed (or CompletedWithViolations when violations were found),
+Stopped, Failed (the job's ExitMessage, else its FailureReason). A stored execution whose
+service died is Failed on recovery.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from typing import Any
 
 from sfn_mlops.local import cron
 from sfn_mlops.local.errors import AwsError
-from sfn_mlops.local.jobs import registry
+from sfn_mlops.local.jobs import aws_calls, registry
 from sfn_mlops.local.jobs.paths import reroot
 from sfn_mlops.local.jobs.processing import METRICS_DIR, ProcessingRun
 from sfn_mlops.local.jobs.state import FAILURE_REASON_LIMIT, KIND_PROCESSING, new_job_doc
@@ -426,16 +428,25 @@ class MonitoringRun(ProcessingRun):
         return len(violations) if isinstance(violations, list) else 0
 
     def _publish_metrics(self) -> None:
+        """Each line's datum, published as the job's role (PutMetricData decided with the
+        line's ``cloudwatch:namespace``, once per namespace): a namespace the role may not
+        publish to is logged and its lines left unpublished."""
         folder = self.opt_ml / METRICS_DIR
         files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-        published = skipped = 0
+        published = skipped = refused = 0
         watch = self.cloud.service("cloudwatch")
+        denials: dict[str, str | None] = {}  # namespace -> AWS's message, None if allowed
         for path in files:
             for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
                     namespace, datum = metric_datum(json.loads(line), self.namespace)
+                    if namespace not in denials:
+                        denials[namespace] = self._metrics_denial(namespace)
+                    if denials[namespace] is not None:
+                        refused += 1
+                        continue
                     watch.record_metrics({"Namespace": namespace, "MetricData": [datum]})
                 except (AwsError, ValueError, TypeError, KeyError, AttributeError) as err:
                     detail = err.message if isinstance(err, AwsError) else str(err)
@@ -445,8 +456,18 @@ class MonitoringRun(ProcessingRun):
                     skipped += 1
                     continue
                 published += 1
+        for namespace, denied in denials.items():
+            if denied is not None:
+                self.log(f"metrics of {namespace} not published: AccessDenied: {denied}")
         if files:
-            self.log(f"published {published} CloudWatch metrics ({skipped} lines skipped)")
+            self.log(
+                f"published {published} CloudWatch metrics ({skipped} lines skipped, "
+                f"{refused} refused)"
+            )
+
+    def _metrics_denial(self, namespace: str) -> str | None:
+        region, account = self.cloud.region, self.cloud.account
+        return self._role_denial(aws_calls.metrics_publication(namespace, region, account))
 
 
 def metric_datum(line: Any, namespace: str) -> tuple[str, dict[str, Any]]:

@@ -68,6 +68,9 @@ class ProcessingRun(Run):
             env.update(self.monitor_paths())
         return Launch(local_command(command, self.opt_ml), env, self.folder, warm)
 
+    def image_uri(self) -> str:
+        return str(self.request["AppSpecification"]["ImageUri"])
+
     def monitor_paths(self) -> dict[str, str]:
         """Where this machine has /opt/ml/output/metrics/cloudwatch and /opt/ml/output/message
         (the container contract's paths, which a process here cannot open as they are)."""

@@ -8,6 +8,11 @@ SIGKILL after a grace period. When the job ends, whatever its status, its output
 into the object store, the failure reason and exit message are read, and its folder is emptied
 but for the log, all before the terminal status is written: a job seen as ended leaves no
 scratch behind.
+
+Around the container, what SageMaker does as the job's role is decided for that role
+(``aws_calls``): the image pull after the inputs are in (a denial fails the job), the log
+stream when the container starts and the instance metrics when it has ended (a denial of
+either is written to the job's log; the job goes on).
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sfn_mlops import settings
 from sfn_mlops.local.errors import AwsError
+from sfn_mlops.local.iam import Need
+from sfn_mlops.local.jobs import aws_calls
 from sfn_mlops.local.jobs import launch as launching
 from sfn_mlops.local.jobs.paths import LOG_NAME, OPT_ML, job_dir, remove_scratch, reroot
 from sfn_mlops.local.jobs.state import (
@@ -35,7 +43,7 @@ from sfn_mlops.local.jobs.state import (
     transition,
 )
 from sfn_mlops.local.objectstore import parse_s3_uri
-from sfn_mlops.local.processes import signal_group
+from sfn_mlops.local.processes import Usage, signal_group
 
 WATCH_SECONDS = 0.1  # how often the watchdog checks MaxRuntimeInSeconds and stop requests
 STOP_GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this (SageMaker waits 120 s)
@@ -89,6 +97,10 @@ class Run:
     def messages(self) -> dict[str, str]:
         return {}
 
+    def image_uri(self) -> str:
+        """The image SageMaker pulls for the job's container."""
+        raise NotImplementedError
+
     # lifecycle ---------------------------------------------------------------------------------
     def wake(self, why: str = "stop") -> None:
         self._stop_here = why
@@ -118,11 +130,13 @@ class Run:
         self._started = now()
         self._progress("Downloading", "Downloading input data", StartTime=self._started)
         self.download_inputs()
+        self._pull_image()
         launch = self.launch()
         if self._stop_requested():
             self._end_before_start()
             return
         self._progress("Training", self.wording.running)
+        self._open_log_stream()
         code = self._run_process(launch)
         if self._ended_by == "shutdown":
             self._finish("Failed", failure=self._shutdown_reason())
@@ -149,6 +163,7 @@ class Run:
         )
         self.log(f"started pid {proc.pid} ({how})")
         self._write(ChildPid=proc.pid, ChildStartTime=proc.start_time)
+        started = time.monotonic()
         watchdog = threading.Thread(target=self._watch, args=(proc,), daemon=True)
         watchdog.start()
         try:
@@ -158,6 +173,8 @@ class Run:
             watchdog.join()
             signal_group(proc.pid, signal.SIGKILL)  # what is left of the container's processes
         self.log(f"exited with code {code}")
+        if proc.usage is not None:
+            self._publish_instance_metrics(proc.usage, time.monotonic() - started)
         return code
 
     def _watch(self, proc: launching.JobProcess) -> None:
@@ -272,13 +289,53 @@ class Run:
     def _as_role(self, action: str, resource: str, what: str) -> None:
         """SageMaker moves a job's data as the job's RoleArn: a denial fails the job with a
         ClientError naming it, as SageMaker reports one."""
-        role = self.role_arn()
-        if not role:
-            return
-        iam = self.cloud.authorization
-        denied = iam.denial(iam.caller(role, "SageMaker"), action, resource)
+        denied = self._role_denial([Need(action, resource, what)])
         if denied is not None:
             raise JobFailed(f"ClientError: Failed to {what}. AccessDenied (403): {denied}")
+
+    def _role_denial(self, wanted: Sequence[Need]) -> str | None:
+        """AWS's message for the first of ``wanted`` the job's role may not; None if it may
+        (or the job has no role)."""
+        role = self.role_arn()
+        if not role or not wanted:
+            return None
+        iam = self.cloud.authorization
+        return iam.denial(iam.caller(role, "SageMaker"), wanted)  # type: ignore[no-any-return]
+
+    # what SageMaker does as the role around the container (aws_calls) --------------------------
+    def _pull_image(self) -> None:
+        image = self.image_uri()
+        denied = self._role_denial(aws_calls.image_pull(image))
+        if denied is not None:
+            raise JobFailed(f"{aws_calls.IMAGE_NOT_PULLED} Pulling {image}: AccessDenied: {denied}")
+
+    def _open_log_stream(self) -> None:
+        group, stream = aws_calls.log_stream(self.kind, self.name, now())
+        wanted = aws_calls.log_delivery(group, stream, self.cloud.region, self.cloud.account)
+        denied = self._role_denial(wanted)
+        if denied is None:
+            self.log(f"log stream (CloudWatch Logs in AWS): {group} {stream}")
+        else:
+            self.log(
+                f"CloudWatch Logs refused the log stream {group} {stream}: the container's "
+                f"output would not reach CloudWatch Logs in AWS (the job goes on): {denied}"
+            )
+
+    def _publish_instance_metrics(self, usage: Usage, seconds: float) -> None:
+        request = aws_calls.instance_metrics(self.kind, self.name, usage, seconds, now())
+        namespace = request["Namespace"]
+        wanted = aws_calls.metrics_publication(namespace, self.cloud.region, self.cloud.account)
+        denied = self._role_denial(wanted)
+        if denied is not None:
+            self.log(f"instance metrics not published to {namespace}: {denied}")
+            return
+        try:
+            self.cloud.service("cloudwatch").record_metrics(request)
+        except Exception as err:  # noqa: BLE001 - a job's metrics never decide how it ends
+            self.log(f"instance metrics not published to {namespace}: {err!r}")
+            return
+        values = ", ".join(f"{d['MetricName']} {d['Value']:.1f}%" for d in request["MetricData"])
+        self.log(f"instance metrics published to {namespace}: {values}")
 
     def upload_dir(self, source: Path, uri: str, *, move: bool = True) -> None:
         """Upload a folder; its files are moved, not copied (the folder is scratch)."""

@@ -153,6 +153,9 @@ class TrainingRun(Run):
             )
         return str(program), str(submit_dir)
 
+    def image_uri(self) -> str:
+        return str(self.request["AlgorithmSpecification"].get("TrainingImage") or "")
+
     def launch(self) -> Launch:
         hps = decode_hyperparameters(self.request.get("HyperParameters") or {})
         user_hps = {k: v for k, v in hps.items() if not k.startswith(SAGEMAKER_HP_PREFIX)}

@@ -310,6 +310,9 @@ class TransformRun(Run):
     def role_arn(self) -> str:
         return self.model_role
 
+    def image_uri(self) -> str:
+        return str(self.container.get("Image") or "")
+
     def download_inputs(self) -> None:
         source = self.request["TransformInput"]["DataSource"]["S3DataSource"]
         try:

@@ -65,6 +65,27 @@ class StepFunctions:
                 "InvalidDefinition", f"Invalid State Machine Definition: '{', '.join(problems)}'"
             )
 
+    def _check_managed_rules(self, definition: str, role_arn: str) -> None:
+        """Step Functions makes the managed EventBridge rules of the definition's `.sync`
+        SageMaker Tasks as the state machine's role when it is created or updated, and refuses
+        it when the role may not (`iam.managed_rule_needs`), with the AccessDeniedException
+        AWS answers: "'ROLE_ARN' is not authorized to create managed-rule." (the message names
+        no action: the local service adds the decision that refused it)."""
+        from sfn_mlops.local.engine import STATE_MACHINE_SESSION
+        from sfn_mlops.local.iam import managed_rule_needs
+
+        wanted = managed_rule_needs(json.loads(definition), self.cloud.region, self.cloud.account)
+        if not wanted:
+            return
+        iam = self.cloud.authorization
+        denied = iam.denial(iam.caller(role_arn, STATE_MACHINE_SESSION), wanted)
+        if denied is not None:
+            raise AwsError(
+                "AccessDeniedException",
+                f"'{role_arn}' is not authorized to create managed-rule. "
+                f"(sfn-mlops local mode: {denied})",
+            )
+
     def create_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["name"]
         if not _NAME.match(name):
@@ -72,6 +93,7 @@ class StepFunctions:
         if params.get("type", "STANDARD") != "STANDARD":
             raise AwsError("ValidationException", "Only STANDARD state machines run locally")
         self._check_definition(params["definition"])
+        self._check_managed_rules(params["definition"], params["roleArn"])
         arn = self.cloud.arn("states", f"stateMachine:{name}")
         existing = self.db.get(_MACHINES, name)
         if existing is not None:
@@ -96,6 +118,11 @@ class StepFunctions:
         doc = self._machine(params["stateMachineArn"])
         if "definition" in params:
             self._check_definition(params["definition"])
+        if "definition" in params or "roleArn" in params:
+            self._check_managed_rules(
+                params.get("definition", doc["definition"]), params.get("roleArn", doc["roleArn"])
+            )
+        if "definition" in params:
             doc["definition"] = params["definition"]
         if "roleArn" in params:
             doc["roleArn"] = params["roleArn"]
