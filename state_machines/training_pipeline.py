@@ -79,6 +79,7 @@ LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 LAMBDA_INVOKE_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 DESCRIBE_ENDPOINT = "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
+UPDATE_MODEL_PACKAGE = "arn:aws:states:::aws-sdk:sagemaker:updateModelPackage"
 
 # Transient errors only: a job that ran and failed (States.TaskFailed) is never retried.
 # SageMaker API errors, throttling included ("Rate exceeded"), reach Step Functions as
@@ -932,6 +933,40 @@ def _deployment_failed(name: str, notify: steps.State, cause: str | None = None)
     return failed
 
 
+def rolled_back(notify: steps.State) -> steps.Pass:
+    """A rollback: the error names the alarm (SageMaker's FailureReason), the version and the
+    config that serves again; the version is marked Rejected in the registry, so FindChampion,
+    `batch` and the batch schedule (newest Approved version) never pick a model that was
+    rolled back. Marking it is best effort: the notification goes out either way."""
+    failed = steps.Pass(
+        "DeploymentRolledBack",
+        parameters={
+            "Error": "DeploymentRolledBack",
+            "Cause.$": "States.Format('{} Version {} was rolled back; the endpoint serves its "
+            "previous config {} again.', $.endpoint.FailureReason, "
+            "$.registration.ModelPackageArn, $.deployment.PreviousConfigName)",
+        },
+        result_path="$.error",
+    )
+    mark = Task(
+        "MarkRolledBack",
+        resource=UPDATE_MODEL_PACKAGE,
+        comment="The rolled-back version leaves the Approved ones (UpdateModelPackage).",
+        parameters={
+            "ModelPackageArn.$": "$.registration.ModelPackageArn",
+            "ModelApprovalStatus": "Rejected",
+            "ApprovalDescription.$": "States.Format('Rolled back by execution {}: {}', "
+            "$$.Execution.Name, $.endpoint.FailureReason)",
+        },
+        result_path=None,
+        retry=transient_retry(["SageMaker.SageMakerException", "SageMaker.ThrottlingException"]),
+        catch=steps.Catch(error_equals=["States.ALL"], result_path=None, next_step=notify),
+    )
+    failed.next(mark)
+    mark.next(notify)
+    return failed
+
+
 def endpoint_ready(
     deployed: steps.State, describe: steps.State, notify: steps.State
 ) -> steps.Choice:
@@ -948,11 +983,8 @@ def endpoint_ready(
         ),
         deployed,
     )
-    rolled_back = ChoiceRule.StringEqualsPath(config, "$.deployment.PreviousConfigName")
-    ready.add_choice(
-        ChoiceRule.And([in_service, reason, rolled_back]),
-        _deployment_failed("DeploymentRolledBack", notify),
-    )
+    previous = ChoiceRule.StringEqualsPath(config, "$.deployment.PreviousConfigName")
+    ready.add_choice(ChoiceRule.And([in_service, reason, previous]), rolled_back(notify))
     ready.add_choice(
         ChoiceRule.And([ChoiceRule.StringEquals("$.endpoint.EndpointStatus", "Failed"), reason]),
         _deployment_failed("EndpointFailed", notify),

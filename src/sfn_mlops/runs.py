@@ -21,6 +21,10 @@ CAUSE_LINES = 6
 DERIVED_KEYS = ("processing_env",)
 
 
+#: Failures that are outcomes of the loop rather than faults, as `executions list` words them.
+OUTCOMES = {"DeploymentRolledBack": "rolled back"}
+
+
 @dataclass(frozen=True)
 class Run:
     """One execution as the views show it."""
@@ -52,7 +56,8 @@ class Run:
             if not self.evaluation:
                 return "succeeded"
             return "gate passed" if self.evaluation.get("passed", True) else "gate failed"
-        reason = f"{self.error}: {cause_summary(self.cause)}" if self.error else self.status
+        label = OUTCOMES.get(self.error or "", self.error)
+        reason = f"{label}: {cause_summary(self.cause)}" if self.error else self.status
         return reason if len(reason) <= REASON_WIDTH else reason[: REASON_WIDTH - 1] + "…"
 
 

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pandas as pd
 import pytest
 
 from sfn_mlops.config import STACK_ENDPOINT
+from sfn_mlops.data import example_dataset
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.jobs import KIND_TRAINING, job_dir
+from sfn_mlops.report import state_output
 
 pytestmark = pytest.mark.e2e
 
@@ -556,10 +559,36 @@ def test_a_rollback_fails_the_run_as_deployment_rolled_back_and_notifies(
     assert (execution["status"], execution["error"]) == ("FAILED", "DeploymentRolledBack")
     assert DRILL_ALARM in execution["cause"]
     entered = aws.entered_states(ROLLBACK)
-    assert entered[-3:] == ["DeploymentRolledBack", "NotifyFailure", "PipelineFailed"]
+    assert entered[-4:] == [
+        "DeploymentRolledBack", "MarkRolledBack", "NotifyFailure", "PipelineFailed",
+    ]  # fmt: skip
     (message,) = aws.failure_messages(ROLLBACK)
     body = json.loads(message["Message"])
     assert body["error"] == "DeploymentRolledBack" and body["cause"] == execution["cause"]
     endpoint = aws.sagemaker.describe_endpoint(EndpointName=STACK_ENDPOINT)
     assert endpoint["EndpointConfigName"] != f"{ROLLBACK}-config"  # the old model serves again
     assert endpoint["EndpointStatus"] == "InService"
+    # The notification names the alarm, the version and the config that serves again.
+    registration = state_output(aws.history(ROLLBACK), "RegisterModel")["registration"]
+    version = registration["ModelPackageArn"]
+    assert version in body["cause"] and endpoint["EndpointConfigName"] in body["cause"]
+
+
+def test_a_rolled_back_version_is_rejected_and_skipped_by_batch(
+    rolled_back: Any, aws: Any, cli: Any, workspace: Path, tmp_path: Path
+) -> None:
+    registration = state_output(aws.history(ROLLBACK), "RegisterModel")["registration"]
+    package = aws.sagemaker.describe_model_package(ModelPackageName=registration["ModelPackageArn"])
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert DRILL_ALARM in package["ApprovalDescription"]
+    assert ROLLBACK in package["ApprovalDescription"]
+    listing = cli(workspace, "executions", "list", "--all")
+    (row,) = [line for line in listing.out.splitlines() if line.startswith(ROLLBACK)]
+    assert "rolled back: " in row, listing.out
+    data = tmp_path / "rows.csv"
+    pd.read_csv(example_dataset(tmp_path / "example")).head(5).to_csv(data, index=False)
+    scored = cli(workspace, "batch", "--data", str(data), "--output", str(tmp_path / "out"))
+    assert scored.code == 0, scored.out + scored.err
+    assert " scores " in scored.out and f"/{registration['ModelPackageVersion']} scores" not in (
+        scored.out
+    ), scored.out

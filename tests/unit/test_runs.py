@@ -87,6 +87,14 @@ def test_a_failed_run_reads_its_evaluation_from_read_evaluations_exit() -> None:
     assert len(run.result) == runs.REASON_WIDTH
 
 
+def test_a_rolled_back_run_says_rolled_back_and_names_the_alarm() -> None:
+    cause = "Alarm canary-errors went to ALARM. Version ... is marked Rejected"
+    run = runs.load_run(
+        HistoryOnly([]), execution("c", "FAILED", error="DeploymentRolledBack", cause=cause)
+    )
+    assert run.result.startswith("rolled back: Alarm canary-errors went to ALARM.")
+
+
 def test_the_table_has_a_header_and_aligned_columns() -> None:
     done = runs.load_run(
         HistoryOnly([]),

@@ -242,6 +242,9 @@ def test_every_task_catches_into_the_failure_path(definition):
             if name == "NotifyFailure"
             else {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
         )
+        if name == "MarkRolledBack":  # best effort: a failure to mark must not hide the rollback
+            assert task["Catch"] == [{**expected, "ResultPath": None}]
+            continue
         assert task.get("Catch", [])[-1:] == [expected], name
         own = [catch["ErrorEquals"] for catch in task["Catch"][:-1]]
         expected_own = {
@@ -508,8 +511,31 @@ def test_release_registers_then_deploys_and_waits_a_bounded_time(definition):
         assert states[failure]["Type"] == "Pass"
         assert states[failure]["Parameters"]["Error"] == failure
         assert states[failure]["ResultPath"] == "$.error"
-        assert states[failure]["Next"] == "NotifyFailure"
+        expected = "MarkRolledBack" if failure == "DeploymentRolledBack" else "NotifyFailure"
+        assert states[failure]["Next"] == expected
+    assert states["MarkRolledBack"]["Next"] == "NotifyFailure"
     assert states["NotifyFailure"]["Next"] == "PipelineFailed"
+
+
+def test_a_rolled_back_version_is_marked_rejected_naming_why(definition):
+    """FindChampion, `batch` and the batch schedule take the newest Approved version: the one
+    rolled back leaves them. Every path the rollback reads is one the states before keep."""
+    states = definition["States"]
+    mark = states["MarkRolledBack"]
+    assert mark["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateModelPackage"
+    assert mark["Parameters"]["ModelApprovalStatus"] == "Rejected"
+    assert "$.endpoint.FailureReason" in mark["Parameters"]["ApprovalDescription.$"]
+    assert mark["ResultPath"] is None  # the error stays for the notification
+    cause = states["DeploymentRolledBack"]["Parameters"]["Cause.$"]
+    read = re.findall(r"\$\.(\w+)\.(\w+)", cause + mark["Parameters"]["ModelPackageArn.$"])
+    kept = {
+        "registration": states["RegisterModel"]["ResultSelector"],
+        "deployment": states["DeployModel"]["ResultSelector"],
+    }
+    for step, key in read:
+        if step in kept:
+            assert f"{key}.$" in kept[step], (step, key)
+    assert ("endpoint", "FailureReason") in read  # DescribeEndpoint's whole answer
 
 
 def _choice_paths(rule: dict) -> list[str]:
