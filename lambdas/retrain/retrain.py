@@ -154,6 +154,7 @@ def _retraining_input(sfn: Any, pipeline_arn: str, why: dict[str, Any]) -> dict[
         )
     last = json.loads(sfn.describe_execution(executionArn=done[0]["executionArn"])["input"])
     earlier = last.pop("retraining", None) or {}
+    last.pop("started_by", None)  # `sfn-mlops run` started that run; this one is a retraining
     config = last.setdefault("config", {})
     if earlier.get("base_data_uri"):
         config["data_uri"] = earlier["base_data_uri"]

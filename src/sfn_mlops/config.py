@@ -459,8 +459,10 @@ class PipelineConfig(_Strict):
         return env
 
     def execution_input(self, data_uri: str) -> dict[str, Any]:
-        """The Step Functions execution input (the contract with the state machine)."""
+        """The Step Functions execution input (the contract with the state machine), marked as
+        started by `sfn-mlops run` (`executions list` says who started each run)."""
         return {
+            "started_by": "sfn-mlops run",
             "config": {
                 "data_uri": data_uri,
                 "target": self.target,

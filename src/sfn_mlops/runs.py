@@ -37,6 +37,8 @@ class Run:
     evaluation: dict[str, Any] | None
     error: str | None
     cause: str | None
+    started_by: str = "by hand"
+    ending: str = ""  # how a succeeded run ended; what a running one waits for
 
     @property
     def gate(self) -> str:
@@ -51,8 +53,10 @@ class Run:
     def result(self) -> str:
         """The verdict, or why it failed, on one short line."""
         if self.status == "RUNNING":
-            return "running"
+            return self.ending or "running"
         if self.status == "SUCCEEDED":
+            if self.ending:
+                return self.ending
             if not self.evaluation:
                 return "succeeded"
             return "gate passed" if self.evaluation.get("passed", True) else "gate failed"
@@ -65,10 +69,14 @@ def load_run(sfn: Any, execution: Mapping[str, Any]) -> Run:
     """A run from its DescribeExecution answer; the history is read only when the output
     does not hold the evaluation (a failed or stopped run)."""
     output = json.loads(execution.get("output") or "null") or {}
+    given = json.loads(execution.get("input") or "{}")
     evaluation = output.get("evaluation")
-    if evaluation is None and execution["status"] != "RUNNING":
+    ending = _ending(output) if execution["status"] == "SUCCEEDED" else ""
+    if evaluation is None or execution["status"] == "RUNNING":
         events = execution_history(sfn, execution["executionArn"])
-        evaluation = (state_output(events, "ReadEvaluation") or {}).get("evaluation")
+        evaluation = evaluation or (state_output(events, "ReadEvaluation") or {}).get("evaluation")
+        if execution["status"] == "RUNNING" and _last_entered(events) == "WaitForApproval":
+            ending = "waiting for approval"
     stop = execution.get("stopDate")
     return Run(
         name=execution["name"],
@@ -79,7 +87,43 @@ def load_run(sfn: Any, execution: Mapping[str, Any]) -> Run:
         evaluation=evaluation,
         error=execution.get("error"),
         cause=execution.get("cause"),
+        started_by=started_by(given),
+        ending=ending,
     )
+
+
+#: What `sfn-mlops run` writes into an execution's input (`Config.execution_input`; the
+#: Retrain Lambda drops it from the input it reuses).
+STARTED_BY_CLI = "sfn-mlops run"
+
+
+def started_by(execution_input: Mapping[str, Any]) -> str:
+    """Who started a run: the CLI, an alarm (which), the retraining schedule, or someone by
+    hand (any other StartExecution)."""
+    why = execution_input.get("retraining")
+    if isinstance(why, Mapping):
+        if why.get("reason") == "alarm":
+            return f"alarm {why.get('alarm') or '?'}"
+        return "schedule" if why.get("reason") == "schedule" else "retraining"
+    return "sfn-mlops run" if execution_input.get("started_by") == STARTED_BY_CLI else "by hand"
+
+
+def _ending(output: Mapping[str, Any]) -> str:
+    """How a succeeded run ended, from what its states left in the output."""
+    registration = output.get("registration") or {}
+    if output.get("deployment"):
+        strategy = output["deployment"].get("Strategy", "?")
+        return f"deployed ({'new endpoint' if strategy == 'create' else strategy})"
+    if registration.get("ModelApprovalStatus") == "Rejected":
+        return "kept production"
+    return "registered" if registration else ""
+
+
+def _last_entered(events: list[dict[str, Any]]) -> str | None:
+    for event in reversed(events):
+        if event["type"].endswith("StateEntered"):
+            return str(event["stateEnteredEventDetails"]["name"])
+    return None
 
 
 def execution_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
@@ -116,11 +160,11 @@ def list_executions(
 
 def table(runs: list[Run]) -> list[str]:
     """The `executions list` table: a header, then a row per run."""
-    rows = [("NAME", "STATUS", "STARTED", "DURATION", "GATE", "RESULT")]
+    rows = [("NAME", "STATUS", "STARTED", "BY", "DURATION", "GATE", "RESULT")]
     for run in runs:
         took = "" if run.seconds is None else f"{run.seconds:.1f} s"
         started = f"{run.started:%Y-%m-%d %H:%M:%S}"
-        rows.append((run.name, run.status, started, took, run.gate, run.result))
+        rows.append((run.name, run.status, started, run.started_by, took, run.gate, run.result))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
@@ -150,9 +194,11 @@ def describe(run: Run) -> list[str]:
     lines = [
         f"Execution  {run.name}",
         f"Status     {run.status}",
-        f"Started    {run.started:%Y-%m-%d %H:%M:%S}",
+        f"Started    {run.started:%Y-%m-%d %H:%M:%S} ({run.started_by})",
         f"Duration   {took}",
     ]
+    if run.ending:
+        lines.append(f"Outcome    {run.ending}")
     if run.evaluation:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in run.evaluation["metrics"].items())
         verdict = "passed" if run.evaluation["passed"] else "failed"

@@ -262,9 +262,10 @@ def test_list_and_compare_show_the_gate_of_a_passed_and_a_failed_run(
     listing = cli(workspace, "executions", "list", "--all")
     rows = {line.split()[0]: line for line in listing.out.splitlines()[1:]}
     assert listing.out.splitlines()[0].split() == [
-        "NAME", "STATUS", "STARTED", "DURATION", "GATE", "RESULT"
+        "NAME", "STATUS", "STARTED", "BY", "DURATION", "GATE", "RESULT"
     ]  # fmt: skip
-    assert re.search(r"SUCCEEDED .* rmse \d\.\d+ <= 2\.5 +gate passed$", rows[HAPPY])
+    happy_row = r"SUCCEEDED .* sfn-mlops run .* rmse \d\.\d+ <= 2\.5 +deployed \(new endpoint\)$"
+    assert re.search(happy_row, rows[HAPPY])
     assert re.search(r"FAILED .* rmse \d\.\d+ <= 0\.01 +ModelQualityBelowThreshold: ", rows[GATE])
     failed_only = cli(workspace, "executions", "list", "--status", "FAILED", "--all")
     assert HAPPY not in failed_only.out and GATE in failed_only.out

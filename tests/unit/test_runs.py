@@ -95,6 +95,40 @@ def test_a_rolled_back_run_says_rolled_back_and_names_the_alarm() -> None:
     assert run.result.startswith("rolled back: Alarm canary-errors went to ALARM.")
 
 
+def test_who_started_a_run_is_read_from_its_input() -> None:
+    cli = {"started_by": "sfn-mlops run", "config": CONFIG}
+    alarm = {"config": CONFIG, "retraining": {"reason": "alarm", "alarm": "sfn-mlops-drift-sex"}}
+    schedule = {"config": CONFIG, "retraining": {"reason": "schedule"}}
+    assert runs.started_by(cli) == "sfn-mlops run"
+    assert runs.started_by(alarm) == "alarm sfn-mlops-drift-sex"
+    assert runs.started_by(schedule) == "schedule"
+    assert runs.started_by({"config": CONFIG}) == "by hand"
+    done = execution("d", "SUCCEEDED", output="{}", input=json.dumps(alarm))
+    assert runs.load_run(HistoryOnly([]), done).started_by == "alarm sfn-mlops-drift-sex"
+
+
+def test_how_a_succeeded_run_ended_is_read_from_its_output() -> None:
+    def ended(output: dict[str, Any]) -> str:
+        done = execution("e", "SUCCEEDED", output=json.dumps({"evaluation": EVALUATION, **output}))
+        return runs.load_run(HistoryOnly([]), done).result
+
+    approved = {"ModelApprovalStatus": "Approved"}
+    deployed = {"registration": approved, "deployment": {"Strategy": "canary"}}
+    assert ended(deployed) == "deployed (canary)"
+    assert ended({"registration": {"ModelApprovalStatus": "Rejected"}}) == "kept production"
+    assert ended({"registration": approved}) == "registered"
+    assert ended({}) == "gate passed"
+
+
+def test_a_run_paused_for_approval_says_so() -> None:
+    entered = {
+        "type": "TaskStateEntered",
+        "stateEnteredEventDetails": {"name": "WaitForApproval", "input": "{}"},
+    }
+    running = execution("f", "RUNNING", stopDate=None)
+    assert runs.load_run(HistoryOnly([entered]), running).result == "waiting for approval"
+
+
 def test_the_table_has_a_header_and_aligned_columns() -> None:
     done = runs.load_run(
         HistoryOnly([]),
@@ -103,9 +137,9 @@ def test_the_table_has_a_header_and_aligned_columns() -> None:
     running = runs.Run("run-22", "RUNNING", START, None, CONFIG, None, None, None)
 
     assert runs.table([running, done]) == [
-        "NAME    STATUS     STARTED              DURATION  GATE               RESULT",
-        "run-22  RUNNING    2026-12-01 09:30:00" + " " * 31 + "running",
-        "run-1   SUCCEEDED  2026-12-01 09:30:00  4.2 s     rmse 2.286 <= 2.5  gate passed",
+        "NAME    STATUS     STARTED              BY       DURATION  GATE               RESULT",
+        "run-22  RUNNING    2026-12-01 09:30:00  by hand" + " " * 31 + "running",
+        "run-1   SUCCEEDED  2026-12-01 09:30:00  by hand  4.2 s     rmse 2.286 <= 2.5  gate passed",
     ]
 
 
@@ -117,7 +151,7 @@ def test_describe_shows_the_settings_as_dotted_keys_without_derived_ones() -> No
     assert runs.describe(run) == [
         "Execution  a",
         "Status     SUCCEEDED",
-        "Started    2026-12-01 09:30:00",
+        "Started    2026-12-01 09:30:00 (by hand)",
         "Duration   4.2 s",
         "Metrics    rmse 2.286, r2 0.5502 (test set)",
         "Gate       rmse 2.286 <= 2.5: passed",
