@@ -381,3 +381,8 @@ def test_local_deploy_reads_samconfig_parameter_overrides(tmp_path: Path) -> Non
     )
     with pytest.raises(TemplateError, match="'Data' is not Key=Value"):
         samconfig_parameters(tmp_path)
+    (tmp_path / "samconfig.toml").write_text(  # the unquoted form the README once showed
+        "[default.deploy.parameters]\nparameter_overrides = \"Every=cron(0 2 * * ? *)\"\n"
+    )
+    with pytest.raises(TemplateError, match=r"'2' is not Key=Value \(quote a value with spaces"):
+        samconfig_parameters(tmp_path)

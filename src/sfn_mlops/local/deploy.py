@@ -86,7 +86,10 @@ def samconfig_parameters(project: Path) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise TemplateError(f"{path}: parameter_overrides entry {pair!r} is not Key=Value")
+            raise TemplateError(
+                f"{path}: parameter_overrides entry {pair!r} is not Key=Value (quote a value "
+                "with spaces, as sam deploy needs too: BatchSchedule='cron(0 2 * * ? *)')"
+            )
         parameters[key] = value
     return parameters
 
