@@ -224,7 +224,7 @@ def _follow(
         )
         return 130
     summarize(execution, follower.events, local_path=lambda uri: _local_path(workspace, uri))
-    _show_notifications(workspace, since=execution["startDate"].timestamp())
+    _show_notifications(workspace, execution)
     print(f"\nTotal wall time: {time.monotonic() - started:.1f} s")
     return EXIT_OK if execution["status"] == "SUCCEEDED" else EXIT_FAILED
 
@@ -275,13 +275,15 @@ def _run_aws(args: argparse.Namespace, config: PipelineConfig) -> int:
     return EXIT_OK if result.execution["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
-def _show_notifications(workspace: Path, since: float) -> None:
-    """Which notifications the run sent; their text is the cause the summary already shows."""
+def _show_notifications(workspace: Path, execution: dict[str, Any]) -> None:
+    """Which notifications this run sent (its own: they name its execution, where other runs'
+    and batches' may come in the same minutes); their text is the cause the summary shows."""
     from sfn_mlops.local.metadata import MetadataStore
     from sfn_mlops.local.services.sns import MESSAGES
 
+    since, arn = execution["startDate"].timestamp(), execution["executionArn"]
     for message in MetadataStore(workspace / "metadata.db").read(MESSAGES):
-        if message["Timestamp"] < since:
+        if message["Timestamp"] < since or f'"{arn}"' not in str(message.get("Message", "")):
             continue
         topic = message["TopicArn"].rpartition(":")[2]
         print(f"Notification sent to {topic}: {message.get('Subject') or '(no subject)'}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from pathlib import Path
+
 import pytest
 
 from sfn_mlops.cli import build_parser, main
@@ -37,3 +41,28 @@ def test_global_options_parse_before_and_after_the_subcommand() -> None:
 
     assert after.workspace == before.workspace == "/tmp/w"
     assert neither.workspace is None
+
+
+def test_a_run_shows_only_its_own_notifications(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another run's or a batch's notification sent while this run went is not this run's."""
+    from sfn_mlops.cli import _show_notifications
+    from sfn_mlops.local.metadata import MetadataStore
+    from sfn_mlops.local.services.sns import MESSAGES
+
+    arn = "arn:aws:states:us-east-1:123456789012:execution:TrainingPipeline:"
+    started = dt.datetime(2026, 12, 7, 10, 0, tzinfo=dt.UTC)
+    store = MetadataStore(tmp_path / "metadata.db")
+    for name, subject in (("mine", "pipeline failed"), ("other", "batch failed")):
+        store.append(
+            MESSAGES,
+            {
+                "TopicArn": "arn:aws:sns:us-east-1:123456789012:FailureTopic",
+                "Subject": subject,
+                "Message": json.dumps({"execution": arn + name, "error": "E", "cause": "c"}),
+                "Timestamp": started.timestamp() + 1,
+            },
+        )
+    _show_notifications(tmp_path, {"executionArn": arn + "mine", "startDate": started})
+    assert capsys.readouterr().out == "Notification sent to FailureTopic: pipeline failed\n"
