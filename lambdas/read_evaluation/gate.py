@@ -216,7 +216,7 @@ def against_champion(
     champion_value = scores[metric]
     required = champion_value - margin if direction == "minimize" else champion_value + margin
     difference = _paired_difference(champion, metric)
-    required_difference = -margin if direction == "minimize" else margin
+    required_difference = 0.0 - margin if direction == "minimize" else margin  # never -0.0
     result: dict[str, Any] = {
         "present": True,
         "source": champion.get("source"),
@@ -243,7 +243,8 @@ def against_champion(
         decided = (
             f"gate.champion_significance {significance:g}: the paired difference's "
             f"{bound['level']:.0%} {bound['side']} bound {_format_number(bound['value'])} must "
-            f"be {'<' if direction == 'minimize' else '>'} {_format_number(required_difference)}"
+            f"be {'below' if direction == 'minimize' else 'above'} "
+            f"{_format_number(required_difference)}"
         )
     verdict = "beats" if beats else "does not beat"
     paired = ""

@@ -180,12 +180,20 @@ def test_happy_path_model_archive_holds_model_and_schema(happy: Any, aws: Any) -
 
 
 def test_happy_path_evaluation_passes_gate_and_summary_says_so(happy: Any, aws: Any) -> None:
-    rmse = _evaluation(aws, HAPPY)["regression_metrics"]["rmse"]["value"]
+    entry = _evaluation(aws, HAPPY)["regression_metrics"]["rmse"]
+    rmse, interval = entry["value"], entry["confidence_interval"]
     assert rmse < 2.5
+    assert interval["level"] == 0.95 and interval["lower"] < rmse < interval["upper"]
     summary = happy.summary(HAPPY)
-    shown = re.search(r"Quality gate PASSED: rmse = ([0-9.]+), required <= 2\.5", summary)
+    shown = re.search(
+        r"Quality gate PASSED: rmse = ([0-9.]+), required <= 2\.5 "
+        r"\(95% interval ([0-9.]+) to ([0-9.]+)\)",
+        summary,
+    )
     assert shown, summary
     assert float(shown.group(1)) == pytest.approx(rmse, rel=1e-3)
+    assert float(shown.group(2)) == pytest.approx(interval["lower"], rel=1e-3)
+    assert float(shown.group(3)) == pytest.approx(interval["upper"], rel=1e-3)
 
 
 def test_happy_path_sends_no_failure_notification(happy: Any, aws: Any) -> None:

@@ -477,6 +477,8 @@ def test_champion_significance_needs_the_paired_bound_past_the_margin(
             "gate.champion_significance 0.05: the paired difference's 95% upper bound"
             in (result["cause"])
         )
+        expected = "0.0" if margin == 0 else "-0.1"  # a margin of 0 is 0.0, not -0.0
+        assert f"must be below {expected}" in result["cause"]
 
 
 def test_champion_significance_needs_the_paired_bound_in_the_report(gate):

@@ -364,6 +364,16 @@ def test_sdk_extensions_validate_their_fields():
         training_pipeline.Fail("F", result_selector={})
 
 
+def _engine_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, setting in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, setting)
+
+
 def _run_in_local_engine(definition: dict[str, Any], execution_input: dict[str, Any]) -> dict:
     """Runs a definition in moto's ASL interpreter (the local engine) until it stops."""
     import time
@@ -401,13 +411,7 @@ def _run_in_local_engine(definition: dict[str, Any], execution_input: dict[str, 
 )
 def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direction, value, status):
     """PrepareRun, the hyperparameter merge and the gate, without the jobs in between."""
-    for name, setting in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, setting)
+    _engine_env(monkeypatch)
     states = definition["States"]
     train = states["Train"]["Parameters"]
     machine = {
@@ -645,16 +649,6 @@ def test_the_overfit_gate_compares_the_gap_with_the_configured_limit(definition)
     assert channels["validation"] == "/opt/ml/processing/validation"
     arguments = _evaluate_arguments(definition, {"metric": "rmse", "confidence": None})
     assert arguments[arguments.index("--train-dir") + 1] == "/opt/ml/processing/train"
-
-
-def _engine_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, setting in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, setting)
 
 
 def _evaluate_arguments(definition: dict[str, Any], gate: dict[str, Any]) -> list[str]:
