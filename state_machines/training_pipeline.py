@@ -257,16 +257,28 @@ def _processing_job(
     arguments: list[str],
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
+    json_arguments: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """CreateProcessingJob parameters for a script run in the XGBoost image."""
+    """CreateProcessingJob parameters for a script run in the XGBoost image.
+
+    `json_arguments` maps an option to a path of the state's input, passed as its JSON text
+    (States.JsonToString inside a States.Array of the arguments)."""
+    # The message file is named explicitly so the local runner can re-root it.
+    fixed = [*arguments, "--message-file", EXIT_MESSAGE_FILE]
+    app: dict[str, Any] = {
+        "ImageUri": "${XGBoostImageUri}",
+        "ContainerEntrypoint": ["python3", f"{PROCESSING_CODE_DIR}/{script}"],
+    }
+    if json_arguments:
+        items = [f"'{argument}'" for argument in fixed]
+        for option, path in json_arguments.items():
+            items += [f"'{option}'", f"States.JsonToString({path})"]
+        app["ContainerArguments.$"] = f"States.Array({', '.join(items)})"
+    else:
+        app["ContainerArguments"] = fixed
     return {
         "ProcessingJobName.$": attempt_name(job_name_path),
-        "AppSpecification": {
-            "ImageUri": "${XGBoostImageUri}",
-            "ContainerEntrypoint": ["python3", f"{PROCESSING_CODE_DIR}/{script}"],
-            # The message file is named explicitly so the local runner can re-root it.
-            "ContainerArguments": [*arguments, "--message-file", EXIT_MESSAGE_FILE],
-        },
+        "AppSpecification": app,
         "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {"Outputs": outputs},
         "ProcessingResources": {
@@ -459,6 +471,8 @@ def evaluate() -> Task:
                 _s3_input("code", PROCESSING_CODE_DIR, {"S3Uri": "${CodeUri}/evaluation/"}),
             ],
             outputs=[_s3_output("evaluation", evaluation_dir, _run_path("evaluation"))],
+            # the intervals' level and the paired comparison with the champion
+            json_arguments={"--gate": "$.config.gate"},
         ),
         result_selector={"job_name.$": "$.ProcessingJobName", "status.$": "$.ProcessingJobStatus"},
         result_path="$.steps.evaluate",
@@ -477,6 +491,9 @@ EVALUATION_KEYS = (
     "cause",
     "champion",
     "overfitting",
+    "interval",
+    "bound",
+    "gated_value",
 )
 
 
@@ -501,30 +518,62 @@ def find_champion() -> Task:
 
 def champion_gate(challenger_wins: steps.State, kept: steps.State) -> steps.Choice:
     """The new model goes on only if it beats the production model by the margin (numbers
-    compared here, as in the quality gate); without a comparable champion it goes on."""
+    compared here, as in the quality gate); without a comparable champion it goes on. With
+    gate.champion_significance, the paired bootstrap difference's one-sided bound must be
+    past the margin instead: a significant improvement."""
     gate = steps.Choice(
         "ChampionGate", comment="Keeps the production model when the new one is not better."
     )
     gate.add_choice(
         ChoiceRule.BooleanEquals("$.evaluation.champion.present", False), challenger_wins
     )
-    beats = ChoiceRule.Or(
+    significance = "$.evaluation.champion.significance"
+    gate.add_choice(
+        ChoiceRule.And(
+            [
+                ChoiceRule.IsNull(significance, True),
+                _by_direction(
+                    "$.evaluation.value",
+                    "$.evaluation.champion.required",
+                    ChoiceRule.NumericLessThanEqualsPath,
+                    ChoiceRule.NumericGreaterThanEqualsPath,
+                ),
+            ]
+        ),
+        challenger_wins,
+    )
+    gate.add_choice(
+        ChoiceRule.And(
+            [
+                ChoiceRule.IsNull(significance, False),
+                _by_direction(
+                    "$.evaluation.champion.difference_bound",
+                    "$.evaluation.champion.required_difference",
+                    ChoiceRule.NumericLessThanPath,
+                    ChoiceRule.NumericGreaterThanPath,
+                ),
+            ]
+        ),
+        challenger_wins,
+    )
+    gate.default_choice(kept)
+    return gate
+
+
+def _by_direction(variable: str, reference: str, minimize: Any, maximize: Any) -> ChoiceRule:
+    """`variable` compared with `reference` by `minimize` or `maximize` as the gate's
+    direction says."""
+    return ChoiceRule.Or(
         [
             ChoiceRule.And(
                 [
                     ChoiceRule.StringEquals("$.evaluation.direction", direction),
-                    comparison("$.evaluation.value", "$.evaluation.champion.required"),
+                    comparison(variable, reference),
                 ]
             )
-            for direction, comparison in (
-                ("minimize", ChoiceRule.NumericLessThanEqualsPath),
-                ("maximize", ChoiceRule.NumericGreaterThanEqualsPath),
-            )
+            for direction, comparison in (("minimize", minimize), ("maximize", maximize))
         ]
     )
-    gate.add_choice(beats, challenger_wins)
-    gate.default_choice(kept)
-    return gate
 
 
 def read_evaluation() -> Task:
@@ -546,30 +595,19 @@ def read_evaluation() -> Task:
 
 
 def quality_gate(approved: steps.State, below_threshold: steps.State) -> steps.Choice:
-    """Compares the numbers themselves rather than trusting a boolean from the Lambda."""
+    """Compares the numbers themselves rather than trusting a boolean from the Lambda:
+    `gated_value` is the metric's value, or with gate.confidence its interval's pessimistic
+    bound."""
     gate = steps.Choice(
         "QualityGate",
-        comment="Passes when the metric is on the right side of the threshold.",
+        comment="Passes when the metric (or, with gate.confidence, its interval's pessimistic "
+        "bound) is on the right side of the threshold.",
     )
-    passes = ChoiceRule.Or(
-        [
-            ChoiceRule.And(
-                [
-                    ChoiceRule.StringEquals("$.evaluation.direction", "minimize"),
-                    ChoiceRule.NumericLessThanEqualsPath(
-                        "$.evaluation.value", "$.evaluation.threshold"
-                    ),
-                ]
-            ),
-            ChoiceRule.And(
-                [
-                    ChoiceRule.StringEquals("$.evaluation.direction", "maximize"),
-                    ChoiceRule.NumericGreaterThanEqualsPath(
-                        "$.evaluation.value", "$.evaluation.threshold"
-                    ),
-                ]
-            ),
-        ]
+    passes = _by_direction(
+        "$.evaluation.gated_value",
+        "$.evaluation.threshold",
+        ChoiceRule.NumericLessThanEqualsPath,
+        ChoiceRule.NumericGreaterThanEqualsPath,
     )
     gate.add_choice(passes, approved)
     gate.default_choice(below_threshold)
@@ -783,6 +821,7 @@ def register_model(state_id: str = "RegisterModel", *, rejected: bool = False) -
                 "config.$": "$.config",
                 "metric.$": "$.evaluation.metric",
                 "value.$": "$.evaluation.value",
+                "interval.$": "$.evaluation.interval",
                 "champion.$": "$.evaluation.champion",
                 "rejected": rejected,
             },

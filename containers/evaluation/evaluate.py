@@ -2,7 +2,9 @@
 
 The report uses SageMaker's model quality metrics layout (the one a model package's
 ModelMetrics.ModelQuality.Statistics points at), so the pipeline's threshold Choice and the
-Model Registry read the same file. Standard deviations come from a small seeded bootstrap.
+Model Registry read the same file. Each metric's standard deviation and percentile confidence
+interval come from a seeded bootstrap over the test rows; the production model is scored on
+the same resampled rows, so the two are compared paired.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from jobkit import UserError
 
 xgb = jobkit.import_xgboost()
 
-BOOTSTRAP_RESAMPLES = 20
+BOOTSTRAP_RESAMPLES = 1000  # percentile intervals need the tails: about a thousand resamples
+BOOTSTRAP_MIN_RESAMPLES = 200  # the floor when a large test set shrinks the count
+BOOTSTRAP_ROW_BUDGET = 20_000_000  # rows drawn over all resamples, so large test sets stay fast
 BOOTSTRAP_MAX_ROWS = 100_000  # each resample draws at most this many rows, so 1M rows stays fast
 BOOTSTRAP_SEED = 0
+CONFIDENCE_LEVEL = 0.95  # the intervals' level when gate.confidence is not set
 EPSILON = 1e-15  # probability clip for log loss, as scikit-learn does
 MODEL_QUALITY_BASELINE = "model_quality_baseline.csv"  # Model Monitor's baseline data set
 REPORT_KEYS = {
@@ -166,32 +171,125 @@ def _entry(value: float, spread: float) -> dict[str, float] | None:
     return entry
 
 
-def metrics_report(
-    problem_type: str, y: np.ndarray, pred: np.ndarray, *, seed: int = BOOTSTRAP_SEED
-) -> dict[str, Any]:
-    """Metric values with bootstrap standard deviations, in the model quality layout.
+def resample_count(rows: int) -> int:
+    """How many bootstrap resamples a test set of `rows` rows gets: BOOTSTRAP_RESAMPLES, fewer
+    (never under BOOTSTRAP_MIN_RESAMPLES) when the rows drawn would pass BOOTSTRAP_ROW_BUDGET."""
+    draw = max(1, min(rows, BOOTSTRAP_MAX_ROWS))
+    return max(BOOTSTRAP_MIN_RESAMPLES, min(BOOTSTRAP_RESAMPLES, BOOTSTRAP_ROW_BUDGET // draw))
 
-    A metric undefined on this data (AUC with one class, R² of a constant target) is left
-    out of the report, with a log line, so every value in the report is a finite number.
+
+def bootstrap(
+    problem_type: str, y: np.ndarray, pred: np.ndarray, *, seed: int = BOOTSTRAP_SEED
+) -> dict[str, np.ndarray]:
+    """Each metric on resamples of the test rows (drawn with replacement), NaN where undefined.
+
+    The row indices depend only on the seed and the number of rows, so two models scored with
+    the same seed on the same rows are resampled identically: resample i of one pairs with
+    resample i of the other.
     """
     metrics = METRICS[problem_type]
     rng = np.random.default_rng(seed)
     draw = min(y.size, BOOTSTRAP_MAX_ROWS)
-    samples: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(BOOTSTRAP_RESAMPLES):
+    count = resample_count(y.size)
+    samples = {name: np.empty(count) for name in metrics}
+    for i in range(count):
         rows = rng.integers(0, y.size, draw)
+        y_rows, pred_rows = y[rows], pred[rows]
         for name, metric in metrics.items():
-            samples[name].append(metric(y[rows], pred[rows]))
+            samples[name][i] = metric(y_rows, pred_rows)
+    return samples
+
+
+def percentile_interval(samples: np.ndarray, level: float) -> dict[str, float] | None:
+    """The percentile bootstrap interval: the (1-level)/2 and (1+level)/2 quantiles of the
+    finite resampled values; None when fewer than two are finite."""
+    finite = samples[np.isfinite(samples)]
+    if finite.size < 2:
+        return None
+    lower, upper = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2])
+    return {"lower": float(lower), "upper": float(upper), "level": level}
+
+
+def metrics_report(
+    problem_type: str,
+    y: np.ndarray,
+    pred: np.ndarray,
+    *,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CONFIDENCE_LEVEL,
+    samples: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Metric values with bootstrap standard deviations and percentile confidence intervals
+    (at `level`), in the model quality layout. `samples` are this model's bootstrap values
+    when the caller already has them.
+
+    A metric undefined on this data (AUC with one class, R² of a constant target) is left
+    out of the report, with a log line, so every value in the report is a finite number.
+    """
+    if samples is None:
+        samples = bootstrap(problem_type, y, pred, seed=seed)
     section = {}
-    for name, metric in metrics.items():
-        finite = [v for v in samples[name] if np.isfinite(v)]
-        spread = float(np.std(finite)) if len(finite) > 1 else float("nan")
-        entry = _entry(metric(y, pred), spread)
+    for name, metric in METRICS[problem_type].items():
+        finite = samples[name][np.isfinite(samples[name])]
+        spread = float(np.std(finite)) if finite.size > 1 else float("nan")
+        entry: dict[str, Any] | None = _entry(metric(y, pred), spread)
         if entry is None:
             print(f"{name} is undefined on this test data; left out of the report", flush=True)
-        else:
-            section[name] = entry
-    return {REPORT_KEYS[problem_type]: section, "dataset": {"rows": int(y.size)}}
+            continue
+        interval = percentile_interval(samples[name], level)
+        if interval is not None:
+            entry["confidence_interval"] = interval
+        section[name] = entry
+    return {
+        REPORT_KEYS[problem_type]: section,
+        "dataset": {"rows": int(y.size)},
+        "bootstrap": {"resamples": resample_count(y.size), "seed": seed, "level": level},
+    }
+
+
+def paired_difference(
+    new: np.ndarray,
+    champion: np.ndarray,
+    *,
+    metric: str,
+    direction: str,
+    margin: float = 0.0,
+    level: float = CONFIDENCE_LEVEL,
+    significance: float | None = None,
+) -> dict[str, Any] | None:
+    """The new model's metric less the champion's, resample by resample on the same rows.
+
+    `difference` is its bootstrap distribution's interval at `level`; `share_not_better` is
+    the share of resamples where the new model is not better by `margin` (a one-sided
+    p-value-like share: small means the improvement is unlikely to be luck). With a
+    `significance` level, `bound` is the one-sided bound at 1 - significance that decides:
+    the upper one (minimize: the difference must stay under -margin) or the lower one
+    (maximize: over margin).
+    """
+    both = np.isfinite(new) & np.isfinite(champion)
+    difference = new[both] - champion[both]
+    if difference.size < 2:
+        return None
+    # Better means strictly better by the margin: with a margin of 0, a tie is not better.
+    not_better = difference >= -margin if direction == "minimize" else difference <= margin
+    result: dict[str, Any] = {
+        "metric": metric,
+        "direction": direction,
+        "margin": margin,
+        "resamples": int(difference.size),
+        "mean": float(np.mean(difference)),
+        "confidence_interval": percentile_interval(difference, level),
+        "share_not_better": float(np.mean(not_better)),
+    }
+    if significance is not None:
+        quantile = 1 - significance if direction == "minimize" else significance
+        result["significance"] = significance
+        result["bound"] = {
+            "side": "upper" if direction == "minimize" else "lower",
+            "value": float(np.quantile(difference, quantile)),
+            "level": 1 - significance,
+        }
+    return result
 
 
 def write_model_quality_baseline(
@@ -296,45 +394,61 @@ def evaluate(
     output_dir: str,
     champion_dir: str | None = None,
     split_paths: Mapping[str, str] | None = None,
+    gate: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the model on the test CSV and write evaluation.json and the model quality
     baseline data set (model_quality_baseline.csv); return the report.
 
     With a champion (the production model's archive in `champion_dir`), it is scored on the
-    same rows and its metrics go under `champion`, so the gate compares like with like. The
-    training and validation splits (`split_paths`) are scored too, under `splits`: the
-    train/test gap is how the pipeline sees overfitting.
+    same rows and its metrics go under `champion`, so the gate compares like with like; with
+    the `gate` (the pipeline's resolved gate config) the gate metric's paired difference goes
+    there too. The training and validation splits (`split_paths`) are scored under `splits`:
+    the train/test gap is how the pipeline sees overfitting.
     """
     started = time.perf_counter()
+    gate = dict(gate or {})
+    level = float(gate.get("confidence") or CONFIDENCE_LEVEL)
     with tempfile.TemporaryDirectory() as workdir:
         booster, schema = load_model(extract_model(model_dir, workdir))
     y, x = jobkit.read_target_first_csv(test_path)
     if y.size == 0:
         raise UserError(f"test data {test_path} has no rows")
+    problem_type = schema["problem_type"]
     prediction = predict(booster, schema, x)
-    report = metrics_report(schema["problem_type"], y, prediction)
+    samples = bootstrap(problem_type, y, prediction)
+    report = metrics_report(problem_type, y, prediction, level=level, samples=samples)
     write_model_quality_baseline(
-        os.path.join(output_dir, MODEL_QUALITY_BASELINE), schema["problem_type"], y, prediction
+        os.path.join(output_dir, MODEL_QUALITY_BASELINE), problem_type, y, prediction
     )
     splits = {}
     for split, path in (split_paths or {}).items():
         y_split, x_split = jobkit.read_target_first_csv(path)
         if y_split.size:
             prediction = predict(booster, schema, x_split)
-            splits[split] = split_metrics(schema["problem_type"], y_split, prediction)
+            splits[split] = split_metrics(problem_type, y_split, prediction)
     if splits:
         report["splits"] = splits
     if champion_dir and os.path.exists(os.path.join(champion_dir, "model.tar.gz")):
-        report["champion"] = score_champion(champion_dir, schema, y, x)
+        report["champion"] = score_champion(
+            champion_dir, schema, y, x, level=level, gate=gate, new_samples=samples
+        )
     jobkit.write_json(os.path.join(output_dir, "evaluation.json"), report)
     print(f"evaluated {y.size} rows in {time.perf_counter() - started:.2f}s: {report}", flush=True)
     return report
 
 
 def score_champion(
-    champion_dir: str, schema: Mapping[str, Any], y: np.ndarray, x: np.ndarray
+    champion_dir: str,
+    schema: Mapping[str, Any],
+    y: np.ndarray,
+    x: np.ndarray,
+    *,
+    level: float = CONFIDENCE_LEVEL,
+    gate: Mapping[str, Any] | None = None,
+    new_samples: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The champion's metrics on this test set, or why it cannot be compared."""
+    """The champion's metrics on this test set, or why it cannot be compared. With the gate
+    and the new model's bootstrap values, the gate metric's paired difference too."""
     source = _champion_source(champion_dir)
     with tempfile.TemporaryDirectory() as workdir:
         try:
@@ -349,7 +463,22 @@ def score_champion(
                 "reason": f"the production model's {key} ({champion_schema.get(key)!r}) is "
                 f"not this run's ({schema.get(key)!r})",
             }
-    report = metrics_report(schema["problem_type"], y, predict(booster, champion_schema, x))
+    prediction = predict(booster, champion_schema, x)
+    samples = bootstrap(schema["problem_type"], y, prediction)
+    report = metrics_report(schema["problem_type"], y, prediction, level=level, samples=samples)
+    metric = (gate or {}).get("metric")
+    if gate and new_samples is not None and metric in samples:
+        paired = paired_difference(
+            new_samples[metric],
+            samples[metric],
+            metric=metric,
+            direction=gate["direction"],
+            margin=float(gate.get("champion_margin") or 0.0),
+            level=level,
+            significance=gate.get("champion_significance"),
+        )
+        if paired is not None:
+            report["paired_difference"] = paired
     return {"comparable": True, "source": source, **report}
 
 
@@ -369,9 +498,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--champion-dir", help="the production model's archive, if any")
     parser.add_argument("--train-dir", help="the training split, scored for the train/test gap")
     parser.add_argument("--validation-dir", help="the validation split, scored beside it")
+    parser.add_argument(
+        "--gate",
+        type=_gate_json,
+        help="the pipeline's gate config as JSON (metric, direction, champion_margin, "
+        "confidence, champion_significance): the intervals' level and the paired comparison",
+    )
     # A processing job's failure reason goes where DescribeProcessingJob reads ExitMessage from.
     parser.add_argument("--message-file", default=jobkit.PROCESSING_MESSAGE_FILE)
     return parser.parse_args(argv)
+
+
+def _gate_json(text: str) -> dict[str, Any]:
+    try:
+        gate = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--gate is not JSON: {exc}") from exc
+    if not isinstance(gate, dict):
+        raise argparse.ArgumentTypeError("--gate must be a JSON object")
+    return gate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -390,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if folder
             },
+            gate=args.gate,
         ),
         reason_file=args.message_file,
     )

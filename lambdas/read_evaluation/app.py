@@ -2,7 +2,8 @@
 
 Invoked by the state machine's `ReadEvaluation` Task with
 `{"evaluation_uri": "s3://.../evaluation.json", "gate": {"metric", "direction", "threshold"}}`.
-The state machine's Choice compares `value` with `threshold` itself; `passed` and `cause` are
+The state machine's Choice compares `gated_value` (the value, or with gate.confidence the
+interval's pessimistic bound) with `threshold` itself; `passed` and `cause` are
 for people. Errors propagate: Step Functions sees the exception's class name as the error
 (`EvaluationReportNotFound`, `InvalidEvaluationReport`, `GateConfigError`, `ValidationError`).
 """
@@ -48,6 +49,8 @@ class GateSpec(BaseModel):
     threshold: float
     champion_margin: float = Field(0.0, ge=0)  # how much better than production, at least
     max_train_test_gap: float | None = Field(None, ge=0)  # the overfitting gate, when set
+    confidence: float | None = Field(None, gt=0.5, lt=1)  # gate on the interval's bound
+    champion_significance: float | None = Field(None, gt=0, lt=0.5)  # paired bootstrap test
 
 
 class ReadEvaluationEvent(BaseModel):
@@ -64,8 +67,14 @@ def lambda_handler(event: ReadEvaluationEvent, context: LambdaContext) -> dict[s
     report = gate.read_report(event.evaluation_uri, get_s3_client())
     metrics = gate.flatten_metrics(report)
     spec = event.gate
-    decision = gate.decide(metrics, spec.model_dump(include={"metric", "direction", "threshold"}))
-    decision["champion"] = gate.against_champion(report, decision, spec.champion_margin)
+    decision = gate.decide(
+        metrics,
+        spec.model_dump(include={"metric", "direction", "threshold", "confidence"}),
+        gate.interval_of(report, spec.metric),
+    )
+    decision["champion"] = gate.against_champion(
+        report, decision, spec.champion_margin, spec.champion_significance
+    )
     decision["overfitting"] = gate.overfitting(report, decision, spec.max_train_test_gap)
     logger.info(
         "quality gate decided",

@@ -2,7 +2,9 @@
 
 The report is the one the evaluation job writes, in SageMaker Model Monitor's model quality
 layout: metric groups (`regression_metrics`, `binary_classification_metrics`,
-`multiclass_classification_metrics`), each metric `{"value": v, "standard_deviation": s}`.
+`multiclass_classification_metrics`), each metric `{"value": v, "standard_deviation": s,
+"confidence_interval": {"lower", "upper", "level"}}`; the champion section adds the gate
+metric's paired bootstrap difference (`paired_difference`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ METRIC_GROUPS = (
 )
 #: Gate direction -> the comparison a passing value satisfies, as written in the cause.
 COMPARISONS = {"minimize": "<=", "maximize": ">="}
+#: Gate direction -> the interval's pessimistic bound, the one gate.confidence gates on.
+PESSIMISTIC_BOUND = {"minimize": "upper", "maximize": "lower"}
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404"})
 _TRANSIENT_CODES = frozenset(
     {
@@ -103,18 +107,71 @@ def _metric_value(group: str, name: str, entry: Any) -> float:
     return float(value)
 
 
-def decide(metrics: dict[str, float], gate: dict[str, Any]) -> dict[str, Any]:
+def interval_of(section: dict[str, Any], metric: str) -> dict[str, float] | None:
+    """The metric's `confidence_interval` in a report (or its champion section), if any."""
+    for group in METRIC_GROUPS:
+        entry = (section.get(group) or {}).get(metric)
+        interval = entry.get("confidence_interval") if isinstance(entry, dict) else None
+        if isinstance(interval, dict) and all(
+            _is_number(interval.get(key)) for key in ("lower", "upper", "level")
+        ):
+            return {key: float(interval[key]) for key in ("lower", "upper", "level")}
+    return None
+
+
+def format_interval(interval: dict[str, float] | None) -> str:
+    """`[2.1, 2.5] at 95%`, or "" without an interval."""
+    if not interval:
+        return ""
+    return (
+        f"[{_format_number(interval['lower'])}, {_format_number(interval['upper'])}] "
+        f"at {interval['level']:.0%}"
+    )
+
+
+def decide(
+    metrics: dict[str, float],
+    gate: dict[str, Any],
+    interval: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Compares the gate's metric with its threshold.
 
-    `gate` is `{"metric": "rmse", "direction": "minimize", "threshold": 3.0}`.
+    `gate` is `{"metric": "rmse", "direction": "minimize", "threshold": 3.0}`, with
+    `"confidence": 0.95` to gate on the pessimistic bound of the metric's bootstrap `interval`
+    (the upper one when minimizing) instead of its value. `gated_value` is the number the
+    state machine compares with the threshold; `bound` says which it is.
     """
     metric, direction, threshold = _check_gate(metrics, gate)
     value = metrics[metric]
-    passed = value <= threshold if direction == "minimize" else value >= threshold
-    cause = (
-        f"{metric} is {_format_number(value)} on the test set; the quality gate requires "
-        f"{metric} {COMPARISONS[direction]} {_format_number(threshold)}"
-    )
+    confidence = gate.get("confidence")
+    bound = "value"
+    gated_value = value
+    if confidence is not None:
+        if interval is None:
+            raise InvalidEvaluationReport(
+                f"gate.confidence is set but the evaluation report has no confidence interval "
+                f"for {metric}"
+            )
+        if not math.isclose(interval["level"], confidence):
+            raise InvalidEvaluationReport(
+                f"gate.confidence is {confidence} but the report's interval for {metric} is at "
+                f"{interval['level']}: the evaluation job ran with another level"
+            )
+        bound = PESSIMISTIC_BOUND[direction]
+        gated_value = interval[bound]
+    passed = gated_value <= threshold if direction == "minimize" else gated_value >= threshold
+    shown = f"{_format_number(value)}"
+    if interval:
+        shown += f" ({format_interval(interval)})"
+    cause = f"{metric} is {shown} on the test set; the quality gate requires "
+    if bound == "value":
+        cause += f"{metric} {COMPARISONS[direction]} {_format_number(threshold)}"
+    else:
+        cause += (
+            f"the {bound} bound of its {confidence:.0%} interval {COMPARISONS[direction]} "
+            f"{_format_number(threshold)} (gate.confidence); the {bound} bound "
+            f"{_format_number(gated_value)} decided"
+        )
     return {
         "metric": metric,
         "value": value,
@@ -123,17 +180,29 @@ def decide(metrics: dict[str, float], gate: dict[str, Any]) -> dict[str, Any]:
         "passed": passed,
         "metrics": dict(metrics),
         "cause": cause,
+        "interval": interval,
+        "bound": bound,
+        "gated_value": gated_value,
     }
 
 
 def against_champion(
-    report: dict[str, Any], decision: dict[str, Any], margin: float = 0.0
+    report: dict[str, Any],
+    decision: dict[str, Any],
+    margin: float = 0.0,
+    significance: float | None = None,
 ) -> dict[str, Any]:
     """The new model against the production model scored on the same test rows.
 
     `required` is what the new model's gate metric must reach: the champion's value less the
     margin (minimize) or plus it (maximize); a margin of 0 means "not worse". `present` is
     false when there is no champion or it cannot be compared (then nothing blocks the new one).
+
+    `difference` is the paired bootstrap difference (new less champion, on the same resampled
+    rows) the evaluation job wrote. With a `significance` level (gate.champion_significance),
+    the new model beats the champion only if the difference's one-sided bound is past
+    `required_difference` (-margin when minimizing, +margin when maximizing): the improvement,
+    margin included, is significant. The state machine compares those two numbers itself.
     """
     champion = report.get("champion")
     if not isinstance(champion, dict):
@@ -146,22 +215,75 @@ def against_champion(
         return {"present": False, "cause": f"not compared: the champion has no {metric}"}
     champion_value = scores[metric]
     required = champion_value - margin if direction == "minimize" else champion_value + margin
-    beats = value <= required if direction == "minimize" else value >= required
-    verdict = "beats" if beats else "does not beat"
-    cause = (
-        f"the new model's {metric} {_format_number(value)} {verdict} the production model's "
-        f"{_format_number(champion_value)} ({champion.get('source')}; required "
-        f"{COMPARISONS[direction]} {_format_number(required)})"
-    )
-    return {
+    difference = _paired_difference(champion, metric)
+    required_difference = 0.0 - margin if direction == "minimize" else margin  # never -0.0
+    result: dict[str, Any] = {
         "present": True,
         "source": champion.get("source"),
         "value": champion_value,
         "required": required,
-        "beats": beats,
+        "interval": interval_of(champion, metric),
+        "difference": difference,
+        "significance": significance,
+        "required_difference": required_difference,
+        "difference_bound": None,
         "metrics": scores,
-        "cause": cause,
     }
+    if significance is None:
+        beats = value <= required if direction == "minimize" else value >= required
+        decided = f"required {COMPARISONS[direction]} {_format_number(required)}"
+    else:
+        bound = _significance_bound(difference, metric, significance)
+        result["difference_bound"] = bound["value"]
+        beats = (
+            bound["value"] < required_difference
+            if direction == "minimize"
+            else bound["value"] > required_difference
+        )
+        decided = (
+            f"gate.champion_significance {significance:g}: the paired difference's "
+            f"{bound['level']:.0%} {bound['side']} bound {_format_number(bound['value'])} must "
+            f"be {'below' if direction == 'minimize' else 'above'} "
+            f"{_format_number(required_difference)}"
+        )
+    verdict = "beats" if beats else "does not beat"
+    paired = ""
+    if difference and difference.get("confidence_interval"):
+        paired = (
+            f"; paired difference {_format_number(difference['mean'])} "
+            f"{format_interval(difference['confidence_interval'])}, not better in "
+            f"{difference['share_not_better']:.1%} of resamples"
+        )
+    result["beats"] = beats
+    result["cause"] = (
+        f"the new model's {metric} {_format_number(value)} {verdict} the production model's "
+        f"{_format_number(champion_value)} ({champion.get('source')}; {decided}{paired})"
+    )
+    return result
+
+
+def _paired_difference(champion: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    difference = champion.get("paired_difference")
+    if not isinstance(difference, dict) or difference.get("metric") != metric:
+        return None
+    return difference
+
+
+def _significance_bound(
+    difference: dict[str, Any] | None, metric: str, significance: float
+) -> dict[str, Any]:
+    bound = (difference or {}).get("bound")
+    if not isinstance(bound, dict) or not _is_number(bound.get("value")):
+        raise InvalidEvaluationReport(
+            f"gate.champion_significance is set but the evaluation report has no paired "
+            f"bootstrap bound for {metric} under champion.paired_difference"
+        )
+    if not math.isclose(float((difference or {}).get("significance", -1)), significance):
+        raise InvalidEvaluationReport(
+            f"gate.champion_significance is {significance} but the report's paired bound is "
+            f"for {(difference or {}).get('significance')}: the evaluation job ran with another"
+        )
+    return {**bound, "value": float(bound["value"])}
 
 
 #: Without gate.max_train_test_gap, the summary calls a model overfit when its test metric is
@@ -221,6 +343,10 @@ def _check_gate(metrics: dict[str, float], gate: dict[str, Any]) -> tuple[str, s
             f"it has: {', '.join(sorted(metrics))}"
         )
     return metric, direction, float(threshold)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _format_number(number: float) -> str:

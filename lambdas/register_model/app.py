@@ -50,6 +50,7 @@ class RegisterEvent(BaseModel):
     config: dict[str, Any]
     metric: str
     value: float
+    interval: dict[str, float] | None = None  # the gate metric's bootstrap interval
     champion: dict[str, Any] = {}  # ReadEvaluation's comparison with the production model
     rejected: bool = False  # it lost to the production model: registered as Rejected
 
@@ -64,10 +65,9 @@ def lambda_handler(event: RegisterEvent, context: LambdaContext) -> dict[str, An
         if event.clarify or name not in ("bias", "explainability")
     }
     run = event.execution_arn.rsplit(":", 1)[-1]
-    scores = {f"{event.metric}_new": f"{event.value:.6g}"}
-    if event.champion.get("present"):
-        scores[f"{event.metric}_production"] = f"{event.champion['value']:.6g}"
-        scores["production_model"] = str(event.champion.get("source"))
+    scores, description = registry.quality_scores(
+        event.metric, event.value, event.interval, event.champion, run
+    )
     container = {"Image": event.image, "ModelDataUrl": event.model_data_url}
     if event.environment:
         container["Environment"] = event.environment
@@ -80,7 +80,7 @@ def lambda_handler(event: RegisterEvent, context: LambdaContext) -> dict[str, An
         execution_arn=event.execution_arn,
         data_uri=event.data_uri,
         config=event.config,
-        description=f"{event.metric} {event.value:.6g} on the test set (run {run})",
+        description=description,
         scores=scores,
         rejected_because=event.champion.get("cause") if event.rejected else None,
     )

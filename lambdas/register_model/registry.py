@@ -55,6 +55,52 @@ def config_digest(config: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _interval_words(interval: dict[str, Any] | None) -> str:
+    """`2.1 to 2.5 at 95 percent`: words and digits, so a metadata value takes them."""
+    if not interval:
+        return ""
+    return (
+        f"{interval['lower']:.6g} to {interval['upper']:.6g} at {interval['level'] * 100:g} percent"
+    )
+
+
+def quality_scores(
+    metric: str,
+    value: float,
+    interval: dict[str, Any] | None,
+    champion: dict[str, Any],
+    run: str,
+) -> tuple[dict[str, str], str]:
+    """The gate metric for the version's metadata and its description: the new model's value
+    and bootstrap interval, and beside a production model, its value and interval and the
+    paired difference (new less production on the same resampled rows) with its interval."""
+    scores = {f"{metric}_new": f"{value:.6g}"}
+    sentence = f"{metric} {value:.6g}"
+    if interval:
+        scores[f"{metric}_new_interval"] = _interval_words(interval)
+        sentence += f" (interval {_interval_words(interval)})"
+    sentence += f" on the test set (run {run})"
+    if champion.get("present"):
+        scores[f"{metric}_production"] = f"{champion['value']:.6g}"
+        scores["production_model"] = str(champion.get("source"))
+        sentence += f"; production model {champion['value']:.6g}"
+        if champion.get("interval"):
+            scores[f"{metric}_production_interval"] = _interval_words(champion["interval"])
+            sentence += f" (interval {_interval_words(champion['interval'])})"
+        difference = champion.get("difference") or {}
+        if difference.get("confidence_interval"):
+            words = _interval_words(difference["confidence_interval"])
+            scores[f"{metric}_difference"] = f"{difference['mean']:.6g}"
+            scores[f"{metric}_difference_interval"] = words
+            scores[f"{metric}_share_not_better"] = f"{difference['share_not_better']:.4g}"
+            sentence += (
+                f"; paired difference new less production {difference['mean']:.6g} "
+                f"(interval {words}; not better in {difference['share_not_better']:.1%} of "
+                "resamples)"
+            )
+    return scores, sentence
+
+
 def ensure_group(sagemaker: Any, group: str) -> None:
     """Create the group unless it exists (CloudFormation makes it in AWS; a first local run)."""
     try:
@@ -117,8 +163,10 @@ def register(
     if rejected_because:
         # The metadata keeps the words; the description, which takes punctuation, the sentence.
         metadata["rejected_because"] = rejected_because
-        description = f"{description}. Rejected: {rejected_because}" if description else (
-            f"Rejected: {rejected_because}"
+        description = (
+            f"{description}. Rejected: {rejected_because}"
+            if description
+            else (f"Rejected: {rejected_because}")
         )
     request: dict[str, Any] = {
         "ModelPackageGroupName": group,

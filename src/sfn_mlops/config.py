@@ -100,6 +100,12 @@ class GateConfig(_Strict):
     champion_margin: float = Field(0.0, ge=0)
     # The test metric may be worse than the training one by at most this (ModelOverfits).
     max_train_test_gap: float | None = Field(None, ge=0)
+    # A level (e.g. 0.95): the gate metric's bootstrap interval at this level must meet the
+    # threshold with its pessimistic bound. Unset, intervals are reported at 0.95, not gated on.
+    confidence: float | None = Field(None, gt=0.5, lt=1)
+    # A significance level (e.g. 0.05): the new model replaces production only if its paired
+    # bootstrap improvement (margin included) is significant at this level.
+    champion_significance: float | None = Field(None, gt=0, lt=0.5)
 
 
 class FacetConfig(_Strict):
@@ -428,6 +434,8 @@ class PipelineConfig(_Strict):
             "threshold": float(threshold),
             "champion_margin": self.gate.champion_margin,
             "max_train_test_gap": self.gate.max_train_test_gap,
+            "confidence": self.gate.confidence,
+            "champion_significance": self.gate.champion_significance,
         }
 
     def resolved_hyperparameters(self) -> dict[str, str]:

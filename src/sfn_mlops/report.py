@@ -42,17 +42,13 @@ def summarize(
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in evaluation["metrics"].items())
         echo(f"Metrics on the test set: {metrics}")
         _overfitting(evaluation.get("overfitting"), echo)
-        sign = "<=" if evaluation["direction"] == "minimize" else ">="
         if _kept_production(evaluation, echo):
             echo(
                 "Kept the production model: the new one is registered as Rejected, nothing deployed"
             )
         else:
             verdict = "PASSED" if evaluation["passed"] else "FAILED"
-            echo(
-                f"Quality gate {verdict}: {evaluation['metric']} = {evaluation['value']:.4g}, "
-                f"required {sign} {evaluation['threshold']:g}"
-            )
+            echo(f"Quality gate {verdict}: {gate_phrase(evaluation)}")
     clarified = state_output(events, "ReadBiasReport") or state_output(events, "Clarify")
     if clarified:
         _clarify(clarified, echo, read_json or (lambda uri: _read_json(local_path(uri))))
@@ -128,24 +124,68 @@ def _overfitting(found: dict[str, Any] | None, echo: Callable[[str], None]) -> N
         )
 
 
+def interval_phrase(interval: dict[str, Any] | None) -> str:
+    """` (95% interval 2.1 to 2.52)`, or "" without one."""
+    if not interval:
+        return ""
+    return f" ({interval['level']:.0%} interval {interval['lower']:.4g} to {interval['upper']:.4g})"
+
+
+def gate_phrase(evaluation: dict[str, Any]) -> str:
+    """`rmse = 2.286 (95% interval 2.1 to 2.5), required <= 2.5`; with gate.confidence, the
+    bound that decided: `..., its upper bound 2.5 required <= 2.5 (gate.confidence)`."""
+    sign = "<=" if evaluation["direction"] == "minimize" else ">="
+    shown = f"{evaluation['metric']} = {evaluation['value']:.4g}"
+    required = f"required {sign} {evaluation['threshold']:g}"
+    bound = evaluation.get("bound") or "value"
+    if bound == "value":
+        return f"{shown}, {required}{interval_phrase(evaluation.get('interval'))}"
+    return (
+        f"{shown}{interval_phrase(evaluation.get('interval'))}, its {bound} bound "
+        f"{evaluation['gated_value']:.4g} {required} (gate.confidence)"
+    )
+
+
+def champion_phrase(evaluation: dict[str, Any]) -> str:
+    """Both scores, the verdict, and the paired difference with its interval; with
+    gate.champion_significance, the bound that decided."""
+    champion = evaluation["champion"]
+    text = (
+        f"{evaluation['metric']} {evaluation['value']:.4g} new, {champion['value']:.4g} "
+        f"production: the new model {_verdict(champion, evaluation['value'])}"
+    )
+    difference = champion.get("difference") or {}
+    if difference.get("confidence_interval"):
+        text += (
+            f"; paired difference {difference['mean']:.4g}"
+            f"{interval_phrase(difference['confidence_interval'])}, not better in "
+            f"{difference['share_not_better']:.1%} of resamples"
+        )
+    if champion.get("significance") is not None and champion.get("difference_bound") is not None:
+        side = "<" if evaluation["direction"] == "minimize" else ">"
+        text += (
+            f"; gate.champion_significance {champion['significance']:g}: its one-sided bound "
+            f"{champion['difference_bound']:.4g} required {side} "
+            f"{champion['required_difference']:g}"
+        )
+    return text
+
+
 def _kept_production(evaluation: dict[str, Any], echo: Callable[[str], None]) -> bool:
     """Both scores, new and production, when there is a model in production; True when the
     production model stays (the new one does not beat it by the margin)."""
     champion = evaluation.get("champion") or {}
     if not champion.get("present"):
         return False
-    metric = evaluation["metric"]
-    echo(
-        f"Against production ({champion['source']}): {metric} {evaluation['value']:.4g} new, "
-        f"{champion['value']:.4g} production: the new model "
-        f"{_verdict(champion, evaluation['value'])}"
-    )
+    echo(f"Against production ({champion['source']}): {champion_phrase(evaluation)}")
     return not champion["beats"]
 
 
 def _verdict(champion: dict[str, Any], value: float) -> str:
     if not champion["beats"]:
         return "does not beat it"
+    if champion.get("significance") is not None:
+        return "beats it significantly"
     return "matches it (within gate.champion_margin)" if value == champion["value"] else "beats it"
 
 

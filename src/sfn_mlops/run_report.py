@@ -27,7 +27,7 @@ import numpy as np
 
 from sfn_mlops import job_code
 from sfn_mlops.follow import cause_summary
-from sfn_mlops.report import state_output
+from sfn_mlops.report import champion_phrase, gate_phrase, interval_phrase, state_output
 from sfn_mlops.runs import execution_history, flat_config
 
 SPLITS = ("train", "validation", "test")
@@ -879,13 +879,20 @@ def _gate(report: RunReport) -> str:
     gate = report.evaluation
     if not gate:
         return _section("gate", "Quality gate", "<p>Not reached: the run has no evaluation.</p>")
-    sign = "≤" if gate["direction"] == "minimize" else "≥"
     verdict = "passed" if gate["passed"] else "failed"
     body = (
-        f'<p><span class="{verdict}">{verdict.upper()}</span>: {_esc(gate["metric"])} = '
-        f"{_num(gate['value'])} on the test split, required {sign} {gate['threshold']:g}</p>"
+        f'<p><span class="{verdict}">{verdict.upper()}</span>: {_esc(gate_phrase(gate))} '
+        "on the test split</p>"
         f'<p class="note">{_esc(gate.get("cause", ""))}</p>'
     )
+    champion = gate.get("champion") or {}
+    if champion.get("present"):
+        body += (
+            f"<p>Against production ({_esc(champion.get('source'))}): "
+            f"{_esc(champion_phrase(gate))}</p>"
+        )
+    elif champion:
+        body += f"<p>Against production: {_esc(champion.get('cause'))}</p>"
     return _section("gate", "Quality gate", body)
 
 
@@ -907,6 +914,7 @@ def _splits_table(report: RunReport) -> str:
         entry = test.get(metric, {})
         spread = entry.get("standard_deviation")
         job = _num(entry.get("value")) + (f" ± {spread:.2g}" if spread is not None else "")
+        job += interval_phrase(entry.get("confidence_interval"))
         rows.append(f'<tr><td>{_esc(metric)}</td>{cells}<td class="num">{job}</td></tr>')
     body = (
         f"<table><tr><th>metric</th>{head}<th class=num>evaluation.json (test)</th></tr>"
@@ -914,7 +922,8 @@ def _splits_table(report: RunReport) -> str:
         "report with the evaluation job's own metric functions (containers/evaluation/"
         "evaluate.py, <code>metrics_report</code>) on the processing job's splits, with the "
         "model loaded as the job loads it. The last column is the evaluation job's report "
-        "(± its bootstrap standard deviation); its test values are the same computation.</p>"
+        "(± its bootstrap standard deviation, and its percentile bootstrap interval); its test "
+        "values are the same computation.</p>"
     )
     return _section("splits", "Metrics on each split", body)
 

@@ -180,12 +180,20 @@ def test_happy_path_model_archive_holds_model_and_schema(happy: Any, aws: Any) -
 
 
 def test_happy_path_evaluation_passes_gate_and_summary_says_so(happy: Any, aws: Any) -> None:
-    rmse = _evaluation(aws, HAPPY)["regression_metrics"]["rmse"]["value"]
+    entry = _evaluation(aws, HAPPY)["regression_metrics"]["rmse"]
+    rmse, interval = entry["value"], entry["confidence_interval"]
     assert rmse < 2.5
+    assert interval["level"] == 0.95 and interval["lower"] < rmse < interval["upper"]
     summary = happy.summary(HAPPY)
-    shown = re.search(r"Quality gate PASSED: rmse = ([0-9.]+), required <= 2\.5", summary)
+    shown = re.search(
+        r"Quality gate PASSED: rmse = ([0-9.]+), required <= 2\.5 "
+        r"\(95% interval ([0-9.]+) to ([0-9.]+)\)",
+        summary,
+    )
     assert shown, summary
     assert float(shown.group(1)) == pytest.approx(rmse, rel=1e-3)
+    assert float(shown.group(2)) == pytest.approx(interval["lower"], rel=1e-3)
+    assert float(shown.group(3)) == pytest.approx(interval["upper"], rel=1e-3)
 
 
 def test_happy_path_sends_no_failure_notification(happy: Any, aws: Any) -> None:
@@ -306,11 +314,14 @@ def test_gate_failure_fails_the_execution_with_metric_value_and_threshold(
     execution = aws.describe(GATE)
     assert (execution["status"], execution["error"]) == ("FAILED", "ModelQualityBelowThreshold")
     cause = execution["cause"]
-    rmse = _evaluation(aws, GATE)["regression_metrics"]["rmse"]["value"]
-    numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", cause)]
-    assert "rmse" in cause
-    assert "0.01" in cause
-    assert rmse == pytest.approx(max(numbers), rel=1e-4), cause
+    entry = _evaluation(aws, GATE)["regression_metrics"]["rmse"]
+    shown = re.match(r"rmse is ([0-9.]+) \(\[([0-9.]+), ([0-9.]+)\] at 95%\) on the test", cause)
+    assert shown, cause
+    assert "requires rmse <= 0.01" in cause
+    assert float(shown.group(1)) == pytest.approx(entry["value"], rel=1e-4), cause
+    interval = entry["confidence_interval"]
+    assert float(shown.group(2)) == pytest.approx(interval["lower"], rel=1e-4), cause
+    assert float(shown.group(3)) == pytest.approx(interval["upper"], rel=1e-4), cause
 
 
 def test_gate_failure_enters_nothing_after_the_gate_but_the_fail_state(

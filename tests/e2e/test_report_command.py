@@ -130,6 +130,10 @@ def test_regression_report_sections_states_and_the_evaluation_jobs_numbers(
         train, validation, test = page.cells[row + 1 : row + 4]
         assert test == f"{entry['value']:.4g}"  # the report's own computation = the job's
         assert page.cells[row + 4].startswith(f"{entry['value']:.4g} ± ")
+        interval = entry["confidence_interval"]
+        assert page.cells[row + 4].endswith(
+            f"(95% interval {interval['lower']:.4g} to {interval['upper']:.4g})"
+        )
         assert train != test and validation != test
     assert (
         float(page.cells[page.cells.index("rmse") + 1])

@@ -164,6 +164,55 @@ CHAMPION_CAUSE = (
 )
 
 
+def test_the_gate_metric_is_registered_with_its_intervals(
+    cloud: LocalCloud, sagemaker: Any, registry: ModuleType
+) -> None:
+    champion = {
+        "present": True,
+        "value": 2.4,
+        "source": "endpoint sfn-mlops (model run2-model)",
+        "interval": {"lower": 2.2, "upper": 2.61, "level": 0.95},
+        "difference": {
+            "mean": -0.114,
+            "confidence_interval": {"lower": -0.2, "upper": -0.03, "level": 0.95},
+            "share_not_better": 0.004,
+        },
+    }
+    interval = {"lower": 2.1, "upper": 2.5, "level": 0.95}
+    scores, description = registry.quality_scores("rmse", 2.286, interval, champion, "run4")
+    assert description == (
+        "rmse 2.286 (interval 2.1 to 2.5 at 95 percent) on the test set (run run4); production "
+        "model 2.4 (interval 2.2 to 2.61 at 95 percent); paired difference new less production "
+        "-0.114 (interval -0.2 to -0.03 at 95 percent; not better in 0.4% of resamples)"
+    )
+    result = registry.register(
+        sagemaker,
+        group="models",
+        container={"Image": IMAGE, "ModelDataUrl": put_model(cloud, "run4", train_booster())},
+        approval="auto",
+        reports={},
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:Pipeline:run4",
+        data_uri="s3://b/data/abalone.csv",
+        config={},
+        description=description,
+        scores=scores,
+    )
+    package = sagemaker.describe_model_package(ModelPackageName=result["ModelPackageArn"])
+    metadata = package["CustomerMetadataProperties"]
+    assert {key: metadata[key] for key in scores if key != "production_model"} == {
+        "rmse_new": "2.286",
+        "rmse_new_interval": "2.1 to 2.5 at 95 percent",
+        "rmse_production": "2.4",
+        "rmse_production_interval": "2.2 to 2.61 at 95 percent",
+        "rmse_difference": "-0.114",
+        "rmse_difference_interval": "-0.2 to -0.03 at 95 percent",
+        "rmse_share_not_better": "0.004",
+    }
+    assert package["ModelPackageDescription"] == description
+    alone, sentence = registry.quality_scores("rmse", 2.286, None, {"present": False}, "run5")
+    assert (alone, sentence) == ({"rmse_new": "2.286"}, "rmse 2.286 on the test set (run run5)")
+
+
 def test_metadata_values_are_cut_to_what_sagemaker_takes(registry: ModuleType) -> None:
     assert registry.metadata_value("x" * 300) == "x" * 256
     assert registry.metadata_value("();") == "-"

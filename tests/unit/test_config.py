@@ -21,6 +21,8 @@ def test_defaults_are_the_abalone_regression() -> None:
         "threshold": 2.5,
         "champion_margin": 0.0,
         "max_train_test_gap": None,
+        "confidence": None,
+        "champion_significance": None,
     }
     assert payload["processing_env"]["SFN_MLOPS_CATEGORICAL_COLUMNS"] == '["sex"]'
     assert json.loads(payload["processing_env"]["SFN_MLOPS_SPLIT"]) == {
@@ -47,6 +49,8 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         "threshold": 0.8,
         "champion_margin": 0.0,
         "max_train_test_gap": None,
+        "confidence": None,
+        "champion_significance": None,
     }
     hyper = config.resolved_hyperparameters()
     assert (hyper["objective"], hyper["max_depth"], hyper["eta"]) == ("binary:logistic", "3", "0.3")
@@ -63,6 +67,11 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         (["problem_type=ranking"], "problem_type: Input should be"),
         (["data=other.csv"], "target: name the column to predict in other.csv"),
         (["nonsense"], "expected key=value"),
+        (["gate.confidence=95"], "gate.confidence: Input should be less than 1"),
+        (["gate.confidence=0.5"], "gate.confidence: Input should be greater than 0.5"),
+        (["gate.confidence=high"], "gate.confidence: Input should be a valid number"),
+        (["gate.champion_significance=0"], "gate.champion_significance: Input should be greater"),
+        (["gate.champion_significance=0.5"], "gate.champion_significance: Input should be less"),
     ],
 )
 def test_bad_config_names_the_key(overrides: list[str], expected: str) -> None:
@@ -74,6 +83,13 @@ def test_bad_config_names_the_key(overrides: list[str], expected: str) -> None:
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_confidence_options_reach_the_gate() -> None:
+    gate = load_config(
+        None, ["gate.confidence=0.9", "gate.champion_significance=0.05"]
+    ).resolved_gate()
+    assert (gate["confidence"], gate["champion_significance"]) == (0.9, 0.05)
 
 
 def test_a_metric_without_default_threshold_asks_for_one() -> None:

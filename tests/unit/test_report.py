@@ -109,3 +109,47 @@ def test_a_retraining_on_captured_data_says_what_it_added_and_left_out() -> None
     summarize(execution, [], lines.append)
     assert "  trained on s3://b/data/ plus 40 captured rows with ground truth " \
         "(left out: 3 captures without ground truth)" in lines  # fmt: skip
+
+
+def _summary_lines(evaluation: dict[str, Any]) -> list[str]:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    execution = {"name": "r1", "status": "SUCCEEDED", "startDate": start, "stopDate": start}
+    lines: list[str] = []
+    summarize(execution, [_exited("ReadEvaluation", {"evaluation": evaluation})], lines.append)
+    return lines
+
+
+GATED = {
+    "metrics": {"rmse": 2.286}, "metric": "rmse", "value": 2.286, "direction": "minimize",
+    "threshold": 2.5, "passed": True, "bound": "value", "gated_value": 2.286,
+    "interval": {"lower": 2.1, "upper": 2.52, "level": 0.95},
+}  # fmt: skip
+
+
+def test_the_gate_line_gives_the_interval_and_the_bound_that_decided() -> None:
+    assert "Quality gate PASSED: rmse = 2.286, required <= 2.5 (95% interval 2.1 to 2.52)" in (
+        _summary_lines(GATED)
+    )
+    bounded = {**GATED, "passed": False, "bound": "upper", "gated_value": 2.52}
+    assert (
+        "Quality gate FAILED: rmse = 2.286 (95% interval 2.1 to 2.52), its upper bound 2.52 "
+        "required <= 2.5 (gate.confidence)"
+    ) in _summary_lines(bounded)
+
+
+def test_the_champion_line_gives_the_paired_difference_and_the_significance_bound() -> None:
+    champion = {
+        "present": True, "source": "endpoint ep", "value": 2.3, "beats": False,
+        "significance": 0.05, "difference_bound": 0.01, "required_difference": 0.0,
+        "difference": {
+            "mean": -0.014, "share_not_better": 0.31,
+            "confidence_interval": {"lower": -0.09, "upper": 0.02, "level": 0.95},
+        },
+    }  # fmt: skip
+    lines = _summary_lines({**GATED, "champion": champion})
+    assert (
+        "Against production (endpoint ep): rmse 2.286 new, 2.3 production: the new model does "
+        "not beat it; paired difference -0.014 (95% interval -0.09 to 0.02), not better in 31.0% "
+        "of resamples; gate.champion_significance 0.05: its one-sided bound 0.01 required < 0"
+    ) in lines
+    assert "Kept the production model" in lines[-1]

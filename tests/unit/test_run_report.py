@@ -250,8 +250,31 @@ def _report(**changes: Any) -> RunReport:
             "threshold": 2.5,
             "passed": True,
             "cause": "rmse is 2.286 on the test set",
+            "interval": {"lower": 2.1, "upper": 2.45, "level": 0.95},
+            "bound": "value",
+            "gated_value": 2.286,
+            "champion": {
+                "present": True,
+                "source": "endpoint ep",
+                "value": 2.4,
+                "beats": True,
+                "significance": None,
+                "difference": {
+                    "mean": -0.114,
+                    "share_not_better": 0.004,
+                    "confidence_interval": {"lower": -0.2, "upper": -0.03, "level": 0.95},
+                },
+            },
         },  # fmt: skip
-        test_report={"regression_metrics": {"rmse": {"value": 2.286, "standard_deviation": 0.1}}},
+        test_report={
+            "regression_metrics": {
+                "rmse": {
+                    "value": 2.286,
+                    "standard_deviation": 0.1,
+                    "confidence_interval": {"lower": 2.1, "upper": 2.45, "level": 0.95},
+                }
+            }
+        },  # fmt: skip
         model=ModelView(
             problem_type="regression",
             labels=(),
@@ -287,11 +310,20 @@ def test_the_page_has_every_section_every_state_and_nothing_from_the_network() -
     assert parsed.svgs == 4  # the graph, importance, predicted-vs-actual, residuals
     cells = parsed.cells
     row = cells.index("rmse")
-    assert cells[row : row + 5] == ["rmse", "1.297", "2.177", "2.286", "2.286 ± 0.1"]
+    assert cells[row : row + 5] == [
+        "rmse", "1.297", "2.177", "2.286", "2.286 ± 0.1 (95% interval 2.1 to 2.45)",
+    ]  # fmt: skip
     assert cells[cells.index("shell_weight") : cells.index("shell_weight") + 4] == [
         "shell_weight", "99.64", "5.749e+04", "577",
     ]  # fmt: skip
-    assert "PASSED" in page and "required ≤ 2.5" in page
+    assert (
+        "PASSED" in page and "rmse = 2.286, required &lt;= 2.5 (95% interval 2.1 to 2.45)" in page
+    )
+    assert (
+        "Against production (endpoint ep): rmse 2.286 new, 2.4 production: the new model beats "
+        "it; paired difference -0.114 (95% interval -0.2 to -0.03), not better in 0.4% of "
+        "resamples"
+    ) in page
     assert cells[cells.index("Train") : cells.index("Train") + 5] == [
         "Train", "Task", "succeeded", "0.50 s", "1 failed",
     ]  # fmt: skip

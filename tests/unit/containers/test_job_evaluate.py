@@ -25,7 +25,7 @@ LAYOUTS = {
 
 
 def values(report: dict) -> dict[str, float]:
-    (section,) = [v for k, v in report.items() if k != "dataset"]
+    (section,) = [v for k, v in report.items() if k.endswith("_metrics")]
     return {name: metric["value"] for name, metric in section.items()}
 
 
@@ -88,6 +88,7 @@ def test_undefined_metrics_are_left_out() -> None:
     assert report["binary_classification_metrics"]["accuracy"] == {
         "value": 1.0,
         "standard_deviation": 0.0,
+        "confidence_interval": {"lower": 1.0, "upper": 1.0, "level": 0.95},
     }
 
 
@@ -100,6 +101,81 @@ def test_bootstrap_is_seeded_and_bounded() -> None:
     spread = first["regression_metrics"]["mse"]["standard_deviation"]
     assert 0 < spread < 0.2
     assert first["dataset"] == {"rows": 1000}
+    assert first["bootstrap"] == {"resamples": 1000, "seed": 0, "level": 0.95}
+    other_seed = evaluate.metrics_report("regression", y, pred, seed=1)
+    assert other_seed["regression_metrics"]["mse"] != first["regression_metrics"]["mse"]
+
+
+def test_the_percentile_interval_holds_the_value_at_its_level() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=400)
+    pred = y + rng.normal(size=400)
+    report = evaluate.metrics_report("regression", y, pred, level=0.9)
+    for name, entry in report["regression_metrics"].items():
+        interval = entry["confidence_interval"]
+        assert interval["level"] == 0.9
+        assert interval["lower"] < entry["value"] < interval["upper"], name
+    wider = evaluate.metrics_report("regression", y, pred, level=0.99)["regression_metrics"]
+    assert wider["rmse"]["confidence_interval"]["lower"] < interval_of(report, "rmse")["lower"]
+    assert wider["rmse"]["confidence_interval"]["upper"] > interval_of(report, "rmse")["upper"]
+
+
+def interval_of(report: dict, metric: str) -> dict[str, float]:
+    return report["regression_metrics"][metric]["confidence_interval"]
+
+
+def test_the_percentile_interval_is_the_quantiles_of_the_finite_values() -> None:
+    samples = np.array([*range(1, 101), np.nan], dtype=float)
+    assert evaluate.percentile_interval(samples, 0.9) == {
+        "lower": pytest.approx(np.quantile(np.arange(1, 101), 0.05)),
+        "upper": pytest.approx(np.quantile(np.arange(1, 101), 0.95)),
+        "level": 0.9,
+    }
+    assert evaluate.percentile_interval(np.array([1.0, np.nan]), 0.95) is None
+
+
+def test_large_test_sets_get_fewer_resamples_within_the_budget() -> None:
+    assert evaluate.resample_count(600) == evaluate.BOOTSTRAP_RESAMPLES
+    assert evaluate.resample_count(50_000) == 400
+    assert evaluate.resample_count(5_000_000) == evaluate.BOOTSTRAP_MIN_RESAMPLES
+
+
+def paired(y: np.ndarray, new: np.ndarray, old: np.ndarray, **options: object) -> dict:
+    first = evaluate.bootstrap("regression", y, new)["rmse"]
+    second = evaluate.bootstrap("regression", y, old)["rmse"]
+    return evaluate.paired_difference(first, second, metric="rmse", direction="minimize", **options)
+
+
+def test_a_clearly_better_model_is_a_significant_paired_improvement() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=300)
+    better, worse = y + rng.normal(scale=0.5, size=300), y + rng.normal(scale=1.0, size=300)
+    result = paired(y, better, worse, significance=0.05)
+    assert result["share_not_better"] == 0.0
+    assert result["confidence_interval"]["upper"] < 0
+    assert result["bound"]["side"] == "upper" and result["bound"]["value"] < 0
+    assert result["bound"]["level"] == 0.95
+    # the other way round, the "improvement" is never there
+    assert paired(y, worse, better)["share_not_better"] == 1.0
+
+
+def test_identical_models_are_not_a_significant_improvement() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.normal(size=300)
+    pred = y + rng.normal(size=300)
+    result = paired(y, pred, pred, significance=0.05)
+    # the same rows in each resample: the difference is exactly 0 in every one
+    assert result["confidence_interval"] == {"lower": 0.0, "upper": 0.0, "level": 0.95}
+    assert result["share_not_better"] == 1.0
+    assert result["bound"]["value"] == 0.0
+
+
+def test_the_margin_raises_the_bar_of_the_paired_comparison() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=300)
+    better, worse = y + rng.normal(scale=0.9, size=300), y + rng.normal(scale=1.0, size=300)
+    without = paired(y, better, worse)["share_not_better"]
+    assert paired(y, better, worse, margin=0.5)["share_not_better"] > without
 
 
 def archive(model_dir: Path, into: Path) -> Path:
@@ -129,10 +205,10 @@ def test_report_layout_from_model_archive(
     assert evaluate.main(argv) == 0
     report = json.loads((tmp_path / "evaluation/evaluation.json").read_text())
     key, names = LAYOUTS[problem_type]
-    assert set(report) == {key, "dataset"}
+    assert set(report) == {key, "dataset", "bootstrap"}
     assert set(report[key]) == names
     for metric in report[key].values():
-        assert set(metric) == {"value", "standard_deviation"}
+        assert set(metric) == {"value", "standard_deviation", "confidence_interval"}
         assert isinstance(metric["value"], float) and isinstance(
             metric["standard_deviation"], float
         )
@@ -188,6 +264,19 @@ def test_the_champion_is_scored_on_the_same_rows_or_said_incomparable(
     assert report["champion"]["comparable"] is True
     assert report["champion"]["source"] == "endpoint prod"
     assert report["champion"]["regression_metrics"] == report["regression_metrics"]  # same model
+    assert "paired_difference" not in report["champion"]  # no gate: no gate metric to compare
+    gate = {"metric": "rmse", "direction": "minimize", "champion_margin": 0.0}
+    report = evaluate.evaluate(
+        model_dir=str(folder / "model"),
+        test_path=str(folder / "out/test/test.csv"),
+        output_dir=str(tmp_path / "gated"),
+        champion_dir=str(champion),
+        gate={**gate, "confidence": 0.9, "champion_significance": 0.05},
+    )
+    difference = report["champion"]["paired_difference"]
+    assert difference["confidence_interval"] == {"lower": 0.0, "upper": 0.0, "level": 0.9}
+    assert difference["share_not_better"] == 1.0  # the same model is never better than itself
+    assert report["regression_metrics"]["rmse"]["confidence_interval"]["level"] == 0.9
 
     archive(trained("binary") / "model", champion)
     report = evaluate.evaluate(

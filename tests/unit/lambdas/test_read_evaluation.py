@@ -96,6 +96,9 @@ def test_decide(gate, gate_config, passed, cause):
         "passed": passed,
         "metrics": METRICS,
         "cause": cause,
+        "interval": None,
+        "bound": "value",
+        "gated_value": METRICS[gate_config["metric"]],
     }
 
 
@@ -200,6 +203,9 @@ def test_handler_returns_the_decision(app, s3):
         "passed": False,
         "metrics": METRICS,
         "cause": "rmse is 3.412 on the test set; the quality gate requires rmse <= 3.0",
+        "interval": None,
+        "bound": "value",
+        "gated_value": 3.412,
         "champion": {"present": False, "cause": "no model in production yet"},
         "overfitting": {
             "metric": "rmse",
@@ -347,3 +353,159 @@ def test_a_maximized_metrics_gap_is_the_training_value_above_the_test_one(gate):
     result = gate.overfitting(report, decision, 0.3)
     assert result["gap"] == pytest.approx(0.43) and result["passed"] is False
     assert result["validation"] is None
+
+
+# --- confidence intervals and the paired comparison -----------------------------------------
+
+INTERVAL = {"lower": 3.1, "upper": 3.7, "level": 0.95}
+R2_INTERVAL = {"lower": 0.45, "upper": 0.6, "level": 0.95}
+
+
+@pytest.mark.parametrize(
+    ("gate_config", "interval", "passed", "gated"),
+    [
+        ({"metric": "rmse", "direction": "minimize", "threshold": 3.5}, INTERVAL, True, 3.412),
+        (  # the value passes, the upper bound does not
+            {"metric": "rmse", "direction": "minimize", "threshold": 3.5, "confidence": 0.95},
+            INTERVAL,
+            False,
+            3.7,
+        ),
+        (
+            {"metric": "rmse", "direction": "minimize", "threshold": 3.7, "confidence": 0.95},
+            INTERVAL,
+            True,
+            3.7,
+        ),
+        (  # maximize: the lower bound decides
+            {"metric": "r2", "direction": "maximize", "threshold": 0.5, "confidence": 0.95},
+            R2_INTERVAL,
+            False,
+            0.45,
+        ),
+        (
+            {"metric": "r2", "direction": "maximize", "threshold": 0.4, "confidence": 0.95},
+            R2_INTERVAL,
+            True,
+            0.45,
+        ),
+    ],
+)
+def test_gate_confidence_gates_on_the_pessimistic_bound(gate, gate_config, interval, passed, gated):
+    decision = gate.decide(METRICS, gate_config, interval)
+    assert (decision["passed"], decision["gated_value"]) == (passed, gated)
+    assert decision["value"] == METRICS[gate_config["metric"]]
+    assert decision["interval"] == interval
+    assert decision["bound"] == (
+        "value"
+        if "confidence" not in gate_config
+        else "upper"
+        if gate_config["direction"] == "minimize"
+        else "lower"
+    )
+
+
+def test_the_cause_says_which_bound_decided(gate):
+    config = {"metric": "rmse", "direction": "minimize", "threshold": 3.5}
+    assert gate.decide(METRICS, config, INTERVAL)["cause"] == (
+        "rmse is 3.412 ([3.1, 3.7] at 95%) on the test set; the quality gate requires rmse <= 3.5"
+    )
+    assert gate.decide(METRICS, {**config, "confidence": 0.95}, INTERVAL)["cause"] == (
+        "rmse is 3.412 ([3.1, 3.7] at 95%) on the test set; the quality gate requires the "
+        "upper bound of its 95% interval <= 3.5 (gate.confidence); the upper bound 3.7 decided"
+    )
+
+
+def test_gate_confidence_needs_the_interval_at_its_level(gate):
+    config = {"metric": "rmse", "direction": "minimize", "threshold": 3.5, "confidence": 0.9}
+    with pytest.raises(gate.InvalidEvaluationReport, match="no confidence interval for rmse"):
+        gate.decide(METRICS, config, None)
+    with pytest.raises(gate.InvalidEvaluationReport, match="gate.confidence is 0.9 but"):
+        gate.decide(METRICS, config, INTERVAL)
+
+
+def test_interval_of_reads_the_report_or_its_champion_section(gate):
+    report = {"regression_metrics": {"rmse": {"value": 3.4, "confidence_interval": INTERVAL}}}
+    assert gate.interval_of(report, "rmse") == INTERVAL
+    assert gate.interval_of(report, "mae") is None
+    assert gate.interval_of(REPORT, "rmse") is None  # reports from before the intervals
+
+
+def _paired_report(upper: float, share: float, significance: float | None = 0.05) -> dict:
+    report = _champion_report(3.6)
+    report["champion"]["regression_metrics"]["rmse"]["confidence_interval"] = INTERVAL
+    report["champion"]["paired_difference"] = {
+        "metric": "rmse",
+        "direction": "minimize",
+        "margin": 0.0,
+        "resamples": 1000,
+        "mean": -0.188,
+        "confidence_interval": {"lower": -0.3, "upper": upper, "level": 0.95},
+        "share_not_better": share,
+        "significance": significance,
+        "bound": {"side": "upper", "value": upper - 0.01, "level": 0.95},
+    }
+    return report
+
+
+@pytest.mark.parametrize(
+    ("upper", "margin", "significance", "beats"),
+    [
+        (0.05, 0.0, None, True),  # off: the point values decide (3.412 <= 3.6)
+        (-0.02, 0.0, 0.05, True),  # the bound -0.03 < 0: significant
+        (0.05, 0.0, 0.05, False),  # the bound 0.04: "not better" is in the interval
+        (-0.02, 0.1, 0.05, False),  # significant, but not by the margin (-0.03 > -0.1)
+    ],
+)
+def test_champion_significance_needs_the_paired_bound_past_the_margin(
+    gate, upper, margin, significance, beats
+):
+    decision = gate.decide(METRICS, {"metric": "rmse", "direction": "minimize", "threshold": 4})
+    result = gate.against_champion(
+        _paired_report(upper, 0.01, significance), decision, margin, significance
+    )
+    assert result["beats"] is beats
+    assert result["required_difference"] == -margin
+    assert result["interval"] == INTERVAL
+    assert result["difference"]["confidence_interval"]["upper"] == upper
+    if significance is None:
+        assert result["difference_bound"] is None
+        assert "required <= 3.6; paired difference -0.188 [-0.3, 0.05] at 95%" in result["cause"]
+    else:
+        assert result["difference_bound"] == pytest.approx(upper - 0.01)
+        assert (
+            "gate.champion_significance 0.05: the paired difference's 95% upper bound"
+            in (result["cause"])
+        )
+        expected = "0.0" if margin == 0 else "-0.1"  # a margin of 0 is 0.0, not -0.0
+        assert f"must be below {expected}" in result["cause"]
+
+
+def test_champion_significance_needs_the_paired_bound_in_the_report(gate):
+    decision = gate.decide(METRICS, {"metric": "rmse", "direction": "minimize", "threshold": 4})
+    with pytest.raises(gate.InvalidEvaluationReport, match="no paired bootstrap bound for rmse"):
+        gate.against_champion(_champion_report(3.6), decision, 0.0, 0.05)
+    with pytest.raises(gate.InvalidEvaluationReport, match="is 0.1 but the report's paired"):
+        gate.against_champion(_paired_report(-0.02, 0.01), decision, 0.0, 0.1)
+
+
+def test_the_handler_takes_the_confidence_options(app, s3):
+    report = _paired_report(-0.02, 0.0)
+    report["regression_metrics"] = {
+        **REPORT["regression_metrics"],
+        "rmse": {"value": 3.412, "confidence_interval": INTERVAL},
+    }
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(report).encode())
+    app.set_s3_client(s3)
+    event = {
+        **EVENT,
+        "gate": {**EVENT["gate"], "confidence": 0.95, "champion_significance": 0.05},
+    }
+    result = app.lambda_handler(event, FakeLambdaContext())
+    assert (result["gated_value"], result["bound"], result["passed"]) == (3.7, "upper", False)
+    assert result["champion"]["beats"] is True
+    with pytest.raises(ValueError, match="champion_significance"):
+        app.lambda_handler(
+            {**EVENT, "gate": {**EVENT["gate"], "champion_significance": 0.7}},
+            FakeLambdaContext(),
+        )

@@ -303,7 +303,7 @@ def test_quality_gate_compares_the_numbers(definition):
                     "And": [
                         {"Variable": "$.evaluation.direction", "StringEquals": "minimize"},
                         {
-                            "Variable": "$.evaluation.value",
+                            "Variable": "$.evaluation.gated_value",
                             "NumericLessThanEqualsPath": "$.evaluation.threshold",
                         },
                     ]
@@ -312,7 +312,7 @@ def test_quality_gate_compares_the_numbers(definition):
                     "And": [
                         {"Variable": "$.evaluation.direction", "StringEquals": "maximize"},
                         {
-                            "Variable": "$.evaluation.value",
+                            "Variable": "$.evaluation.gated_value",
                             "NumericGreaterThanEqualsPath": "$.evaluation.threshold",
                         },
                     ]
@@ -364,6 +364,16 @@ def test_sdk_extensions_validate_their_fields():
         training_pipeline.Fail("F", result_selector={})
 
 
+def _engine_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, setting in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, setting)
+
+
 def _run_in_local_engine(definition: dict[str, Any], execution_input: dict[str, Any]) -> dict:
     """Runs a definition in moto's ASL interpreter (the local engine) until it stops."""
     import time
@@ -401,13 +411,7 @@ def _run_in_local_engine(definition: dict[str, Any], execution_input: dict[str, 
 )
 def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direction, value, status):
     """PrepareRun, the hyperparameter merge and the gate, without the jobs in between."""
-    for name, setting in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, setting)
+    _engine_env(monkeypatch)
     states = definition["States"]
     train = states["Train"]["Parameters"]
     machine = {
@@ -437,7 +441,13 @@ def test_run_set_up_and_gate_in_the_local_engine(definition, monkeypatch, direct
             "hyperparameters": {"objective": "reg:squarederror", "num_round": "200"},
             "clarify": {"enabled": False},
         },
-        "evaluation": {"direction": direction, "value": value, "threshold": 3.0, "cause": cause},
+        "evaluation": {
+            "direction": direction,
+            "value": value,
+            "gated_value": value,
+            "threshold": 3.0,
+            "cause": cause,
+        },
     }
 
     described = _run_in_local_engine(machine, execution_input)
@@ -637,5 +647,76 @@ def test_the_overfit_gate_compares_the_gap_with_the_configured_limit(definition)
     channels = {i["InputName"]: i["S3Input"]["LocalPath"] for i in evaluate["ProcessingInputs"]}
     assert channels["train"] == "/opt/ml/processing/train"
     assert channels["validation"] == "/opt/ml/processing/validation"
-    arguments = evaluate["AppSpecification"]["ContainerArguments"]
+    arguments = _evaluate_arguments(definition, {"metric": "rmse", "confidence": None})
     assert arguments[arguments.index("--train-dir") + 1] == "/opt/ml/processing/train"
+
+
+def _evaluate_arguments(definition: dict[str, Any], gate: dict[str, Any]) -> list[str]:
+    """The Evaluate job's ContainerArguments as the local engine evaluates them."""
+    expression = definition["States"]["Evaluate"]["Parameters"]["AppSpecification"][
+        "ContainerArguments.$"
+    ]
+    machine = {
+        "StartAt": "Arguments",
+        "States": {
+            "Arguments": {"Type": "Pass", "Parameters": {"args.$": expression}, "End": True}
+        },
+    }
+    described = _run_in_local_engine(machine, {"config": {"gate": gate}})
+    assert described["status"] == "SUCCEEDED", described
+    return json.loads(described["output"])["args"]
+
+
+def test_the_evaluation_job_gets_the_gate_config_as_json(definition, monkeypatch):
+    _engine_env(monkeypatch)
+    gate = {"metric": "rmse", "direction": "minimize", "confidence": 0.9,
+            "champion_significance": None}  # fmt: skip
+    arguments = _evaluate_arguments(definition, gate)
+    assert json.loads(arguments[arguments.index("--gate") + 1]) == gate
+    assert arguments[:2] == ["--model-dir", "/opt/ml/processing/model"]
+    assert "--message-file" in arguments
+
+
+@pytest.mark.parametrize(
+    ("champion", "direction", "value", "status"),
+    [
+        ({"present": False}, "minimize", 9.0, "SUCCEEDED"),
+        ({"present": True, "significance": None, "required": 3.0}, "minimize", 2.9, "SUCCEEDED"),
+        ({"present": True, "significance": None, "required": 3.0}, "minimize", 3.1, "FAILED"),
+        (  # significance on: the paired bound decides, not the values
+            {"present": True, "significance": 0.05, "required": 3.0,
+             "difference_bound": -0.01, "required_difference": 0.0},
+            "minimize", 3.5, "SUCCEEDED",
+        ),
+        (
+            {"present": True, "significance": 0.05, "required": 3.0,
+             "difference_bound": 0.0, "required_difference": 0.0},
+            "minimize", 2.0, "FAILED",
+        ),
+        (
+            {"present": True, "significance": 0.05, "required": 0.8,
+             "difference_bound": 0.03, "required_difference": 0.02},
+            "maximize", 0.5, "SUCCEEDED",
+        ),
+    ],
+)  # fmt: skip
+def test_the_champion_gate_in_the_local_engine(
+    definition, monkeypatch, champion, direction, value, status
+):
+    _engine_env(monkeypatch)
+    gate = definition["States"]["ChampionGate"]
+    machine = {
+        "StartAt": "ChampionGate",
+        "States": {
+            "ChampionGate": {
+                **gate,
+                "Choices": [{**choice, "Next": "Wins"} for choice in gate["Choices"]],
+                "Default": "Kept",
+            },
+            "Wins": {"Type": "Succeed"},
+            "Kept": {"Type": "Fail", "Error": "Kept"},
+        },
+    }
+    evaluation = {"direction": direction, "value": value, "champion": champion}
+    described = _run_in_local_engine(machine, {"evaluation": evaluation})
+    assert described["status"] == status
