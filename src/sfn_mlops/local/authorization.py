@@ -32,7 +32,7 @@ from sfn_mlops.local.iam import (
     base_context,
     needs,
 )
-from sfn_mlops.local.iam.usage import Use, Verdict, prove
+from sfn_mlops.local.iam.usage import TEMPLATE_PREFIX, Use, Verdict, prove
 
 log = logging.getLogger("sfn_mlops.local.iam")
 
@@ -43,7 +43,6 @@ TEMPLATE_FILE = "iam-template.json"
 #: `--prove` replays each statement's requests without it).
 USED_FILE = "iam-used.jsonl"
 DEFAULT_MODE = "enforce"
-TEMPLATE = "Resources."  # where a statement of the template's own policies is
 
 
 class IamSettingError(ValueError):
@@ -212,7 +211,8 @@ class Authorization:
             new = []
             for decision in decisions:
                 key = (decision.statement or "", decision.need.action)
-                if decision.allowed and key[0].startswith(TEMPLATE) and key not in self._used:
+                ours = key[0].startswith(TEMPLATE_PREFIX)
+                if decision.allowed and ours and key not in self._used:
                     self._used.add(key)
                     new.append(Use.of(caller, decision, context))
             if new:

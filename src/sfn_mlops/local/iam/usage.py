@@ -22,6 +22,9 @@ from sfn_mlops.local.iam.policy import Caller, Policy, Statement
 from sfn_mlops.local.iam.requests import Need
 
 Outcome = Literal["needed", "redundant", "unused"]
+#: Where the template's own policies sit in a statement's `where` (AWS managed policies' are
+#: named by their ARN: not the template's to trim).
+TEMPLATE_PREFIX = "Resources."
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def template_statements(policies: DeployedPolicies) -> list[tuple[Role, Statemen
         (role, statement)
         for role in policies.roles.values()
         for policy in role.policies
-        if policy.where.startswith("Resources.")
+        if policy.where.startswith(TEMPLATE_PREFIX)
         for statement in policy.statements
     ]
 
@@ -140,4 +143,4 @@ def _without(policies: tuple[Policy, ...], removed: Statement) -> tuple[Policy, 
     )
 
 
-__all__ = ["Use", "Verdict", "prove", "template_statements"]
+__all__ = ["TEMPLATE_PREFIX", "Use", "Verdict", "prove", "template_statements"]
