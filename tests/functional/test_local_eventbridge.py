@@ -116,7 +116,7 @@ def test_put_events_delivers_matching_events_to_sns(cloud: LocalCloud, events: A
         "us-east-1",
     )
     assert event["time"].endswith("Z")
-    (record,) = deliveries(cloud)
+    (record,) = eventually(lambda: deliveries(cloud))  # recorded once Publish has answered
     assert (record["EventId"], record["Rule"], record["TargetId"], record["Status"]) == (
         high_id,
         "drift",
@@ -149,7 +149,9 @@ def test_state_machine_target_gets_the_input_path(cloud: LocalCloud, events: Any
     )
     described = sfn.describe_execution(executionArn=execution["executionArn"])
     assert json.loads(described["input"]) == {"reason": "drift"}
-    (record,) = deliveries(cloud)
+    # The delivery is recorded once StartExecution has answered: the execution can be listed
+    # a moment before its record is written.
+    (record,) = eventually(lambda: deliveries(cloud))
     assert record["Result"] == {"executionArn": execution["executionArn"]}
 
 
@@ -175,7 +177,7 @@ def test_lambda_target_is_invoked_asynchronously(
     events.put_events(Entries=[{"Source": "me", "DetailType": "x", "Detail": "{}"}])
     eventually(seen.exists)
     assert eventually(lambda: seen.read_text()) == '{"fixed": true}'
-    (record,) = deliveries(cloud)
+    (record,) = eventually(lambda: deliveries(cloud))  # recorded once Invoke has answered
     assert record["Result"] == {"StatusCode": 202}
 
 
