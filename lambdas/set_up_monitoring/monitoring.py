@@ -5,8 +5,9 @@ A job definition cannot be changed, so each run makes its own (named after the r
 the endpoint's schedule at it; the definition it replaces is deleted. One alarm watches each
 feature's drift metric (the template cannot know the data's columns), one the model-quality
 metric. Every alarm treats a period without data as not breaching: a monitoring run that saw no
-traffic raises no alarm. Their period is short (a minute by default) so the alarm reacts to the
-newest monitoring result, and goes back to OK once it has passed.
+traffic raises no alarm. Their period is the schedule's interval by default (an hour, as in AWS's
+drift alarm sample): CloudWatch's sliding window then holds each run's result until the next
+run's, however late in the hour Model Monitor publishes it.
 """
 
 from __future__ import annotations

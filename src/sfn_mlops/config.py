@@ -241,6 +241,18 @@ class DeploymentConfig(_Strict):
 
 #: SageMaker accepts hourly schedules, every N hours, or daily, always on the hour.
 MONITORING_SCHEDULE = r"^cron\(0 (\*|\*/([1-9]|1[0-9]|2[0-3])|([0-9]|1[0-9]|2[0-3])) \? \* \* \*\)$"
+
+
+def schedule_interval(expression: str) -> int:
+    """Seconds between two runs of a MONITORING_SCHEDULE expression (the longest gap)."""
+    hours = expression.split()[1]
+    if hours == "*":
+        return 3600
+    if hours.startswith("*/"):
+        return int(hours[2:]) * 3600
+    return 86_400
+
+
 #: Model quality metrics (Model Monitor's names) and whether a larger value is worse.
 QUALITY_METRICS: dict[str, dict[str, bool]] = {
     "regression": {"rmse": True, "mae": True, "mse": True, "r2": False},
@@ -302,15 +314,45 @@ class MonitoringConfig(_Strict):
     # A feature drifts when the distance between its baseline and current distributions
     # passes this (Model Monitor's comparison_threshold).
     drift_threshold: float = Field(0.1, gt=0, le=1)
-    # The alarms look at the newest monitoring result: periods of this length, of which
-    # ``datapoints_to_alarm`` out of ``evaluation_periods`` must breach.
-    alarm_period_seconds: int = Field(60, ge=60, le=86400, multiple_of=60)
+    # The alarms judge periods of this length (default: the schedule's interval, so each
+    # monitoring result counts until the next one), of which ``datapoints_to_alarm`` out of
+    # ``evaluation_periods`` must breach.
+    alarm_period_seconds: int | None = Field(None, ge=60, le=86400, multiple_of=60)
     evaluation_periods: int = Field(1, ge=1, le=24)
     datapoints_to_alarm: int | None = Field(None, ge=1, le=24)
     retrain_on_alarm: bool = True
     # A retraining also trains on the endpoint's captured requests that have ground truth.
     retrain_with_captured_data: bool = False
     model_quality: ModelQualityMonitorConfig = Field(default_factory=ModelQualityMonitorConfig)
+
+    @property
+    def alarm_period(self) -> int:
+        return self.alarm_period_seconds or schedule_interval(self.schedule)
+
+    @model_validator(mode="after")
+    def _alarm_window_holds_a_run(self) -> MonitoringConfig:
+        """CloudWatch evaluates a sliding window of ``period x evaluation_periods`` ending now,
+        and Model Monitor publishes a run's metrics after the run (AWS's drift alarm sample
+        uses 3600 s for its hourly schedule): a shorter window may never hold them."""
+        interval, period = schedule_interval(self.schedule), self.alarm_period
+        window = period * self.evaluation_periods
+        if window < interval:
+            raise ValueError(
+                f"monitoring: alarm_period_seconds x evaluation_periods ({period} x "
+                f"{self.evaluation_periods} = {window} s) is shorter than the schedule's "
+                f"interval ({interval} s for {self.schedule}); a monitoring run's metrics would "
+                f"leave the alarm's window before the next run, or never enter it. Use "
+                f"alarm_period_seconds: {interval} (the default)"
+            )
+        limit = 604_800 if period >= 3600 else 86_400  # PutMetricAlarm, "Period"
+        if window > limit:
+            raise ValueError(
+                f"monitoring: alarm_period_seconds x evaluation_periods ({window} s) is more "
+                f"than CloudWatch allows ({limit} s"
+                + ("" if period >= 3600 else " for periods under an hour")
+                + ")"
+            )
+        return self
 
 
 class PipelineConfig(_Strict):
@@ -510,7 +552,7 @@ class PipelineConfig(_Strict):
             "enabled": True,
             "schedule": monitoring.schedule,
             "drift_threshold": monitoring.drift_threshold,
-            "alarm_period_seconds": monitoring.alarm_period_seconds,
+            "alarm_period_seconds": monitoring.alarm_period,
             "evaluation_periods": periods,
             "datapoints_to_alarm": datapoints,
             "retrain_on_alarm": monitoring.retrain_on_alarm,

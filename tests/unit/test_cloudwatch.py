@@ -221,6 +221,44 @@ def test_a_breaching_datapoint_moves_the_alarm_to_alarm_then_back_to_ok(cw: Clou
     assert json.loads(found["StateReasonData"])["recentDatapoints"] == [0.5]
 
 
+def test_a_sliding_window_counts_a_datapoint_for_a_whole_period_after_it(
+    cw: CloudWatch,
+) -> None:
+    """An hourly Model Monitor result, published at 08:00:10, against a one-hour alarm: the
+    default sliding window sees it at the next minute's evaluation and keeps it for an hour."""
+    alarm(cw, Period=3600, Statistic="Maximum", TreatMissingData="notBreaching")
+    put(cw, 10, Value=5.0)
+    cw.evaluate_alarms(now=T0 + 30)  # evaluations are on the minute: [07:00, 08:00)
+    assert state(cw)[0] == "OK"
+    cw.evaluate_alarms(now=T0 + 61)  # [07:01, 08:01)
+    assert state(cw) == (
+        "ALARM",
+        "Threshold Crossed: 1 datapoint [5.0 (15/01/27 07:01:00)] was greater than the "
+        "threshold (1.0).",
+    )
+    cw.evaluate_alarms(now=T0 + 3659)  # [08:00, 09:00) still holds it
+    assert state(cw)[0] == "ALARM"
+    cw.evaluate_alarms(now=T0 + 3661)  # [08:01, 09:01) does not
+    assert state(cw)[0] == "OK"
+
+
+@pytest.mark.parametrize(
+    ("timezone", "first_alarm"),
+    [(None, 3600), ("UTC+05:30", 1800), ("Asia/Kolkata", 1800), ("America/New_York", 3600)],
+)
+def test_a_wall_clock_window_judges_complete_periods_of_its_time_zone(
+    cw: CloudWatch, timezone: str | None, first_alarm: float
+) -> None:
+    """08:00 UTC is on the hour in New York too; India's hours start at half past."""
+    window = {"WallClockWindow": {"Timezone": timezone} if timezone else {}}
+    alarm(cw, Period=3600, Statistic="Maximum", EvaluationWindow=window)
+    put(cw, 10, Value=5.0)
+    cw.evaluate_alarms(now=T0 + first_alarm - 1)  # the period holding 08:00:10 is not over
+    assert state(cw)[0] == "INSUFFICIENT_DATA"
+    cw.evaluate_alarms(now=T0 + first_alarm + 1)
+    assert state(cw)[0] == "ALARM"
+
+
 def test_m_out_of_n_datapoints_to_alarm(cw: CloudWatch) -> None:
     alarm(cw, EvaluationPeriods=3, DatapointsToAlarm=2)
     for minute, value in enumerate([5.0, 0.0, 1.0]):
@@ -352,6 +390,15 @@ def test_disabled_actions_publish_nothing(cloud: LocalCloud, cw: CloudWatch) -> 
         ({"Period": 45}, "InvalidParameterValue"),
         ({"DatapointsToAlarm": 2}, "ValidationError"),
         ({"ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold"}, "ValidationError"),
+        ({"EvaluationPeriods": 1441}, "InvalidParameterValue"),  # over a day, period < 1 h
+        ({"Period": 3600, "EvaluationPeriods": 169}, "InvalidParameterValue"),  # over 7 days
+        ({"EvaluationInterval": 60}, "InvalidParameterCombination"),
+        ({"WarmUpConfiguration": {"WarmUpPeriodDurationInMinutes": 5}}, "ValidationError"),
+        ({"EvaluationCriteria": {"PromQLCriteria": {}}}, "ValidationError"),
+        ({"EvaluationWindow": {"WallClockWindow": {"Timezone": "Mars/Olympus"}}},
+         "InvalidParameterValue"),
+        ({"EvaluationWindow": {"WallClockWindow": {"Timezone": "+05:31"}}},
+         "InvalidParameterValue"),
     ],
 )
 def test_put_metric_alarm_refuses(cw: CloudWatch, overrides: dict[str, Any], code: str) -> None:

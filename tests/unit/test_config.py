@@ -217,6 +217,45 @@ def test_monitoring_settings_that_cannot_work_are_named(
         PipelineConfig(**settings).execution_input("s3://b/d")
 
 
+@pytest.mark.parametrize(
+    ("schedule", "period"),
+    [("cron(0 * ? * * *)", 3600), ("cron(0 */6 ? * * *)", 21600), ("cron(0 3 ? * * *)", 86400)],
+)
+def test_the_alarm_period_is_the_schedules_interval_by_default(schedule: str, period: int) -> None:
+    config = PipelineConfig(monitoring={"schedule": schedule})
+    assert config.execution_input("s3://b/d")["config"]["monitoring"]["alarm_period_seconds"] == (
+        period
+    )
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "message"),
+    [
+        (
+            {"alarm_period_seconds": 60},
+            "alarm_period_seconds x evaluation_periods (60 x 1 = 60 s) is shorter than the "
+            "schedule's interval (3600 s for cron(0 * ? * * *))",
+        ),
+        (
+            {"schedule": "cron(0 5 ? * * *)", "alarm_period_seconds": 3600,
+             "evaluation_periods": 12},
+            "(3600 x 12 = 43200 s) is shorter than the schedule's interval (86400 s",
+        ),
+        (
+            {"schedule": "cron(0 5 ? * * *)", "evaluation_periods": 8},
+            "alarm_period_seconds x evaluation_periods (691200 s) is more than CloudWatch allows "
+            "(604800 s)",
+        ),
+    ],
+)
+def test_alarm_windows_that_miss_a_run_or_that_cloudwatch_refuses_are_named(
+    monitoring: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        PipelineConfig(monitoring=monitoring)
+    assert PipelineConfig(monitoring={"alarm_period_seconds": 1800, "evaluation_periods": 2})
+
+
 def test_a_monitoring_schedule_must_be_one_sagemaker_accepts() -> None:
     with pytest.raises(ValidationError, match="schedule"):
         PipelineConfig(monitoring={"schedule": "cron(15 * ? * * *)"})

@@ -165,6 +165,14 @@ def _check_structure(
     for name, member in shape.members.items():
         if value.get(name) is not None:
             _check(value[name], member, _join(path, _camel(name)), problems)
+    if shape.metadata.get("union"):
+        chosen = [name for name in shape.members if value.get(name) is not None]
+        if len(chosen) != 1:  # a union sets exactly one of its members
+            problems.append(
+                f"Value at '{path}' failed to satisfy constraint: Member must set exactly one "
+                f"of [{', '.join(_camel(name) for name in shape.members)}] "
+                f"(got {len(chosen)})"
+            )
 
 
 def _check_constraints(value: Any, shape: Shape, path: str, problems: list[str]) -> None:

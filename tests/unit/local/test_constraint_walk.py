@@ -143,3 +143,22 @@ def test_map_keys_are_checked_too() -> None:
         "Value 'bad (value)' at 'meta.k.member' failed to satisfy constraint: Member must "
         r"satisfy regular expression pattern: ([\p{L}\p{Z}\p{N}_.:\/=+\-@]*)${1,256}",
     ]
+
+
+def test_a_union_takes_exactly_one_member() -> None:
+    """Union structures (CloudWatch's EvaluationWindow, SageMaker's ...) of every served model."""
+    unions = [
+        shape for service in SERVED for shape in _shapes(service)
+        if isinstance(shape, StructureShape) and shape.metadata.get("union")
+    ]  # fmt: skip
+    assert any(shape.name == "EvaluationWindow" for shape in unions)
+    for shape in unions:
+        members = list(shape.members)
+        for value in ({}, dict.fromkeys(members[:2], {})) if len(members) > 1 else ({},):
+            problems: list[str] = []
+            validation._check(value, shape, "u", problems)
+            assert any("Member must set exactly one of" in p for p in problems), shape.name
+    window = service_model("cloudwatch").shape_for("EvaluationWindow")
+    problems = []
+    validation._check({"SlidingWindow": {}}, window, "evaluationWindow", problems)
+    assert problems == []

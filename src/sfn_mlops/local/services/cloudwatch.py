@@ -4,8 +4,13 @@ Datapoints live in their own SQLite file (``metrics.db`` in the workspace, WAL m
 outlive the service; alarms and their history live in the shared metadata store.
 
 Alarm evaluation follows CloudWatch's rules: the statistic (``Statistic`` or a ``pNN``
-``ExtendedStatistic``) of each of the ``EvaluationPeriods`` most recent complete periods; the
-alarm goes to ALARM when at least ``DatapointsToAlarm`` of them breach, otherwise to OK, and
+``ExtendedStatistic``) of each of the ``EvaluationPeriods`` periods of the evaluation window
+(CloudWatch User Guide, "Alarm evaluation window"): by default a ``SlidingWindow`` that ends at
+the latest evaluation (every minute, every 10 s for a period under a minute: "Using Amazon
+CloudWatch alarms"), so a datapoint counts for a whole period after its timestamp; with
+``EvaluationWindow.WallClockWindow`` the periods are the complete ones aligned to the clock in
+its ``Timezone`` (UTC by default). The alarm goes to ALARM when at least ``DatapointsToAlarm``
+of them breach, otherwise to OK, and
 ``TreatMissingData`` decides what an empty period is (``missing``: all empty gives
 INSUFFICIENT_DATA; ``ignore``: all empty keeps the state; ``breaching``/``notBreaching``: an
 empty period counts as one). Local time runs at the workspace's ``time_scale``, the factor every
@@ -29,6 +34,7 @@ import re
 import sqlite3
 import threading
 import time
+import zoneinfo
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -390,6 +396,43 @@ def _reason_data(alarm: dict[str, Any], values: list[tuple[float, float | None]]
     }
 
 
+def window_end(alarm: dict[str, Any], now: float, scale: float = 1.0) -> float:
+    """Where the alarm's evaluated periods end at ``now`` (local time runs ``scale`` times the
+    real pace). A sliding window ends at the latest evaluation: CloudWatch evaluates every
+    minute, every 10 s for a period under a minute; a wall clock window at the start of the
+    current period in its time zone (that period is not complete yet)."""
+    clock = (alarm.get("EvaluationWindow") or {}).get("WallClockWindow")
+    if clock is None:
+        tick = (10 if alarm["Period"] < 60 else 60) * scale
+        return math.floor(now / tick) * tick
+    period = alarm["Period"] * scale
+    offset = utc_offset(clock.get("Timezone"), now) * scale
+    return math.floor((now + offset) / period) * period - offset
+
+
+_FIXED_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$")
+
+
+def utc_offset(zone: str | None, at: float) -> float:
+    """Seconds east of UTC of a WallClockWindow ``Timezone`` (an IANA name, ``+05:30`` or
+    ``UTC+05:30``) at ``at``; ValueError says what is wrong."""
+    if not zone or zone == "UTC":
+        return 0.0
+    fixed = _FIXED_OFFSET.match(zone)
+    if fixed:
+        sign, hours, minutes = fixed.groups()
+        if int(minutes) % 5 or int(minutes) >= 60 or int(hours) > 14:
+            raise ValueError("a UTC offset must be at most 14:00 and a multiple of 5 minutes")
+        return (1 if sign == "+" else -1) * (int(hours) * 3600 + int(minutes) * 60)
+    try:
+        found = zoneinfo.ZoneInfo(zone).utcoffset(_moment(at))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(
+            "not a time zone: use an IANA name (America/New_York) or an offset (+05:30)"
+        ) from err
+    return found.total_seconds() if found is not None else 0.0
+
+
 class CloudWatch:
     """PutMetricData ... DescribeAlarmHistory, and the alarm evaluator."""
 
@@ -680,14 +723,18 @@ class CloudWatch:
 
     def _period_values(self, alarm: dict[str, Any], now: float) -> list[tuple[float, float | None]]:
         """The statistic of each evaluated period, most recent first, keyed by its start."""
-        period = max(alarm["Period"] * self.cloud.time_scale, 1e-3)
-        end = math.floor(now / period) * period  # the current period is not complete yet
-        start = end - alarm["EvaluationPeriods"] * period
-        points = self._points(alarm, start, end, alarm.get("Unit"))
-        grouped = _buckets(points, period)
+        scale = max(self.cloud.time_scale, 1e-6)
+        period = alarm["Period"] * scale
+        end = window_end(alarm, now, scale)
+        points = self._points(alarm, end - alarm["EvaluationPeriods"] * period, end,
+                              alarm.get("Unit"))  # fmt: skip
         stat = alarm.get("Statistic") or alarm["ExtendedStatistic"]
-        starts = [end - (i + 1) * period for i in range(alarm["EvaluationPeriods"])]
-        return [(s, statistic(_near(grouped, s, period), stat)) for s in starts]
+        values: list[tuple[float, float | None]] = []
+        for i in range(alarm["EvaluationPeriods"]):
+            start = end - (i + 1) * period
+            held = [p for p in points if start <= p.ts < start + period]
+            values.append((start, statistic(held, stat)))
+        return values
 
     def _transition(
         self, alarm: dict[str, Any], verdict: Verdict, now: float, force: bool = False
@@ -767,14 +814,6 @@ def _statistics_datapoint(
     return point
 
 
-def _near(grouped: dict[float, list[Datapoint]], start: float, period: float) -> list[Datapoint]:
-    """The bucket starting at ``start`` (bucket keys are floats: match within rounding)."""
-    for key, points in grouped.items():
-        if abs(key - start) < period / 2:
-            return points
-    return []
-
-
 def _has_dimensions(dims: list[dict[str, str]], wanted: list[dict[str, str]]) -> bool:
     have = {d["Name"]: d["Value"] for d in dims}
     return all(w["Name"] in have and w.get("Value", have[w["Name"]]) == have[w["Name"]]
@@ -795,8 +834,7 @@ def _selected(alarm: dict[str, Any], params: dict[str, Any]) -> bool:
 
 def _check_alarm(params: dict[str, Any]) -> None:
     """PutMetricAlarm's checks that the model cannot express, in CloudWatch's words."""
-    if "Metrics" in params:
-        raise unsupported("Metric math alarms (the Metrics parameter)")
+    _check_alarm_kind(params)
     operator = params["ComparisonOperator"]
     if operator not in _OPERATORS:
         raise unsupported(f"Anomaly detection alarms (ComparisonOperator {operator})")
@@ -824,6 +862,49 @@ def _check_alarm(params: dict[str, Any]) -> None:
     treat = params.get("TreatMissingData", "missing")
     if treat not in ("missing", "ignore", "breaching", "notBreaching"):
         raise invalid(f"The value {treat} for parameter TreatMissingData is not supported.")
+    _check_evaluation_range(params["Period"], params["EvaluationPeriods"])
+    _check_time_zone(params)
+
+
+def _check_time_zone(params: dict[str, Any]) -> None:
+    clock = (params.get("EvaluationWindow") or {}).get("WallClockWindow")
+    if clock is not None and clock.get("Timezone"):
+        try:
+            utc_offset(clock["Timezone"], time.time())
+        except ValueError as err:
+            raise invalid(
+                f"The value {clock['Timezone']} for parameter "
+                f"EvaluationWindow.WallClockWindow.Timezone is invalid: {err}."
+            ) from err
+
+
+def _check_alarm_kind(params: dict[str, Any]) -> None:
+    """Static-threshold alarms on one metric only; the rest is named, not ignored."""
+    if "EvaluationCriteria" in params:
+        raise unsupported("PromQL alarms (the EvaluationCriteria parameter)")
+    if "Metrics" in params:
+        raise unsupported("Metric math alarms (the Metrics parameter)")
+    for member in ("WarmUpConfiguration", "ActionConfiguration"):
+        if member in params:
+            raise unsupported(f"The {member} parameter")
+    if "EvaluationInterval" in params:  # PutMetricAlarm, "EvaluationInterval"
+        raise combination(
+            "EvaluationInterval cannot be specified for alarms configured with MetricName or "
+            "Metrics."
+        )
+
+
+def _check_evaluation_range(period: int, periods: int) -> None:
+    """PutMetricAlarm, "Period": Period x EvaluationPeriods is at most seven days, and at most
+    one day for a period under an hour."""
+    limit = 604_800 if period >= 3600 else 86_400
+    if period * periods > limit:
+        raise invalid(
+            f"The evaluation range (Period {period} x EvaluationPeriods {periods} = "
+            f"{period * periods} s) must be at most {limit} s"
+            + ("" if period >= 3600 else " for a period under an hour")
+            + "."
+        )
 
 
 _PUBLIC_EXCLUDED = ("Tags",)
