@@ -57,6 +57,7 @@ PLACEHOLDERS = frozenset(
         "RegisterModelFunctionArn",
         "DeployModelFunctionArn",
         "FindChampionFunctionArn",
+        "CollectDataFunctionArn",
         "WaitForApprovalFunctionArn",
         "ModelMonitorImageUri",
         "SetUpMonitoringFunctionArn",
@@ -106,6 +107,8 @@ SNS_TRANSIENT_ERRORS = ["SNS.ThrottledException", "SNS.InternalErrorException"]
 
 PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
 PROCESSING_DATA_DIR = "/opt/ml/processing/input/data"
+#: The run's manifest and labelled captures (CollectData), beside the configured data.
+PROCESSING_COLLECTED_DIR = "/opt/ml/processing/input/collected"
 PROCESSING_OUTPUT_DIR = "/opt/ml/processing/output"
 PROCESSING_OUTPUTS = ("train", "validation", "test", "schema", "baseline")
 VOLUME_SIZE_GB = 30
@@ -324,9 +327,13 @@ def preprocess() -> Task:
     parameters = _processing_job(
         "$.run.job_names.preprocess",
         "preprocess.py",
-        ["--input-dir", PROCESSING_DATA_DIR, "--output-dir", PROCESSING_OUTPUT_DIR],
+        [
+            "--input-dir", PROCESSING_DATA_DIR, "--collected-dir", PROCESSING_COLLECTED_DIR,
+            "--output-dir", PROCESSING_OUTPUT_DIR,
+        ],
         inputs=[
             _s3_input("data", PROCESSING_DATA_DIR, {"S3Uri.$": "$.config.data_uri"}),
+            _s3_input("collected", PROCESSING_COLLECTED_DIR, {"S3Uri.$": _run_path("data/")}),
             _s3_input("code", PROCESSING_CODE_DIR, {"S3Uri": "${CodeUri}/processing/"}),
         ],
         outputs=[
@@ -494,6 +501,7 @@ EVALUATION_KEYS = (
     "interval",
     "bound",
     "gated_value",
+    "data",
 )
 
 
@@ -510,8 +518,40 @@ def find_champion() -> Task:
                 "destination.$": _run_path("champion/"),
             },
         },
-        result_selector={"present.$": "$.Payload.present", "source.$": "$.Payload.source"},
+        result_selector={
+            "present.$": "$.Payload.present",
+            "source.$": "$.Payload.source",
+            "model_data_url.$": "$.Payload.model_data_url",
+        },
         result_path="$.steps.champion",
+        retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
+    )
+
+
+def collect_data() -> Task:
+    """The run's data written down before it is read: the configured objects as they are now
+    and the endpoint's labelled traffic, each recent or older than the production model."""
+    return Task(
+        "CollectData",
+        resource=LAMBDA_INVOKE,
+        comment="Lists the data and adds labelled production traffic; writes the manifest.",
+        parameters={
+            "FunctionName": "${CollectDataFunctionArn}",
+            "Payload": {
+                "config.$": "$.config",
+                "destination.$": _run_path("data/"),
+                "champion_model_url.$": "$.steps.champion.model_data_url",
+                "execution_input.$": "$$.Execution.Input",
+            },
+        },
+        result_selector={
+            "manifest_uri.$": "$.Payload.manifest_uri",
+            "since.$": "$.Payload.since",
+            "why.$": "$.Payload.why",
+            "captured_rows.$": "$.Payload.captured_rows",
+            "skipped.$": "$.Payload.skipped",
+        },
+        result_path="$.steps.data",
         retry=transient_retry(LAMBDA_TRANSIENT_ERRORS),
     )
 
@@ -823,6 +863,8 @@ def register_model(state_id: str = "RegisterModel", *, rejected: bool = False) -
                 "value.$": "$.evaluation.value",
                 "interval.$": "$.evaluation.interval",
                 "champion.$": "$.evaluation.champion",
+                "data.$": "$.steps.data",
+                "judged_on.$": "$.evaluation.data",
                 "rejected": rejected,
             },
         },
@@ -1210,8 +1252,9 @@ def build_definition() -> dict[str, Any]:
     on_error = steps.Catch(error_equals=["States.ALL"], result_path="$.error", next_step=notify)
     prepare, training, tuning = preprocess(), train(), tune()
     best = describe_best_training_job()
-    scoring = [find_champion(), evaluate(), read_evaluation()]
-    tasks = [prepare, training, tuning, best, *scoring]
+    champion, collect = find_champion(), collect_data()
+    scoring = [evaluate(), read_evaluation()]
+    tasks = [champion, collect, prepare, training, tuning, best, *scoring]
     model = create_model()
     clarify_tasks = [prepare_clarify(), clarify(), read_bias_report()]
     register, deploy, describe = register_model(), deploy_model(), describe_endpoint()
@@ -1263,11 +1306,14 @@ def build_definition() -> dict[str, Any]:
     scored = steps.Chain([*scoring, gate])
     training.next(scored)
     steps.Chain([tuning, best, scored])
-    chain = steps.Chain([prepare_run(), prepare, tuning_enabled(tune=tuning, train=training)])
+    chain = steps.Chain(
+        [prepare_run(), champion, collect, prepare, tuning_enabled(tune=tuning, train=training)]
+    )
     graph = Graph(
         chain,
         comment=(
-            "sfn-mlops training pipeline: preprocess, train and evaluate an XGBoost model "
+            "sfn-mlops training pipeline: find the production model, collect the data it never "
+            "saw, preprocess, train and evaluate an XGBoost model "
             "beside the production model, keep the production model unless the new one beats "
             "it, gate on the evaluation metric, then create the model, check it for bias and "
             "explain it with SageMaker Clarify, gate on the bias metrics, register it in the "

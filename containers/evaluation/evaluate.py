@@ -432,6 +432,8 @@ def evaluate(
         report["champion"] = score_champion(
             champion_dir, schema, y, x, level=level, gate=gate, new_samples=samples
         )
+    if schema.get("data"):  # what the model was trained and is judged on (preprocessing)
+        report["data"] = schema["data"]
     jobkit.write_json(os.path.join(output_dir, "evaluation.json"), report)
     print(f"evaluated {y.size} rows in {time.perf_counter() - started:.2f}s: {report}", flush=True)
     return report

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import collected
 import jobkit
 import numpy as np
 import pandas as pd
@@ -440,6 +441,14 @@ def split_sizes(rows: int, split: Split) -> dict[str, int]:
     return sizes
 
 
+def usual_split(count: int, split: Split) -> dict[str, np.ndarray]:
+    """Every row shuffled with the seed, then cut at the split's sizes."""
+    sizes = split_sizes(count, split)
+    order = np.random.default_rng(split.seed).permutation(count)
+    cuts = np.cumsum([sizes[name] for name in SPLITS])[:-1]
+    return dict(zip(SPLITS, np.split(order, cuts), strict=True))
+
+
 def write_split(path: str, columns: Sequence[np.ndarray], rows: np.ndarray) -> None:
     """Write the chosen rows as headerless CSV; NaN becomes an empty field."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -465,12 +474,19 @@ def preprocess(
     categorical_columns: Sequence[str],
     split: Split,
     delimiter: str = ",",
+    collected_dir: str | None = None,
 ) -> dict[str, Any]:
     """Validate, encode, split and write the data; return the schema written to schema.json."""
     started = time.perf_counter()
     settings = Settings(target, problem_type, tuple(categorical_columns), split, delimiter)
-    paths = list_input_files(input_dir)
+    manifest = collected.read_manifest(collected_dir)
+    if manifest is None:
+        files = [collected.DataFile(path, True) for path in list_input_files(input_dir)]
+    else:
+        files = collected.listed_files(manifest, input_dir, str(collected_dir))
+    paths = [file.path for file in files]
     data, spans = read_inputs(paths, settings.categorical_columns, delimiter)
+    recent = np.repeat([file.recent for file in files], [rows for _, rows in spans])
     print(
         f"read {len(data)} rows x {data.shape[1]} columns from {len(paths)} file(s) "
         f"in {time.perf_counter() - started:.2f}s",
@@ -478,22 +494,27 @@ def preprocess(
     )
     validate(data, settings, spans)
     columns, schema = encode(data, settings)
-    sizes = split_sizes(len(data), split)
-    order = np.random.default_rng(split.seed).permutation(len(data))
-    start = 0
+    policy = (manifest or {}).get("policy", {})
+    fractions = (split.train, split.validation, split.test)
+    chosen, summary = collected.choose_rows(recent.astype(bool), fractions, split.seed, policy)
+    rows = chosen or usual_split(len(data), split)
     for name in SPLITS:
-        write_split(
-            os.path.join(output_dir, name, f"{name}.csv"),
-            columns,
-            order[start : start + sizes[name]],
-        )
-        start += sizes[name]
+        write_split(os.path.join(output_dir, name, f"{name}.csv"), columns, rows[name])
     write_baseline(
         os.path.join(output_dir, "baseline", BASELINE_FILE),
         data[schema["features"]],
-        order[: sizes["train"]],
+        rows["train"],
     )
+    sizes = {name: len(rows[name]) for name in SPLITS}
     schema["rows"] = sizes
+    schema["data"] = {**summary, **(manifest or {}).get("window", {})}
+    if summary["test_from"] == "recent":
+        print(
+            f"test rows from the {summary['recent_rows']} recent rows "
+            f"({schema['data'].get('why')}); {summary['older_kept']} of "
+            f"{summary['older_rows']} older rows kept for training",
+            flush=True,
+        )
     jobkit.write_json(os.path.join(output_dir, "schema", jobkit.SCHEMA_FILE), schema)
     print(
         f"split train={sizes['train']} validation={sizes['validation']} test={sizes['test']}; "
@@ -506,6 +527,7 @@ def preprocess(
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-dir", default="/opt/ml/processing/input/data")
+    parser.add_argument("--collected-dir", default=None)  # the run's manifest and captures
     parser.add_argument("--output-dir", default="/opt/ml/processing/output")
     # A processing job's failure reason goes where DescribeProcessingJob reads ExitMessage from.
     parser.add_argument("--message-file", default=jobkit.PROCESSING_MESSAGE_FILE)
@@ -527,6 +549,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             categorical_columns=settings.categorical_columns,
             split=settings.split,
             delimiter=settings.delimiter,
+            collected_dir=args.collected_dir,
         )
 
     return jobkit.run_job(body, reason_file=args.message_file)

@@ -76,6 +76,7 @@ def lambda_handler(event: ReadEvaluationEvent, context: LambdaContext) -> dict[s
         report, decision, spec.champion_margin, spec.champion_significance
     )
     decision["overfitting"] = gate.overfitting(report, decision, spec.max_train_test_gap)
+    decision["data"] = report.get("data")  # the test rows' origin: recent, or all the data
     logger.info(
         "quality gate decided",
         extra={key: decision[key] for key in ("metric", "value", "threshold", "passed")},

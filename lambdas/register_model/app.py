@@ -53,6 +53,8 @@ class RegisterEvent(BaseModel):
     interval: dict[str, float] | None = None  # the gate metric's bootstrap interval
     champion: dict[str, Any] = {}  # ReadEvaluation's comparison with the production model
     rejected: bool = False  # it lost to the production model: registered as Rejected
+    data: dict[str, Any] = {}  # CollectData's summary: the manifest, since when data is recent
+    judged_on: dict[str, Any] | None = None  # where the test rows came from (preprocessing)
 
 
 @logger.inject_lambda_context
@@ -81,7 +83,7 @@ def lambda_handler(event: RegisterEvent, context: LambdaContext) -> dict[str, An
         data_uri=event.data_uri,
         config=event.config,
         description=description,
-        scores=scores,
+        scores={**scores, **registry.data_provenance(event.data, event.judged_on)},
         rejected_because=event.champion.get("cause") if event.rejected else None,
     )
     logger.info("registered", extra=result)

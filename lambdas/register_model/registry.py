@@ -135,6 +135,26 @@ def model_metrics(reports: dict[str, str | None]) -> dict[str, Any]:
     return metrics
 
 
+def data_provenance(data: dict[str, Any], judged_on: dict[str, Any] | None) -> dict[str, str]:
+    """What the version was trained on (the run's manifest: every object and its ETag) and
+    judged on (recent rows since when, or all the data), as metadata values."""
+    found: dict[str, str] = {}
+    if data.get("manifest_uri"):
+        found["data_manifest"] = str(data["manifest_uri"])
+    rows = data.get("captured_rows") or {}
+    if rows:
+        found["captured_rows"] = f"{rows.get('recent', 0)} recent {rows.get('older', 0)} older"
+    if judged_on:
+        if judged_on.get("test_from") == "recent":
+            since = judged_on.get("since") or "the newest rows"
+            found["judged_on"] = f"{judged_on.get('recent_rows')} recent rows since {since}"
+        else:
+            found["judged_on"] = "all the data"
+        kept, older = judged_on.get("older_kept", 0), judged_on.get("older_rows", 0)
+        found["older_rows_kept"] = f"{kept} of {older}"
+    return found
+
+
 def register(
     sagemaker: Any,
     *,

@@ -18,7 +18,6 @@ logger = Logger()
 tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
 
 _sfn_client: Any = None
-_s3_client: Any = None
 
 
 def get_sfn_client() -> Any:
@@ -33,28 +32,10 @@ def set_sfn_client(client: Any) -> None:
     _sfn_client = client
 
 
-def get_s3_client() -> Any:
-    global _s3_client
-    if _s3_client is None:
-        _s3_client = boto3.client("s3")
-    return _s3_client
-
-
-def set_s3_client(client: Any) -> None:
-    global _s3_client
-    _s3_client = client
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = retrain.retrain(
-        get_sfn_client(),
-        os.environ["PIPELINE_ARN"],
-        event,
-        s3=get_s3_client,
-        bucket=os.environ.get("ARTIFACT_BUCKET"),
-    )
+    result = retrain.retrain(get_sfn_client(), os.environ["PIPELINE_ARN"], event)
     # Nested: the result's "name" would clash with the LogRecord attribute of that name.
     logger.info("retraining", extra={"retraining": result})
     return result

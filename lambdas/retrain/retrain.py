@@ -8,10 +8,8 @@ one timestamp, so the drift alarms of several features that it trips at once sha
 and start one retraining. While any execution of the pipeline runs, a new alarm is only logged.
 
 The retraining runs the config of the newest execution that succeeded (the one that built the
-model in service), with a ``retraining`` key saying why. With
-``monitoring.retrain_with_captured_data`` it trains on the configured data plus the endpoint's
-captured requests that have ground truth (captured_data.py); the configured location is kept in
-``retraining.base_data_uri``, so retraining after a retraining does not stack copies.
+model in service), with a ``retraining`` key saying why. What it trains on (the data as it is
+then, and the endpoint's labelled traffic) is the pipeline's CollectData step, as for any run.
 """
 
 from __future__ import annotations
@@ -19,10 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from typing import Any
-
-import captured_data
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 SCHEDULED_EVENT = "Scheduled Event"
@@ -110,15 +105,8 @@ def _name(label: str, source: str | None, moment: str) -> str:
     return re.sub(r"-+", "-", name)[:MAX_NAME].strip("-")
 
 
-def retrain(
-    sfn: Any,
-    pipeline_arn: str,
-    event: dict[str, Any],
-    s3: Callable[[], Any] | None = None,
-    bucket: str | None = None,
-) -> dict[str, Any]:
-    """Start the retraining ``event`` asks for, once; ``s3`` (gives the S3 client, called only
-    when needed) and ``bucket`` (the artifact bucket) serve only to add captured data."""
+def retrain(sfn: Any, pipeline_arn: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Start the retraining ``event`` asks for, once."""
     why = trigger(event)
     if why is None:
         return {"started": False, "why": "not an ALARM state change or a scheduled event"}
@@ -133,8 +121,6 @@ def retrain(
         return {"started": False, "why": "monitoring.retrain_on_alarm is off", **why}
     if _exists(sfn, pipeline_arn, why["name"]):
         return {"started": False, "why": f"{why['name']} was started already", **why}
-    if monitoring.get("retrain_with_captured_data"):
-        payload = _with_captured_data(payload, s3, bucket, why["name"])
     try:
         started = sfn.start_execution(
             stateMachineArn=pipeline_arn, name=why["name"], input=json.dumps(payload)
@@ -156,7 +142,7 @@ def _retraining_input(sfn: Any, pipeline_arn: str, why: dict[str, Any]) -> dict[
     earlier = last.pop("retraining", None) or {}
     last.pop("started_by", None)  # `sfn-mlops run` started that run; this one is a retraining
     config = last.setdefault("config", {})
-    if earlier.get("base_data_uri"):
+    if earlier.get("base_data_uri"):  # a retraining of an earlier release copied its data
         config["data_uri"] = earlier["base_data_uri"]
     details = {k: v for k, v in why.items() if k != "name"}
     return {**last, "retraining": {**details, "previous_execution": done[0]["name"]}}
@@ -170,26 +156,3 @@ def _exists(sfn: Any, pipeline_arn: str, name: str) -> bool:
     except sfn.exceptions.ExecutionDoesNotExist:
         return False
     return True
-
-
-def _with_captured_data(
-    payload: dict[str, Any], s3: Callable[[], Any] | None, bucket: str | None, name: str
-) -> dict[str, Any]:
-    """The configured data plus the labelled captures, at a prefix of this execution's own."""
-    if s3 is None or not bucket:
-        raise RetrainError("retrain_with_captured_data needs the artifact bucket (ARTIFACT_BUCKET)")
-    config = payload["config"]
-    endpoint = config.get("deployment", {}).get("endpoint_name")
-    if not endpoint:
-        raise RetrainError("retrain_with_captured_data needs config.deployment.endpoint_name")
-    data = captured_data.build(
-        s3(),
-        bucket=bucket,
-        endpoint=endpoint,
-        base_data_uri=config["data_uri"],
-        config=config,
-        destination=f"s3://{bucket}/retraining-data/{name}/",
-    )
-    config["data_uri"] = data.pop("data_uri")
-    payload["retraining"].update(data)
-    return payload

@@ -306,6 +306,43 @@ def _minutes(offset: str) -> int:
     return -(parts.get("D", 0) * 1440 + parts.get("H", 0) * 60 + parts.get("M", 0))
 
 
+#: A retraining window: a duration (``14d``, ``36h``, ``90m``, ISO 8601 ``P14D``/``PT36H``)
+#: or the newest N rows (an integer).
+WINDOW_DURATION = r"^(\d+[dhm]|P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?)?)$"
+
+
+class RetrainingConfig(_Strict):
+    """What a run trains and is judged on when there is data newer than the production model
+    (lambdas/collect_data). Recent data is what the production model never saw: source files
+    added or changed since its run, and labelled captured requests since then, or those within
+    ``window``. The test split comes from recent rows only, so the production model and the
+    new one are judged on the present."""
+
+    # auto: the endpoint's captured requests that have ground truth join the data when there
+    # are any; false: never; true: always (an error when the data cannot take them).
+    captured_data: Literal["auto", True, False] = "auto"
+    # Recent data: since the production model's run (None), a duration, or the newest N rows.
+    window: str | int | None = None
+    # At most this share of the training rows from older data (sampled, seeded). None: 0 for
+    # a retraining a model-quality alarm started (the labels changed: older rows teach the old
+    # world), 0.2 otherwise.
+    older_share: float | None = Field(None, ge=0, lt=1)
+    # Fewer recent rows than this: train and judge on all the data, as a first run does.
+    min_recent_rows: int = Field(30, ge=1)
+
+    @field_validator("window")
+    @classmethod
+    def _window_form(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError(f"a row count must be a positive integer, got {value!r}")
+        if isinstance(value, str) and not re.match(WINDOW_DURATION, value):
+            raise ValueError(
+                f"{value!r} is not a duration; use e.g. 14d, 36h, 90m, P14D or PT36H, or a row "
+                "count such as 5000"
+            )
+        return value
+
+
 class MonitoringConfig(_Strict):
     """Model Monitor on the endpoint, and the alarms that start a retraining."""
 
@@ -321,8 +358,6 @@ class MonitoringConfig(_Strict):
     evaluation_periods: int = Field(1, ge=1, le=24)
     datapoints_to_alarm: int | None = Field(None, ge=1, le=24)
     retrain_on_alarm: bool = True
-    # A retraining also trains on the endpoint's captured requests that have ground truth.
-    retrain_with_captured_data: bool = False
     model_quality: ModelQualityMonitorConfig = Field(default_factory=ModelQualityMonitorConfig)
 
     @property
@@ -376,6 +411,7 @@ class PipelineConfig(_Strict):
     # A hyperparameter tuning job instead of one training job (sfn_mlops.tuning).
     tuning: TuningConfig | None = None
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -527,6 +563,7 @@ class PipelineConfig(_Strict):
                 "deployment": self.deployment_input(),
                 "tuning": self.tuning_input(),
                 "monitoring": self.monitoring_input(),
+                "retraining": self.retraining.model_dump(),
             }
         }
 
@@ -556,7 +593,6 @@ class PipelineConfig(_Strict):
             "evaluation_periods": periods,
             "datapoints_to_alarm": datapoints,
             "retrain_on_alarm": monitoring.retrain_on_alarm,
-            "retrain_with_captured_data": monitoring.retrain_with_captured_data,
             "model_quality": self._model_quality_input(),
         }
 
@@ -747,11 +783,21 @@ def _fields_at(location: tuple[Any, ...]) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
+#: Keys that an earlier release had, and where their meaning lives now.
+MOVED_KEYS = {
+    "monitoring.retrain_with_captured_data": "retraining.captured_data (auto by default: "
+    "labelled captures join a retraining's data whenever there are any)",
+}
+
+
 def _explain(err: ValidationError, source: str) -> str:
     lines = [f"invalid pipeline config in {source}:"]
     for problem in err.errors():
         key = ".".join(str(p) for p in problem["loc"]) or "(top level)"
-        if problem["type"] == "extra_forbidden":
+        moved = MOVED_KEYS.get(key)
+        if problem["type"] == "extra_forbidden" and moved:
+            lines.append(f"  - {key} moved: use {moved}")
+        elif problem["type"] == "extra_forbidden":
             known = _fields_at(problem["loc"])
             hint = difflib.get_close_matches(str(problem["loc"][-1]), known, n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""

@@ -38,6 +38,7 @@ def summarize(
     _tuning(state_output(events, "Tune"), echo)
     evaluated = state_output(events, "ReadEvaluation")
     evaluation = (evaluated or {}).get("evaluation")
+    _data(state_output(events, "CollectData"), (evaluation or {}).get("data"), echo)
     if evaluation:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in evaluation["metrics"].items())
         echo(f"Metrics on the test set: {metrics}")
@@ -74,12 +75,30 @@ def _retraining(execution: dict[str, Any], echo: Callable[[str], None]) -> None:
     cause = f"alarm {why.get('alarm')}" if why.get("reason") == "alarm" else "the schedule"
     after = why.get("previous_execution")
     echo(f"Retraining started by {cause} at {why.get('since')}, after {after}")
-    if "captured_rows" in why:
-        skipped = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in why["skipped"].items())
+
+
+def _data(
+    collected: dict[str, Any] | None, judged: dict[str, Any] | None, echo: Callable[[str], None]
+) -> None:
+    """What the run trained on (CollectData's manifest) and what it was judged on."""
+    data = ((collected or {}).get("steps") or {}).get("data")
+    if not data:
+        return
+    rows = data.get("captured_rows") or {}
+    skipped = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in data["skipped"].items())
+    echo(f"Data: {data['why']}; manifest {data['manifest_uri']}")
+    if rows.get("recent") or rows.get("older"):
         echo(
-            f"  trained on {why.get('base_data_uri')} plus {why['captured_rows']} captured rows "
-            "with ground truth" + (f" (left out: {skipped})" if skipped else "")
+            f"  labelled production traffic: {rows.get('recent', 0)} recent rows, "
+            f"{rows.get('older', 0)} older" + (f" (left out: {skipped})" if skipped else "")
         )
+    if judged and judged.get("test_from") == "recent":
+        echo(
+            f"  judged on recent rows only ({judged['recent_rows']}); "
+            f"{judged['older_kept']} of {judged['older_rows']} older rows kept for training"
+        )
+    elif judged and judged.get("note") and judged["note"] != "all data is recent":
+        echo(f"  {judged['note']}")
 
 
 def _tuning(tuned: dict[str, Any] | None, echo: Callable[[str], None]) -> None:

@@ -8,12 +8,12 @@ naming the action. A statement nothing needs shows as unused or redundant and fa
 
 The scenarios, in order:
 - default: `sfn-mlops run` as shipped (Clarify, Model Monitor, an all-at-once deployment);
-- approval: a manual approval decided with `sfn-mlops models approve`, with
-  `monitoring.retrain_with_captured_data` on (the retraining below builds its data);
+- approval: a manual approval decided with `sfn-mlops models approve` (its CollectData reads
+  the production model's manifest);
 - rollback: a canary whose rollback alarm fires in its bake (DescribeAlarms, the failure topic);
 - batch: `sfn-mlops batch` scores a file with the approved version;
 - schedule: the batch schedule's rule fires (its role starts the batch state machine);
-- retrain: the drift alarm goes to ALARM (the Retrain Lambda reads the last run and the data);
+- retrain: the drift alarm goes to ALARM (the Retrain Lambda reads the last run);
 - missing files: the bias gate and the monitoring set-up are asked for files no job wrote; S3
   tells them NoSuchKey, which it tells only a caller that may list the bucket;
 - decided first: the wait function gets a version decided already and answers at once.
@@ -85,7 +85,6 @@ def _run_default(cli: Any, workspace: Path) -> None:
 def _run_approved(cli: Any, workspace: Path, aws: Any) -> None:
     name = "approved"
     settings = ["registry.approval=manual", "clarify.enabled=false"]
-    settings.append("monitoring.retrain_with_captured_data=true")
     args = [arg for setting in settings for arg in ("--set", setting)]
     thread, result = _in_background(
         lambda: cli(workspace, "run", "--name", name, *args, *_quiet_monitoring())
@@ -176,7 +175,7 @@ def _retrain_on_alarm(aws: Any) -> None:
     aws.sfn.stop_execution(executionArn=aws.execution_arn(started), cause="drill done")
     cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="OK", StateReason="done")
     payload = json.loads(aws.describe(started)["input"])
-    assert payload["config"]["data_uri"].startswith(f"s3://{BUCKET}/retraining-data/"), payload
+    assert payload["retraining"]["alarm"] == alarm["AlarmName"], payload
 
 
 def _ask_for_missing_files() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
 import time
 import uuid
@@ -102,6 +103,20 @@ def test_falling_quality_retrains_and_deploys_a_new_version(
     assert aws.describe(retraining)["status"] == "SUCCEEDED"
     assert _versions(aws) == 3
     assert _endpoint_config(aws) == f"{retraining}-config"
+    report = _evaluation(aws, retraining)
+    assert report["data"]["test_from"] == "recent", report["data"]  # judged on the present
+    new = report["regression_metrics"]["rmse"]["value"]
+    stale = report["champion"]["regression_metrics"]["rmse"]["value"]
+    assert new <= 0.7 * stale, (new, stale)  # at least 30% better on post-drift labels
+    assert "judged on recent rows only" in result.summary(retraining)
+
+
+def _evaluation(aws: Any, run: str) -> dict[str, Any]:
+    """The run's evaluation.json (its bucket is the endpoint's capture bucket)."""
+    capture = aws.sagemaker.describe_endpoint_config(EndpointConfigName=_endpoint_config(aws))
+    bucket = capture["DataCaptureConfig"]["DestinationS3Uri"].removeprefix("s3://").split("/")[0]
+    body = aws.s3.get_object(Bucket=bucket, Key=f"runs/{run}/evaluation/evaluation.json")["Body"]
+    return json.loads(body.read())  # type: ignore[no-any-return]
 
 
 def test_malformed_capture_and_bad_ground_truth_are_counted_not_fatal(

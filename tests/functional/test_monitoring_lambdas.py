@@ -7,6 +7,7 @@ service's, which follows AWS's.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import io
 import json
@@ -217,23 +218,35 @@ def test_execution_names_fit_step_functions(retrain: Any) -> None:
     assert why["name"] == again["name"] != later["name"]
 
 
-# ------------------------------------------------ retraining on labelled captures
+# ------------------------------------------------ a run's data: the manifest, labelled traffic
 
 ENDPOINT = "sfn-mlops"
 BUCKET = "artifacts"
 HEADER = "sex,length,rings"
-CAPTURED_CONFIG = {
-    "config": {
-        "data_uri": f"s3://{BUCKET}/data/abalone/",
-        "target": "rings",
-        "problem_type": "regression",
-        "deployment": {"endpoint_name": ENDPOINT},
-        "monitoring": {"retrain_on_alarm": True, "retrain_with_captured_data": True},
-    }
+RUN_CONFIG = {
+    "data_uri": f"s3://{BUCKET}/data/abalone/",
+    "target": "rings",
+    "problem_type": "regression",
+    "deployment": {"endpoint_name": ENDPOINT},
 }
+DESTINATION = f"s3://{BUCKET}/runs/now/data/"
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 
 
-def _capture(event_id: str, data: str, content_type: str = "text/csv") -> str:
+@pytest.fixture
+def collect() -> ModuleType:
+    sys.path.insert(0, str(LAMBDAS / "collect_data"))
+    try:
+        for name in ("collect", "captured_data"):
+            sys.modules.pop(name, None)
+        return importlib.import_module("collect")
+    finally:
+        sys.path.remove(str(LAMBDAS / "collect_data"))
+
+
+def _capture(
+    event_id: str, data: str, content_type: str = "text/csv", at: str = "2026-12-04T10:00:00Z"
+) -> str:
     """One line of a SageMaker capture file."""
     return json.dumps(
         {
@@ -250,7 +263,7 @@ def _capture(event_id: str, data: str, content_type: str = "text/csv") -> str:
                     "mode": "OUTPUT",
                 },
             },
-            "eventMetadata": {"eventId": event_id, "inferenceTime": "2026-12-04T10:00:00Z"},
+            "eventMetadata": {"eventId": event_id, "inferenceTime": at},
             "eventVersion": "0",
         }
     )
@@ -278,7 +291,7 @@ def _stage_captures_and_labels(s3: Any) -> None:
         s3,
         f"data-capture/{ENDPOINT}/AllTraffic/2026/12/04/10/a.jsonl",
         [
-            _capture("one", "M,0.6"),  # labelled
+            _capture("one", "M,0.6", at="2026-12-04T11:00:00Z"),  # labelled
             _capture("two", "F,0.3\nI,0.2"),  # two rows, two labels
             _capture("json", json.dumps([{"sex": "I", "length": 0.25}]), "application/json"),
             _capture("unlabelled", "M,0.7"),
@@ -302,77 +315,139 @@ def _stage_captures_and_labels(s3: Any) -> None:
     )
 
 
-def test_a_retraining_trains_on_the_data_plus_the_labelled_captures(
-    cloud: LocalCloud, retrain: Any, tmp_path: Path
-) -> None:
+def _manifest(s3: Any, uri: str = DESTINATION + "manifest.json") -> dict[str, Any]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _preprocessed(s3: Any, manifest: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The processing job's own reader on the run's inputs, as SageMaker stages them."""
     containers = [str(LAMBDAS.parent / "containers" / name) for name in ("common", "processing")]
     sys.path[:0] = containers
     try:
-        import preprocess  # the processing job's own reader takes the retraining's folder
+        import preprocess
     finally:
         del sys.path[: len(containers)]
-    sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
+    for item in manifest["objects"]:
+        root = "data" if item["kind"] == "source" else "collected"
+        local = tmp_path / root / item["path"]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        bucket, _, key = item["uri"].removeprefix("s3://").partition("/")
+        s3.download_file(bucket, key, str(local))
+    manifest_file = tmp_path / "collected" / "manifest.json"
+    s3.download_file(BUCKET, "runs/now/data/manifest.json", str(manifest_file))
+    return preprocess.preprocess(
+        input_dir=str(tmp_path / "data"), collected_dir=str(tmp_path / "collected"),
+        output_dir=str(tmp_path / "out"), target="rings", problem_type="regression",
+        categorical_columns=["sex"], split=preprocess.Split(0.5, 0.25, 0.25, 7),
+    )  # fmt: skip
+
+
+def test_a_first_run_lists_its_data_and_adds_the_labelled_traffic(
+    cloud: LocalCloud, collect: Any, tmp_path: Path
+) -> None:
+    s3 = boto3.client("s3")
     _stage_captures_and_labels(s3)
-    arn = _pipeline(sfn, CAPTURED_CONFIG)
-    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-length"), lambda: s3, BUCKET)
-    assert result["started"] is True, result
-    payload = json.loads(sfn.describe_execution(executionArn=result["executionArn"])["input"])
-    data_uri = payload["config"]["data_uri"]
-    assert data_uri == f"s3://{BUCKET}/retraining-data/{result['name']}/"
-    assert payload["retraining"]["base_data_uri"] == CAPTURED_CONFIG["config"]["data_uri"]
-    assert payload["retraining"]["captured_rows"] == 4
-    assert payload["retraining"]["skipped"] == {
+    summary = collect.collect(
+        s3, config=RUN_CONFIG, destination=DESTINATION, champion_model_url=None, now=NOW
+    )
+    assert summary["captured_rows"] == {"recent": 4, "older": 0}
+    assert summary["skipped"] == {
         "malformed_capture_lines": 1,
         "malformed_ground_truth_lines": 1,
         "captures_without_ground_truth": 1,
         "rows_of_the_wrong_width": 1,
         "labels_of_the_wrong_type": 1,
     }
-    folder = tmp_path / "input"
-    folder.mkdir()
-    prefix = data_uri.removeprefix(f"s3://{BUCKET}/")
-    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]:
-        s3.download_file(BUCKET, item["Key"], str(folder / item["Key"].rsplit("/", 1)[-1]))
-    frame, spans = preprocess.read_inputs(preprocess.list_input_files(str(folder)), ["sex"])
-    assert dict(spans) == {"captured-labelled.csv": 4, "part-1.csv": 2}
-    captured = frame.iloc[:4]
-    assert captured["sex"].tolist() == ["M", "F", "I", "I"]
-    assert captured["length"].tolist() == [0.6, 0.3, 0.2, 0.25]
-    assert captured["rings"].tolist() == [12, 7, 6, 5]
+    manifest = _manifest(s3)
+    source, captured = manifest["objects"]
+    etag = s3.head_object(Bucket=BUCKET, Key="data/abalone/part-1.csv")["ETag"].strip('"')
+    assert source == {
+        "uri": f"s3://{BUCKET}/data/abalone/part-1.csv", "kind": "source", "path": "part-1.csv",
+        "etag": etag, "size": 36, "last_modified": source["last_modified"], "recent": True,
+    }  # fmt: skip
+    assert captured["path"] == "captured/recent.csv" and captured["rows"] == 4
+    assert manifest["window"]["why"] == "all data: no production model whose data is known"
+    schema = _preprocessed(s3, manifest, tmp_path)
+    assert sum(schema["rows"].values()) == 6  # 2 configured rows and 4 captured
+    assert schema["data"]["test_from"] == "all"
 
 
-def test_a_retraining_after_a_retraining_starts_from_the_configured_data(
-    cloud: LocalCloud, retrain: Any
+def test_recent_data_is_what_the_production_model_never_saw(
+    cloud: LocalCloud, collect: Any, tmp_path: Path
 ) -> None:
-    sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
+    """The production model's run read part-1 as it is and was collected at 10:30: the capture
+    of 11:00 and a file added since are recent; the captures of 10:00 are older."""
+    s3 = boto3.client("s3")
     _stage_captures_and_labels(s3)
+    etag = s3.head_object(Bucket=BUCKET, Key="data/abalone/part-1.csv")["ETag"].strip('"')
     earlier = {
-        **CAPTURED_CONFIG,
-        "config": {**CAPTURED_CONFIG["config"], "data_uri": f"s3://{BUCKET}/retraining-data/x/"},
-        "retraining": {"base_data_uri": CAPTURED_CONFIG["config"]["data_uri"]},
+        "collected_at": "2026-12-04T10:30:00.000000Z",
+        "objects": [{"uri": f"s3://{BUCKET}/data/abalone/part-1.csv", "etag": etag}],
     }
-    arn = _pipeline(sfn, earlier)
-    result = retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-model-quality"), lambda: s3, BUCKET)
-    payload = json.loads(sfn.describe_execution(executionArn=result["executionArn"])["input"])
-    assert payload["retraining"]["base_data_uri"] == CAPTURED_CONFIG["config"]["data_uri"]
-    assert payload["config"]["data_uri"].endswith(f"/retraining-data/{result['name']}/")
+    s3.put_object(Bucket=BUCKET, Key="runs/old/data/manifest.json", Body=json.dumps(earlier))
+    _put(s3, "data/abalone/part-2.csv", [HEADER, "I,0.3,8"])
+    summary = collect.collect(
+        s3, config=RUN_CONFIG, destination=DESTINATION, now=NOW,
+        champion_model_url=f"s3://{BUCKET}/runs/old/training/old-train/output/model.tar.gz",
+    )  # fmt: skip
+    assert summary["since"] == "2026-12-04T10:30:00.000000Z"
+    assert summary["captured_rows"] == {"recent": 1, "older": 3}
+    recent = {o["path"]: o["recent"] for o in _manifest(s3)["objects"]}
+    assert recent == {
+        "part-1.csv": False, "part-2.csv": True,
+        "captured/recent.csv": True, "captured/older.csv": False,
+    }  # fmt: skip
+    assert _manifest(s3)["previous_manifest"] == f"s3://{BUCKET}/runs/old/data/manifest.json"
+
+
+def test_a_window_of_rows_takes_the_newest_labelled_captures(
+    cloud: LocalCloud, collect: Any
+) -> None:
+    s3 = boto3.client("s3")
+    _stage_captures_and_labels(s3)
+    config = {**RUN_CONFIG, "retraining": {"window": 1}}
+    summary = collect.collect(
+        s3, config=config, destination=DESTINATION, champion_model_url=None, now=NOW
+    )
+    assert summary["captured_rows"] == {"recent": 1, "older": 3}
+    recent_rows = s3.get_object(Bucket=BUCKET, Key="runs/now/data/captured/recent.csv")
+    assert recent_rows["Body"].read().decode().splitlines() == [HEADER, "M,0.6,12"]
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
-    [("parquet/", "is not a plain CSV file"), ("empty/", "holds no data files")],
+    ("data", "mode", "message"),
+    [
+        ("parquet/", True, "is not a plain CSV file"),
+        ("empty/", "auto", "holds no data files"),
+    ],
 )
-def test_captured_data_needs_csv_data(
-    cloud: LocalCloud, retrain: Any, data: str, message: str
+def test_data_that_cannot_be_collected_is_named(
+    cloud: LocalCloud, collect: Any, data: str, mode: Any, message: str
 ) -> None:
-    sfn, s3 = boto3.client("stepfunctions"), boto3.client("s3")
+    s3 = boto3.client("s3")
     _stage_captures_and_labels(s3)
     _put(s3, "parquet/part-1.parquet", ["PAR1"])
-    config = {**CAPTURED_CONFIG["config"], "data_uri": f"s3://{BUCKET}/{data}"}
-    arn = _pipeline(sfn, {"config": config})
-    with pytest.raises(retrain.captured_data.CapturedDataError, match=message):
-        retrain.retrain(sfn, arn, _alarm_event("sfn-mlops-drift-x"), lambda: s3, BUCKET)
-    assert _retrainings(sfn, arn) == []
+    config = {**RUN_CONFIG, "data_uri": f"s3://{BUCKET}/{data}",
+              "retraining": {"captured_data": mode}}  # fmt: skip
+    with pytest.raises(collect.CollectError, match=message):
+        collect.collect(
+            s3, config=config, destination=DESTINATION, champion_model_url=None, now=NOW
+        )
+
+
+def test_parquet_data_trains_without_captures_when_they_are_optional(
+    cloud: LocalCloud, collect: Any
+) -> None:
+    s3 = boto3.client("s3")
+    _stage_captures_and_labels(s3)
+    _put(s3, "parquet/part-1.parquet", ["PAR1"])
+    config = {**RUN_CONFIG, "data_uri": f"s3://{BUCKET}/parquet/"}
+    summary = collect.collect(
+        s3, config=config, destination=DESTINATION, champion_model_url=None, now=NOW
+    )
+    assert summary["captured_rows"] == {"recent": 0, "older": 0}
+    assert "is not a plain CSV file" in _manifest(s3)["captured"]["note"]
 
 
 def test_the_handler_starts_a_retraining_and_logs_it(

@@ -97,18 +97,30 @@ def test_a_retraining_says_which_alarm_started_it_and_a_tie_is_no_win() -> None:
     assert any("the new model matches it" in line for line in lines), lines
 
 
-def test_a_retraining_on_captured_data_says_what_it_added_and_left_out() -> None:
-    why = {"reason": "schedule", "since": "2026-01-01T00:00:00Z", "previous_execution": "run-1",
-           "base_data_uri": "s3://b/data/", "captured_rows": 40,
-           "skipped": {"captures_without_ground_truth": 3}}  # fmt: skip
+def test_the_summary_says_what_the_run_trained_and_was_judged_on() -> None:
+    data = {
+        "manifest_uri": "s3://b/runs/r2/data/manifest.json",
+        "why": "data the production model never saw (since 2026-01-01T00:00:00.000000Z)",
+        "since": "2026-01-01T00:00:00.000000Z", "captured_rows": {"recent": 40, "older": 7},
+        "skipped": {"captures_without_ground_truth": 3},
+    }  # fmt: skip
+    judged = {"recent_rows": 40, "older_rows": 4177, "older_kept": 8, "test_from": "recent"}
+    evaluation = {**GATED, "data": judged}
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    execution = {"name": "scheduled-1", "status": "SUCCEEDED", "startDate": start,
-                 "stopDate": start,
-                 "input": json.dumps({"config": {}, "retraining": why})}  # fmt: skip
+    execution = {"name": "r2", "status": "SUCCEEDED", "startDate": start, "stopDate": start}
+    events = [
+        _exited("CollectData", {"steps": {"data": data}}),
+        _exited("ReadEvaluation", {"evaluation": evaluation}),
+    ]
     lines: list[str] = []
-    summarize(execution, [], lines.append)
-    assert "  trained on s3://b/data/ plus 40 captured rows with ground truth " \
-        "(left out: 3 captures without ground truth)" in lines  # fmt: skip
+    summarize(execution, events, lines.append)
+    assert lines[1:4] == [
+        "Data: data the production model never saw (since 2026-01-01T00:00:00.000000Z); "
+        "manifest s3://b/runs/r2/data/manifest.json",
+        "  labelled production traffic: 40 recent rows, 7 older "
+        "(left out: 3 captures without ground truth)",
+        "  judged on recent rows only (40); 8 of 4177 older rows kept for training",
+    ]
 
 
 def _summary_lines(evaluation: dict[str, Any]) -> list[str]:

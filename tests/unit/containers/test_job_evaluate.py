@@ -205,7 +205,8 @@ def test_report_layout_from_model_archive(
     assert evaluate.main(argv) == 0
     report = json.loads((tmp_path / "evaluation/evaluation.json").read_text())
     key, names = LAYOUTS[problem_type]
-    assert set(report) == {key, "dataset", "bootstrap"}
+    assert set(report) == {key, "dataset", "bootstrap", "data"}
+    assert report["data"]["test_from"] == "all"  # preprocessing's word on the test rows
     assert set(report[key]) == names
     for metric in report[key].values():
         assert set(metric) == {"value", "standard_deviation", "confidence_interval"}

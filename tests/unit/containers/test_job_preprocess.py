@@ -66,6 +66,10 @@ def test_regression_split_layout_and_schema(tmp_path: Path) -> None:
         "categorical": {"sex": ["F", "I", "M"]},
         "labels": None,
         "rows": {"train": 7, "validation": 1, "test": 2},
+        "data": {  # no manifest: every row is recent, the usual split
+            "recent_rows": 10, "older_rows": 0, "older_kept": 0, "test_from": "all",
+            "note": "all data is recent",
+        },
     }
     assert schema == expected
     assert json.loads((out / "schema/schema.json").read_text()) == expected

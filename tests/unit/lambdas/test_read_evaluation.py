@@ -218,6 +218,7 @@ def test_handler_returns_the_decision(app, s3):
             "passed": True,
             "cause": "the training split was not scored",
         },
+        "data": None,  # a report from before preprocessing said where its test rows came from
     }
     assert json.loads(json.dumps(result)) == result
 

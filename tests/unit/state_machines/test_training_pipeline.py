@@ -29,6 +29,7 @@ EXPECTED_PLACEHOLDERS = {
     "RegisterModelFunctionArn",
     "DeployModelFunctionArn",
     "FindChampionFunctionArn",
+    "CollectDataFunctionArn",
     "WaitForApprovalFunctionArn",
     "ModelMonitorImageUri",
     "SetUpMonitoringFunctionArn",
@@ -48,6 +49,7 @@ DUMMY_VALUES = {
     "RegisterModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:RegisterModel",
     "DeployModelFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:DeployModel",
     "FindChampionFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:FindChampion",
+    "CollectDataFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:CollectData",
     "WaitForApprovalFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:WaitApproval",
     "ModelMonitorImageUri": (
         "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
@@ -101,7 +103,7 @@ def test_states_run_in_order(definition):
         order.append(name)
         name = definition["States"][name].get("Next")
 
-    assert order == ["PrepareRun", "Preprocess", "TuningEnabled"]
+    assert order == ["PrepareRun", "FindChampion", "CollectData", "Preprocess", "TuningEnabled"]
     states = definition["States"]
     assert states["TuningEnabled"]["Default"] == "Train"
     assert states["TuningEnabled"]["Choices"] == [
@@ -112,8 +114,8 @@ def test_states_run_in_order(definition):
     while name is not None:
         order.append(name)
         name = states[name].get("Next")
-    assert order == ["Train", "FindChampion", "Evaluate", "ReadEvaluation", "ChampionGate"]
-    assert states["DescribeBestTrainingJob"]["Next"] == "FindChampion"
+    assert order == ["Train", "Evaluate", "ReadEvaluation", "ChampionGate"]
+    assert states["DescribeBestTrainingJob"]["Next"] == "Evaluate"
 
 
 def test_tuning_runs_the_training_job_of_train_over_the_configured_ranges(definition):

@@ -6,6 +6,8 @@ import hashlib
 import io
 import shutil
 import uuid
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from botocore.response import StreamingBody
@@ -16,6 +18,16 @@ from sfn_mlops.local.shapes import timestamp
 
 def _etag(data: bytes) -> str:
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+@lru_cache(maxsize=4096)
+def _file_etag(path: Path, size: int, modified: float) -> str:
+    """A stored object's ETag, computed once per version of its file (size and time key it)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return f'"{digest.hexdigest()}"'
 
 
 def _byte_range(header: str, size: int) -> tuple[int, int]:
@@ -149,6 +161,7 @@ class S3:
                     "Key": info.key,
                     "Size": info.size,
                     "LastModified": timestamp(info.modified),
+                    "ETag": _file_etag(info.path, info.size, info.modified),
                     "StorageClass": "STANDARD",
                 }
             )

@@ -1,15 +1,11 @@
-"""Newer training data for a retraining: the endpoint's captured requests joined with the
-ground truth users uploaded, beside the configured data (``monitoring.retrain_with_captured_data``).
+"""The endpoint's labelled production traffic: captured requests joined with the ground truth
+users uploaded, as rows of the configured data's columns.
 
-The retraining's data is a new prefix, ``s3://<bucket>/retraining-data/<execution>/``: the
-configured data's files, copied as they are, and ``captured-labelled.csv``, one row per captured
-request row that has a label, in the configured CSV's columns (its header, its delimiter). The
-processing job reads the prefix as it reads any data folder. The join is Model Monitor's: a
-ground truth record names a capture's ``inferenceId`` or ``eventId``; a request of several rows
-takes as many labels. Every capture and ground truth file of the endpoint is read, whichever
-model answered: a label is a label. What cannot be used is counted, never fatal: malformed
-lines, captures without a label, rows of the wrong width, labels that are not numbers for a
-regression. The copy is keyed by the execution name, so a repeat writes the same objects.
+The join is Model Monitor's: a ground truth record names a capture's ``inferenceId`` or
+``eventId``; a request of several rows takes as many labels. Every capture and ground truth file
+of the endpoint is read, whichever model answered: a label is a label. What cannot be used is
+counted, never fatal: malformed lines, captures without a label, rows of the wrong width, labels
+that are not numbers for a regression.
 """
 
 from __future__ import annotations
@@ -22,10 +18,9 @@ import json
 import math
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-CAPTURED_FILE = "captured-labelled.csv"
 #: The processing job reads ``.csv`` files as CSV (containers/processing CSV_SUFFIXES).
 CSV_SUFFIX = ".csv"
 #: The header of the configured CSV is in its first bytes.
@@ -52,54 +47,28 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def build(
-    s3: Any,
-    *,
-    bucket: str,
-    endpoint: str,
-    base_data_uri: str,
+def labelled_rows(
+    s3: Any, *, bucket: str, endpoint: str, columns: list[str], target: str,
     config: dict[str, Any],
-    destination: str,
-) -> dict[str, Any]:
-    """Write the retraining's data at ``destination`` (an s3:// prefix ending in '/')."""
-    base_bucket, base_prefix = split_uri(base_data_uri)
-    base_keys = list_keys(s3, base_bucket, base_prefix)
-    if not base_keys:
-        raise CapturedDataError(f"{base_data_uri} holds no data files to retrain on")
-    delimiter = config.get("processing_env", {}).get("SFN_MLOPS_CSV_DELIMITER", ",")
-    columns = _header(s3, base_bucket, base_keys[0], delimiter)
-    target = str(config["target"])
-    if target not in columns:
-        raise CapturedDataError(
-            f"s3://{base_bucket}/{base_keys[0]} has no column {target!r} (the target); "
-            f"its header is {columns}"
-        )
+) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
+    """(inference time, row in ``columns``) of every labelled captured row, oldest first, and
+    what could not be used, counted."""
     labels, counts = _ground_truth(s3, bucket, f"ground-truth/{endpoint}/")
-    rows = _labelled_rows(
-        s3, bucket, f"data-capture/{endpoint}/", labels, columns, target, config, counts
+    rows = sorted(
+        _labelled_rows(
+            s3, bucket, f"data-capture/{endpoint}/", labels, columns, target, config, counts
+        ),
+        key=lambda item: item[0],
     )
-    out_bucket, out_prefix = split_uri(destination)
-    written = _write_csv(s3, out_bucket, out_prefix + CAPTURED_FILE, columns, rows, delimiter)
-    folder = base_prefix if base_prefix.endswith("/") else base_prefix.rpartition("/")[0] + "/"
-    for key in base_keys:
-        s3.copy_object(
-            Bucket=out_bucket,
-            Key=out_prefix + key.removeprefix(folder).replace("/", "-"),
-            CopySource={"Bucket": base_bucket, "Key": key},
-        )
-    return {
-        "data_uri": destination,
-        "base_data_uri": base_data_uri,
-        "captured_rows": written,
-        "skipped": dict(counts),
-    }
+    return rows, dict(counts)
 
 
-def _header(s3: Any, bucket: str, key: str, delimiter: str) -> list[str]:
+def header(s3: Any, bucket: str, key: str, delimiter: str) -> list[str]:
+    """The column names of a CSV data file (its first line)."""
     if not key.lower().endswith(CSV_SUFFIX):
         raise CapturedDataError(
             f"s3://{bucket}/{key} is not a plain CSV file; captured rows are added as CSV, so "
-            "retrain_with_captured_data needs CSV data (or turn it off)"
+            "retraining.captured_data needs CSV data (set it to false, or auto to skip them)"
         )
     head = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}")
     first = head["Body"].read().decode("utf-8-sig", errors="replace").splitlines()[:1]
@@ -158,7 +127,7 @@ def _labelled_rows(
     target: str,
     config: dict[str, Any],
     counts: Counter[str],
-) -> Iterator[list[str]]:
+) -> Iterator[tuple[str, list[str]]]:
     features = [column for column in columns if column != target]
     regression = config.get("problem_type") == "regression"
     for record in _jsonl(s3, bucket, prefix, "malformed_capture_lines", counts):
@@ -184,7 +153,7 @@ def _labelled_rows(
                 else:
                     values = dict(zip(features, row, strict=True))
                     values[target] = label
-                    yield [values[column] for column in columns]
+                    yield str(metadata.get("inferenceTime", "")), [values[c] for c in columns]
 
 
 def _request_rows(capture: dict[str, Any], features: list[str]) -> list[list[str]]:
@@ -219,8 +188,8 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _write_csv(
-    s3: Any, bucket: str, key: str, columns: list[str], rows: Iterator[list[str]], delimiter: str
+def write_csv(
+    s3: Any, bucket: str, key: str, columns: list[str], rows: Iterable[list[str]], delimiter: str
 ) -> int:
     """Spooled to a temporary file (Lambda's /tmp), uploaded once; nothing when no row."""
     written = 0
