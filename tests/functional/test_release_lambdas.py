@@ -213,6 +213,33 @@ def test_the_gate_metric_is_registered_with_its_intervals(
     assert (alone, sentence) == ({"rmse_new": "2.286"}, "rmse 2.286 on the test set (run run5)")
 
 
+def test_what_a_version_was_trained_and_judged_on_is_in_its_metadata(
+    cloud: LocalCloud, sagemaker: Any, registry: ModuleType
+) -> None:
+    data = {"manifest_uri": "s3://b/runs/run6/data/manifest.json",
+            "captured_rows": {"recent": 3000, "older": 0}}  # fmt: skip
+    judged = {"recent_rows": 3000, "older_rows": 4177, "older_kept": 0, "test_from": "recent",
+              "since": "2026-12-07T19:45:30.755051Z"}  # fmt: skip
+    provenance = registry.data_provenance(data, judged)
+    assert provenance == {
+        "data_manifest": "s3://b/runs/run6/data/manifest.json",
+        "captured_rows": "3000 recent 0 older",
+        "judged_on": "3000 recent rows since 2026-12-07T19:45:30.755051Z",
+        "older_rows_kept": "0 of 4177",
+    }
+    result = registry.register(
+        sagemaker, group="models", approval="auto", reports={}, config={}, description="d",
+        container={"Image": IMAGE, "ModelDataUrl": put_model(cloud, "run6", train_booster())},
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:Pipeline:run6",
+        data_uri="s3://b/data/abalone.csv", scores=provenance,
+    )  # fmt: skip  (SageMaker checks each value against its pattern)
+    package = sagemaker.describe_model_package(ModelPackageName=result["ModelPackageArn"])
+    assert package["CustomerMetadataProperties"]["judged_on"] == provenance["judged_on"]
+    assert registry.data_provenance({}, {"test_from": "all", "older_rows": 0}) == {
+        "judged_on": "all the data", "older_rows_kept": "0 of 0",
+    }  # fmt: skip
+
+
 def test_metadata_values_are_cut_to_what_sagemaker_takes(registry: ModuleType) -> None:
     assert registry.metadata_value("x" * 300) == "x" * 256
     assert registry.metadata_value("();") == "-"
