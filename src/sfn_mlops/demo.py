@@ -39,7 +39,7 @@ ROWS = 400
 #: world within the gate (the test split is 15 % of them).
 QUALITY_ROWS = 3000
 BATCH_ROWS = 50
-ALARM_TIMEOUT = 240.0  # the alarm period (60 s) must end before CloudWatch judges it
+ALARM_TIMEOUT = 240.0  # CloudWatch evaluates each minute; a monitoring job takes its own time
 RETRAIN_TIMEOUT = 60.0
 
 
