@@ -34,7 +34,8 @@ pytestmark = pytest.mark.e2e
 
 HAPPY, GATE, CRASH, RETRY = "happy-path", "gate-fails", "training-crash", "retry-succeeds"
 STATES_TO_GATE = [
-    *("PrepareRun", "Preprocess", "TuningEnabled", "Train", "FindChampion", "Evaluate"),
+    *("PrepareRun", "FindChampion", "CollectData", "Preprocess", "TuningEnabled", "Train"),
+    "Evaluate",
     "ReadEvaluation",
     *("ChampionGate", "QualityGate"),
 ]
@@ -340,6 +341,8 @@ def test_training_crash_is_caught_with_the_scripts_failure_reason(
     assert aws.describe(CRASH)["status"] == "FAILED"
     assert aws.entered_states(CRASH) == [
         "PrepareRun",
+        "FindChampion",
+        "CollectData",
         "Preprocess",
         "TuningEnabled",
         "Train",
