@@ -423,7 +423,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     service = _connect(args)
     sfn = boto3.client("stepfunctions")
     execution = _describe(sfn, args.name)
-    report = run_report.gather(sfn, boto3.client("s3"), execution)
+    report = run_report.gather(
+        sfn, boto3.client("s3"), execution, lambda uri: _local_path(service.workspace, uri)
+    )
     default = service.workspace / "reports" / f"{execution['name']}.html"
     path = run_report.write(report, Path(args.output) if args.output else default)
     print(path.resolve())

@@ -32,8 +32,12 @@ def summarize(
     """``read_json(uri)`` reads a run's JSON report (None when it cannot); by default the
     local file ``local_path`` names."""
     status = execution["status"]
-    took = (execution["stopDate"] - execution["startDate"]).total_seconds()
-    echo(f"\nExecution {execution['name']}: {status} in {took:.1f} s")
+    if execution.get("stopDate"):
+        took = (execution["stopDate"] - execution["startDate"]).total_seconds()
+        echo(f"\nExecution {execution['name']}: {status} in {took:.1f} s")
+    else:
+        started = f"{execution['startDate']:%Y-%m-%d %H:%M:%S}"
+        echo(f"\nExecution {execution['name']}: {status} (started {started})")
     _retraining(execution, echo)
     _tuning(state_output(events, "Tune"), echo)
     evaluated = state_output(events, "ReadEvaluation")
@@ -54,7 +58,8 @@ def summarize(
     if clarified:
         _clarify(clarified, echo, read_json or (lambda uri: _read_json(local_path(uri))))
     _release(events, echo)
-    if status != "SUCCEEDED":
+    ended_badly = status not in ("SUCCEEDED", "RUNNING")
+    if ended_badly and (execution.get("error") or execution.get("cause")):
         echo(f"Error: {execution.get('error')}")
         echo(f"Cause: {cause_summary(execution.get('cause'), limit=2000)}")
     latest = (
@@ -228,6 +233,14 @@ def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
             f"{deployment['EndpointConfigName']}; `sfn-mlops endpoints describe "
             f"{deployment['EndpointName']}` gives its URL"
         )
+    monitored = state_output(events, "SetUpMonitoring")
+    if monitored and monitored.get("monitoring"):
+        monitoring = monitored["monitoring"]
+        prefix = monitored.get("run", {}).get("prefix")
+        echo(
+            f"Monitoring: schedules {', '.join(monitoring['schedules'])} on the new baselines "
+            f"({prefix}/monitoring/); {_plural(len(monitoring['alarms']), 'alarm')}"
+        )
 
 
 def _artifacts(
@@ -291,3 +304,7 @@ def _read_json(path: str | None) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:
         return None
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

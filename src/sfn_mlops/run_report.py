@@ -18,7 +18,7 @@ import html
 import io
 import json
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,13 @@ import numpy as np
 
 from sfn_mlops import job_code
 from sfn_mlops.follow import cause_summary
-from sfn_mlops.report import champion_phrase, gate_phrase, interval_phrase, state_output
+from sfn_mlops.report import (
+    champion_phrase,
+    gate_phrase,
+    interval_phrase,
+    state_output,
+    summarize,
+)
 from sfn_mlops.runs import execution_history, flat_config
 
 SPLITS = ("train", "validation", "test")
@@ -501,6 +507,8 @@ class RunReport:
     model: ModelView | None
     prefix: str | None = None
     missing: tuple[str, ...] = ()
+    #: The CLI's summary of the run: data, gates, Clarify, the version, the endpoint, monitoring.
+    outcome: tuple[str, ...] = ()
 
 
 def definition_of(sfn: Any, execution: Mapping[str, Any]) -> dict[str, Any]:
@@ -509,9 +517,18 @@ def definition_of(sfn: Any, execution: Mapping[str, Any]) -> dict[str, Any]:
     return dict(json.loads(found["definition"]))
 
 
-def gather(sfn: Any, s3: Any, execution: Mapping[str, Any]) -> RunReport:
-    """Read the run: the execution, its history and definition, then its S3 artifacts."""
+def gather(
+    sfn: Any, s3: Any, execution: Mapping[str, Any],
+    local_path: Callable[[str], str | None] = lambda uri: None,
+) -> RunReport:  # fmt: skip
+    """Read the run: the execution, its history and definition, then its S3 artifacts.
+    ``local_path`` gives an artifact's file on this machine (local mode), for links."""
     events = execution_history(sfn, execution["executionArn"])
+    outcome: list[str] = []
+    summarize(
+        dict(execution), list(events), outcome.append, local_path,
+        read_json=lambda uri: _read_json(s3, uri, []),
+    )  # fmt: skip
     definition = definition_of(sfn, execution)
     latest = _latest_output(events)
     prefix = latest.get("run", {}).get("prefix")
@@ -544,6 +561,7 @@ def gather(sfn: Any, s3: Any, execution: Mapping[str, Any]) -> RunReport:
         model=model,
         prefix=prefix,
         missing=tuple(missing),
+        outcome=tuple(line for text in outcome for line in text.strip("\n").splitlines()),
     )
 
 
@@ -695,7 +713,8 @@ def _section(key: str, title: str, body: str) -> str:
 
 def render(report: RunReport) -> str:
     """The page: one HTML string, no script, every plot inline SVG, nothing from the network."""
-    sections = [_summary(report), _graph_section(report), _states_table(report)]
+    sections = [_summary(report), _outcome_section(report), _graph_section(report)]
+    sections.append(_states_table(report))
     sections += [_gate(report), _splits_table(report)]
     if report.model is not None:
         sections += _model_sections(report.model, report.config.get("target", "target"))
@@ -736,6 +755,21 @@ def _summary(report: RunReport) -> str:
         summary = cause_summary(report.cause, limit=4000)
         body += f'<pre class="cause">{_esc(summary or report.cause or "")}</pre>'
     return _section("summary", "Summary", body)
+
+
+def _outcome_section(report: RunReport) -> str:
+    """The run's story as the CLI told it, each local artifact a link to its file."""
+    if not report.outcome:
+        return ""
+    lines = []
+    for line in report.outcome[1:]:  # the first repeats the summary's status
+        shown = _esc(line)
+        path = line.strip()
+        if path.startswith("/") and " " not in path:
+            shown = shown.replace(_esc(path), f'<a href="file://{_esc(path)}">{_esc(path)}</a>')
+        lines.append(shown)
+    body = "\n".join(lines)
+    return _section("outcome", "Outcome", f'<pre class="outcome">{body}</pre>')
 
 
 # ------------------------------------------------------------------ the graph

@@ -113,9 +113,11 @@ def test_regression_report_sections_states_and_the_evaluation_jobs_numbers(
 ) -> None:
     page = _page(runs, workspace, "rep-regression")
     assert page.sections == [
-        "summary", "graph", "states", "gate", "splits", "importance",
+        "summary", "outcome", "graph", "states", "gate", "splits", "importance",
         "predicted-vs-actual", "residuals", "config",
     ]  # fmt: skip
+    files = [link for link in page.links if link.startswith("file://")]
+    assert files and all(Path(link.removeprefix("file://")).exists() for link in files)
     every = {name for name, _ in run_report.walk_states(_definition(aws))}
     assert set(page.outcomes) == every
     entered = set(aws.entered_states("rep-regression"))

@@ -165,3 +165,20 @@ def test_the_champion_line_gives_the_paired_difference_and_the_significance_boun
         "of resamples; gate.champion_significance 0.05: its one-sided bound 0.01 required < 0"
     ) in lines
     assert "Kept the production model" in lines[-1]
+
+
+def test_a_running_execution_and_the_monitoring_it_set_up() -> None:
+    start = dt.datetime(2026, 1, 1, 9, 30, tzinfo=dt.timezone.utc)
+    execution = {"name": "r3", "status": "RUNNING", "startDate": start}
+    monitored = {
+        "run": {"prefix": "s3://b/runs/r3"},
+        "monitoring": {"schedules": ["ep-data-quality", "ep-model-quality"],
+                       "alarms": ["ep-drift-a", "ep-model-quality"]},
+    }  # fmt: skip
+    lines: list[str] = []
+    summarize(execution, [_exited("SetUpMonitoring", monitored)], lines.append)
+    assert lines == [
+        "\nExecution r3: RUNNING (started 2026-01-01 09:30:00)",
+        "Monitoring: schedules ep-data-quality, ep-model-quality on the new baselines "
+        "(s3://b/runs/r3/monitoring/); 2 alarms",
+    ]

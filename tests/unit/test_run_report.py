@@ -329,6 +329,21 @@ def test_the_page_has_every_section_every_state_and_nothing_from_the_network() -
     ]  # fmt: skip
 
 
+def test_the_outcome_tells_the_runs_story_with_links_to_local_artifacts() -> None:
+    outcome = (
+        "Execution r1: SUCCEEDED in 9.1 s",
+        "Registered sfn-mlops-models/3 (Approved)",
+        "  bias report  s3://b/runs/r1/clarify/bias/report/report.html",
+        "               /tmp/ws/objects/b/runs/r1/clarify/bias/report/report.html",
+    )
+    page = run_report.render(_report(outcome=outcome))
+    parsed = _parse(page)
+    assert parsed.sections[:3] == ["summary", "outcome", "graph"]
+    assert "file:///tmp/ws/objects/b/runs/r1/clarify/bias/report/report.html" in parsed.links
+    assert "Registered sfn-mlops-models/3 (Approved)" in page
+    assert "Execution r1" not in page.split('id="outcome"')[1]  # the summary has the status
+
+
 def test_a_run_that_failed_before_training_shows_the_graph_the_error_and_what_is_missing() -> None:
     events = _train_crashed_history()
     missing = ("model: the run ended before the Train state finished; no plots",)
