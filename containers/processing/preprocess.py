@@ -486,7 +486,7 @@ def preprocess(
         files = collected.listed_files(manifest, input_dir, str(collected_dir))
     paths = [file.path for file in files]
     data, spans = read_inputs(paths, settings.categorical_columns, delimiter)
-    recent = np.repeat([file.recent for file in files], [rows for _, rows in spans])
+    recent = np.repeat([file.recent for file in files], [rows for _, rows in spans]).astype(bool)
     print(
         f"read {len(data)} rows x {data.shape[1]} columns from {len(paths)} file(s) "
         f"in {time.perf_counter() - started:.2f}s",
@@ -496,14 +496,15 @@ def preprocess(
     columns, schema = encode(data, settings)
     policy = (manifest or {}).get("policy", {})
     fractions = (split.train, split.validation, split.test)
-    chosen, summary = collected.choose_rows(recent.astype(bool), fractions, split.seed, policy)
+    chosen, summary = collected.choose_rows(recent, fractions, split.seed, policy)
     rows = chosen or usual_split(len(data), split)
     for name in SPLITS:
         write_split(os.path.join(output_dir, name, f"{name}.csv"), columns, rows[name])
+    # Model Monitor's baseline: what the endpoint should see from now on, so the training rows
+    # that are recent when recent rows decide (older ones would hide the drift just learned).
+    baseline = rows["train"][recent[rows["train"]]] if chosen else rows["train"]
     write_baseline(
-        os.path.join(output_dir, "baseline", BASELINE_FILE),
-        data[schema["features"]],
-        rows["train"],
+        os.path.join(output_dir, "baseline", BASELINE_FILE), data[schema["features"]], baseline
     )
     sizes = {name: len(rows[name]) for name in SPLITS}
     schema["rows"] = sizes

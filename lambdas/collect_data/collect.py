@@ -30,7 +30,6 @@ from captured_data import (
     CapturedDataError,
     header,
     labelled_rows,
-    list_keys,
     split_uri,
     write_csv,
 )
@@ -119,11 +118,11 @@ def source_objects(s3: Any, data_uri: str) -> list[dict[str, Any]]:
     folder: their keys relative to the URI's folder, ETag, size and LastModified."""
     bucket, prefix = split_uri(data_uri)
     folder = prefix if prefix.endswith("/") or not prefix else prefix.rpartition("/")[0] + "/"
-    wanted = set(list_keys(s3, bucket, prefix))
     found = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            if item["Key"] in wanted:
+            name = item["Key"].rsplit("/", 1)[-1]
+            if name and not name.startswith((".", "_")):  # as a processing input reads them
                 found.append({
                     "uri": f"s3://{bucket}/{item['Key']}",
                     "kind": "source",

@@ -89,6 +89,9 @@ def test_the_job_reads_the_listed_files_and_leaves_a_late_one_out(
     assert schema["data"]["since"] == "2026-12-04T10:30:00.000000Z"
     test_rows = (tmp_path / "out/test/test.csv").read_text().splitlines()
     assert len(test_rows) == 6 and all(row.split(",")[1] == "0" for row in test_rows)  # all F
+    baseline = (tmp_path / "out/baseline/baseline.csv").read_text().splitlines()
+    assert baseline[0] == '"sex","length"'  # pyarrow quotes text
+    assert {row.split(",")[0] for row in baseline[1:]} == {'"F"'}  # the recent rows only
 
 
 def test_a_file_that_changed_after_the_listing_is_an_error(tmp_path: Path) -> None:
