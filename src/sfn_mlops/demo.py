@@ -1,8 +1,9 @@
 """``sfn-mlops demo drift``: the monitoring loop, end to end, on the local endpoint.
 
-Data mode sends the endpoint abalone rows whose measurements are shifted; quality mode sends
-unchanged rows and then uploads ground truth that the model no longer fits. Either way the
-monitor runs at once, finds the violation, publishes its metrics; the alarm goes to ALARM, the
+Data mode sends the endpoint abalone rows whose measurements are shifted (and their unchanged
+rings as ground truth); quality mode sends unchanged rows and then uploads ground truth that the
+model no longer fits. Either way the retraining learns the present from those labelled rows, and
+the monitor runs at once, finds the violation, publishes its metrics; the alarm goes to ALARM, the
 EventBridge rule invokes the retraining Lambda, and the demo follows the retraining execution to
 the new model version deployed by the configured strategy. A workspace with no monitored
 endpoint gets one first (the pipeline on the bundled data).
@@ -34,10 +35,9 @@ from sfn_mlops.monitor_cli import (
 
 TARGET = "rings"
 SHIFT = 1.8  # data mode: every measurement this many times larger
-ROWS = 400
-#: Quality mode: labelled requests, enough for a retraining on them alone to learn the changed
-#: world within the gate (the test split is 15 % of them).
-QUALITY_ROWS = 3000
+#: Labelled rows sent, enough for a retraining on them to learn the changed world within the
+#: gate (its test split is 15 % of them).
+ROWS = 3000
 BATCH_ROWS = 50
 ALARM_TIMEOUT = 240.0  # CloudWatch evaluates each minute; a monitoring job takes its own time
 RETRAIN_TIMEOUT = 60.0
@@ -65,17 +65,20 @@ def cmd_demo(args: argparse.Namespace, connect: Callable[[argparse.Namespace], A
         status = cli.main(_global_args(args) + ["run"])
         if status != 0 or not _exists(sagemaker, schedule):
             raise MonitorError(f"the first run did not set up {schedule}; see its summary")
-    rows = _rows(service.workspace, ROWS if args.mode == "data" else QUALITY_ROWS)
+    rows = _rows(service.workspace, ROWS)
     runtime = boto3.client("sagemaker-runtime")
+    send = _send_shifted if args.mode == "data" else _send_labelled
+    labels = send(runtime, rows, since)
+    uri = upload_ground_truth(
+        boto3.client("s3"), ground_truth_prefix(deployment["bucket"], DEFAULT_ENDPOINT), labels
+    )
+    requests = len(labels)
     if args.mode == "data":
-        requests = _send_shifted(runtime, rows)
-        print(f"Sent {len(rows):,} rows with every measurement x{SHIFT} to {DEFAULT_ENDPOINT}")
-    else:
-        labels = _send_labelled(runtime, rows, since)
-        uri = upload_ground_truth(
-            boto3.client("s3"), ground_truth_prefix(deployment["bucket"], DEFAULT_ENDPOINT), labels
+        print(
+            f"Sent {len(rows):,} rows with every measurement x{SHIFT} in {requests} requests; "
+            f"uploaded their ground truth (the rings did not change): {uri}"
         )
-        requests = len(labels)
+    else:
         print(f"Sent {requests:,} requests; uploaded ground truth the model no longer fits: {uri}")
     wait_for_capture(boto3.client("s3"), deployment["bucket"], since, requests)
     summary = run_now(service, sagemaker, schedule)
@@ -134,14 +137,20 @@ def _csv(lines: list[list[str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _send_shifted(runtime: Any, rows: list[dict[str, str]]) -> int:
-    """Batches of shifted rows; how many requests were sent."""
-    requests = 0
+def _send_shifted(
+    runtime: Any, rows: list[dict[str, str]], since: dt.datetime
+) -> list[dict[str, Any]]:
+    """Batches of shifted rows (each request its InferenceId); their labels, one a row."""
+    labels = []
     for start in range(0, len(rows), BATCH_ROWS):
-        body = _csv([_shifted(row) for row in rows[start : start + BATCH_ROWS]])
-        runtime.invoke_endpoint(EndpointName=DEFAULT_ENDPOINT, ContentType="text/csv", Body=body)
-        requests += 1
-    return requests
+        batch = rows[start : start + BATCH_ROWS]
+        inference_id = f"demo-{since:%H%M%S}-{start}"
+        runtime.invoke_endpoint(
+            EndpointName=DEFAULT_ENDPOINT, ContentType="text/csv",
+            Body=_csv([_shifted(row) for row in batch]), InferenceId=inference_id,
+        )  # fmt: skip
+        labels.append(ground_truth_record(inference_id, "\n".join(row[TARGET] for row in batch)))
+    return labels
 
 
 def _send_labelled(
