@@ -1,0 +1,1 @@
+../retrain/capture_join.py
