@@ -34,6 +34,7 @@ import json
 import math
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,41 +69,6 @@ def iso(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def start_test(
-    s3: Any,
-    *,
-    bucket: str,
-    endpoint: str,
-    config_name: str,
-    champion_model: str,
-    challenger_model: str,
-    settings: dict[str, Any],
-    problem_type: str,
-    model_package_arn: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """The record of a new test (written by DeployModel when it deploys with ``ab``)."""
-    state = {
-        "endpoint": endpoint,
-        "phase": TESTING,
-        "started": iso(now),
-        "problem_type": problem_type,
-        "settings": settings,
-        "config_name": config_name,
-        "champion": {"variant": CHAMPION, "model": champion_model},
-        "challenger": {
-            "variant": CHALLENGER,
-            "model": challenger_model,
-            "model_package_arn": model_package_arn,
-        },
-        "looks_done": 0,
-        "verdict": None,
-        "history": [],
-    }
-    _save(s3, bucket, state)
-    return state
 
 
 def _save(s3: Any, bucket: str, state: dict[str, Any]) -> None:
@@ -599,10 +565,15 @@ def _act(
 
 
 def evaluate_all(
-    s3: Any, sagemaker: Any, cloudwatch: Any, *, bucket: str, now: datetime
-) -> list[dict[str, Any]]:
-    """The schedule's work: one evaluation of every running test."""
-    return [
+    s3: Any, sagemaker: Any, cloudwatch: Any, *, bucket: str, now: datetime,
+    turn_off: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The schedule's work: one evaluation of every running test; then, when none is left
+    running, ``turn_off`` (the schedule's DisableRule: DeployModel turns it on again)."""
+    results = [
         evaluate(s3, sagemaker, cloudwatch, bucket=bucket, endpoint=name, now=now)
         for name in running(s3, bucket)
     ]
+    if turn_off is not None and not any(r["phase"] != DONE for r in results):
+        turn_off()
+    return results

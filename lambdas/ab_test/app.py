@@ -22,6 +22,7 @@ logger = Logger()
 tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
 
 BUCKET_ENV = "ARTIFACT_BUCKET"
+RULE_ENV = "AB_TEST_RULE"  # the evaluation schedule's rule, off when no test runs
 SCHEDULED_EVENT = "Scheduled Event"
 _clients: dict[str, Any] = {}
 
@@ -46,10 +47,16 @@ class Request(BaseModel):
     endpoint: str = Field(min_length=1, max_length=63)
 
 
-def handle(event: dict[str, Any], bucket: str, now: datetime) -> dict[str, Any]:
+def handle(event: dict[str, Any], bucket: str, rule: str, now: datetime) -> dict[str, Any]:
     clients = (client("s3"), client("sagemaker"), client("cloudwatch"))
     if event.get("detail-type") == SCHEDULED_EVENT:
-        return {"evaluated": ab_test.evaluate_all(*clients, bucket=bucket, now=now)}
+        evaluated = ab_test.evaluate_all(
+            *clients,
+            bucket=bucket,
+            now=now,
+            turn_off=lambda: client("events").disable_rule(Name=rule),
+        )
+        return {"evaluated": evaluated}
     request = Request.model_validate(event)
     return ab_test.evaluate(
         *clients, bucket=bucket, endpoint=request.endpoint, now=now, action=request.action
@@ -59,6 +66,6 @@ def handle(event: dict[str, Any], bucket: str, now: datetime) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = handle(event, os.environ[BUCKET_ENV], datetime.now(UTC))
+    result = handle(event, os.environ[BUCKET_ENV], os.environ[RULE_ENV], datetime.now(UTC))
     logger.info("ab tests", extra={"ab_tests": result})
     return result

@@ -6,7 +6,10 @@
   `s3:GetObject`). The client may be made in one module and used in another (it is passed
   around), so calls are matched across all of the function's modules. A name that is an
   operation of a service the function makes a client for counts even when called on another
-  object: the check errs towards asking for a grant.
+  object: the check errs towards asking for a grant. One exception: a call on a receiver named
+  after one of the function's services (`sagemaker.describe_endpoint`, `self.sagemaker...`)
+  is that service's only, so a function with SageMaker and EventBridge clients is not asked
+  for EventBridge's `DescribeEndpoint` (an operation both services have).
 - **Environment variables** it reads without a default: `os.environ["X"]`,
   `os.environ.get("X")`, `os.getenv("X")`, with `X` a literal or a module-level string constant.
 - **ARNs** written in the code as string literals.
@@ -165,6 +168,18 @@ def _method_call(node: ast.AST) -> str | None:
     return None
 
 
+def _receiver(node: ast.AST) -> str | None:
+    """The name an attribute is read from: `sagemaker` of `sagemaker.x` and `self.sagemaker.x`."""
+    if not isinstance(node, ast.Attribute):
+        return None
+    value = node.value
+    if isinstance(value, ast.Name):
+        return value.id
+    if isinstance(value, ast.Attribute):
+        return value.attr
+    return None
+
+
 def aws_calls(code_dir: Path) -> list[Call]:
     """Every call in the function's code that is an operation of a service it has a client for."""
     modules = {path: _parse(path) for path in python_files(code_dir)}
@@ -175,7 +190,8 @@ def aws_calls(code_dir: Path) -> list[Call]:
             method = _method_call(node)
             if method is None:
                 continue
-            for service in used:
+            receiver = _receiver(node)
+            for service in [receiver] if receiver in used else used:
                 actions = _actions_of(service, method)
                 if actions:
                     calls.append(Call(path, getattr(node, "lineno", 0), service, method, actions))
