@@ -539,7 +539,7 @@ def _act(
     now: datetime,
     action: str,
 ) -> str:
-    by = "hand" if action in ("promote", "end") else "schedule"
+    by = "hand" if action in ("promote", "end") else "evaluation"
     state["looks_done"] = max(int(state.get("looks_done", 0)), verdict.look)
     if verdict.action == "wait":
         _save(s3, bucket, state)

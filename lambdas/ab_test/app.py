@@ -58,9 +58,12 @@ def handle(event: dict[str, Any], bucket: str, rule: str, now: datetime) -> dict
         )
         return {"evaluated": evaluated}
     request = Request.model_validate(event)
-    return ab_test.evaluate(
+    result = ab_test.evaluate(
         *clients, bucket=bucket, endpoint=request.endpoint, now=now, action=request.action
     )
+    if request.action != "status" and not ab_test.running(clients[0], bucket):
+        client("events").disable_rule(Name=rule)  # the last test ended by this call
+    return result
 
 
 @logger.inject_lambda_context
