@@ -50,6 +50,13 @@ ACTION_EXCEPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     # Configuration and Monitoring", deployment-guardrails-configuration).
     ("sagemaker", "UpdateEndpoint"): ("sagemaker:UpdateEndpoint", "cloudwatch:DescribeAlarms"),
 }
+#: Members without which a call needs less: a call that names its keywords, none of them this
+#: member and no ``**kwargs``, needs only the operation's own action. An UpdateEndpoint without a
+#: DeploymentConfig has no rollback alarms to read (and a change of variant names cannot take
+#: one: "your new endpoint configuration must have the same variant name as the old", SageMaker
+#: Developer Guide, "Exclusions",
+#: https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html).
+ONLY_WITH: dict[tuple[str, str], str] = {("sagemaker", "UpdateEndpoint"): "DeploymentConfig"}
 #: Code that expects S3's NoSuchKey needs s3:ListBucket on the bucket: without it S3 answers a
 #: missing key with 403 AccessDenied, not 404 (Amazon S3 API Reference, GetObject,
 #: "Permissions"). The pseudo-method names the expectation in the gate's message.
@@ -180,19 +187,36 @@ def _receiver(node: ast.AST) -> str | None:
     return None
 
 
+def _narrowed(
+    service: str, method: str, actions: tuple[str, ...], call: ast.Call | None
+) -> tuple[str, ...]:
+    """``actions`` less what the call's own keywords show it does not need (ONLY_WITH)."""
+    operation = operations(service).get(method)
+    member = ONLY_WITH.get((IAM_PREFIX.get(service, service), operation or ""))
+    if member is None or call is None:
+        return actions
+    keywords = [keyword.arg for keyword in call.keywords]
+    if None in keywords or member in keywords:  # **kwargs, or the member itself
+        return actions
+    return actions[:1]
+
+
 def aws_calls(code_dir: Path) -> list[Call]:
     """Every call in the function's code that is an operation of a service it has a client for."""
     modules = {path: _parse(path) for path in python_files(code_dir)}
     used = sorted(services(modules))
     calls: list[Call] = []
     for path, module in modules.items():
+        called = {id(node.func): node for node in ast.walk(module) if isinstance(node, ast.Call)}
         for node in ast.walk(module):
             method = _method_call(node)
             if method is None:
                 continue
             receiver = _receiver(node)
             for service in [receiver] if receiver in used else used:
-                actions = _actions_of(service, method)
+                actions = _narrowed(
+                    service, method, _actions_of(service, method), called.get(id(node))
+                )
                 if actions:
                     calls.append(Call(path, getattr(node, "lineno", 0), service, method, actions))
     if "s3" in used:

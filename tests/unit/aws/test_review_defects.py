@@ -41,13 +41,9 @@ def test_d2_guarded_update_without_describe_alarms(tmp_path: Path) -> None:
         "Action: cloudwatch:DescribeAlarms",
         "Action: cloudwatch:ListMetrics",
     )
-    # both functions that update endpoints: DeployModel and the A/B test's final update
-    assert len(problems) == 2
-    ab_test, deploy = sorted(problems, key=lambda p: "deploy_model" in p)
-    assert "ab_test/ab_test.py" in ab_test and "ABTestFunction" in ab_test
-    assert "deploy_model/deployment.py" in deploy and "DeployModelFunction" in deploy
-    for problem in problems:
-        assert "calls sagemaker.update_endpoint, which needs cloudwatch:DescribeAlarms;" in problem
+    assert len(problems) == 1
+    assert "deploy_model/deployment.py" in problems[0] and "DeployModelFunction" in problems[0]
+    assert "calls sagemaker.update_endpoint, which needs cloudwatch:DescribeAlarms;" in problems[0]
 
 
 def test_d6_a_region_one_image_mapping_lacks(tmp_path: Path) -> None:
