@@ -146,8 +146,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=22)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    print("| scenario | labelled/s | right verdict | wrong verdict | no verdict (on_timeout) | median requests "
-          "(both variants) | median hours | fixed horizon: requests (both) | its power |")
+    print(
+        "| scenario | labelled/s | right verdict | wrong verdict | no verdict (on_timeout) "
+        "| median requests (both variants) | median hours | fixed horizon: requests (both) "
+        "| its power |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for scenario in SCENARIOS:
         fixed = scenario.fixed_horizon()

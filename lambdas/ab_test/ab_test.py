@@ -406,6 +406,19 @@ def status(
     champion, challenger = tallies.get("champion"), tallies.get("challenger")
     if champion and challenger and champion.n >= 2 and challenger.n >= 2:
         current = decision.compare(problem, champion, challenger)
+    variants = [
+        {
+            "variant": t.name,
+            "model": t.model,
+            "weight": t.weight,
+            "labelled": t.n,
+            "metric": t.metric(),
+            "invocations": t.invocations,
+            "errors_5xx": t.errors_5xx,
+            "model_latency_us": t.model_latency_us,
+        }
+        for t in tallies.values()
+    ]
     return {
         "endpoint": state["endpoint"],
         "phase": state["phase"],
@@ -417,24 +430,24 @@ def status(
         "alpha_per_look": decision.per_look_alpha(state["settings"]),
         "looks_done": state.get("looks_done", 0),
         "max_looks": state["settings"]["max_looks"],
-        "variants": [
-            {
-                "variant": t.name,
-                "model": t.model,
-                "weight": t.weight,
-                "labelled": t.n,
-                "metric": t.metric(),
-                "invocations": t.invocations,
-                "errors_5xx": t.errors_5xx,
-                "model_latency_us": t.model_latency_us,
-            }
-            for t in tallies.values()
-        ],
+        # an ended test shows its last tally (kept in its record)
+        "variants": variants or state.get("tally", []),
         "verdict": state.get("verdict"),
         "next": note,
         "skipped": dict(counts),
         "history": state.get("history", []),
     }
+
+
+def _described(sagemaker: Any, endpoint: str) -> dict[str, Any] | None:
+    """DescribeEndpoint; None when the endpoint is gone (SageMaker's ValidationException
+    "Could not find endpoint")."""
+    try:
+        return dict(sagemaker.describe_endpoint(EndpointName=endpoint))
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException":
+            return None
+        raise
 
 
 def evaluate(
@@ -455,20 +468,23 @@ def evaluate(
         if action in ("promote", "end"):
             raise ABTestError(f"the A/B test on {endpoint} has ended: {state['verdict']}")
         return status(state, {}, Counter(), "the test has ended")
-    described = sagemaker.describe_endpoint(EndpointName=endpoint)
-    if described["EndpointConfigName"] != state["config_name"]:
+    described = _described(sagemaker, endpoint)
+    if described is None or described["EndpointConfigName"] != state["config_name"]:
+        serves = "nothing" if described is None else described["EndpointConfigName"]
         if action != "status":
             state["phase"] = DONE
             _record(
                 state,
                 now,
-                f"ended: the endpoint now serves {described['EndpointConfigName']}"
-                " (another deployment replaced the test's config)",
+                f"ended: the endpoint now serves {serves}"
+                " (deleted, or another deployment replaced the test's config)",
             )
             _save(s3, bucket, state)
-        return status(state, {}, Counter(), "the test has ended: another deployment")
+        return status(state, {}, Counter(), f"the test has ended: the endpoint serves {serves}")
     weights = _weights(described)
     tallies, counts = tally(s3, cloudwatch, bucket=bucket, state=state, weights=weights, now=now)
+    if action != "status":
+        state["tally"] = status(state, tallies, counts, "")["variants"]
     verdict = _verdict_now(state, tallies, now, action)
     if action == "status":
         return status(state, tallies, counts, _preview(state, verdict))
@@ -570,10 +586,16 @@ def evaluate_all(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The schedule's work: one evaluation of every running test; then, when none is left
     running, ``turn_off`` (the schedule's DisableRule: DeployModel turns it on again)."""
-    results = [
-        evaluate(s3, sagemaker, cloudwatch, bucket=bucket, endpoint=name, now=now)
-        for name in running(s3, bucket)
-    ]
+    results, failed = [], []
+    for name in running(s3, bucket):
+        try:
+            results.append(
+                evaluate(s3, sagemaker, cloudwatch, bucket=bucket, endpoint=name, now=now)
+            )
+        except (ClientError, ABTestError) as error:  # the others are still evaluated
+            failed.append(f"{name}: {type(error).__name__}: {error}")
+    if failed:
+        raise ABTestError("; ".join(failed))
     if turn_off is not None and not any(r["phase"] != DONE for r in results):
         turn_off()
     return results

@@ -160,6 +160,10 @@ def test_ab_status_shows_the_tally_and_the_verdict(scenario: dict[str, Any]) -> 
     assert status.code == 0, status.err
     assert status.out.startswith("A/B test on sfn-mlops: done (started ")
     assert "Verdict (evaluation, " in status.out
+    rows = [line.split() for line in status.out.splitlines()]
+    (challenger,) = [row for row in rows if row[:1] == ["Challenger"]]
+    assert challenger[1] == "ab-win-model" and int(challenger[3]) >= 120  # its last tally
+    assert challenger[5] == "150"  # its invocations (CloudWatch): one per row
     assert "Next: the test has ended" in status.out
 
 
