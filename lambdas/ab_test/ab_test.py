@@ -217,7 +217,9 @@ def cloudwatch_numbers(
     cloudwatch: Any, endpoint: str, variant: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
     """Invocations, Invocation5XXErrors (sums) and ModelLatency (mean, microseconds)."""
-    end = max(end, start + timedelta(seconds=60))
+    # to a minute past now: the current minute's datapoints count (a timestamp sent with whole
+    # seconds would otherwise end the window before them); CloudWatch accepts a future EndTime
+    end = max(end, start) + timedelta(seconds=60)
     sums = {
         name: int(
             sum(p["Sum"] for p in _metric(cloudwatch, endpoint, variant, name, ["Sum"], start, end))
