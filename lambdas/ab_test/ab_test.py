@@ -442,8 +442,9 @@ def status(
 
 
 def _described(sagemaker: Any, endpoint: str) -> dict[str, Any] | None:
-    """DescribeEndpoint; None when the endpoint is gone (SageMaker's ValidationException
-    "Could not find endpoint")."""
+    """DescribeEndpoint; None when the endpoint is gone (SageMaker answers an unknown endpoint
+    with ValidationException "Could not find endpoint ...": SageMaker API Reference,
+    DescribeEndpoint, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html)."""
     try:
         return dict(sagemaker.describe_endpoint(EndpointName=endpoint))
     except ClientError as error:

@@ -22,7 +22,10 @@ logger = Logger()
 tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X-Ray
 
 BUCKET_ENV = "ARTIFACT_BUCKET"
-RULE_ENV = "AB_TEST_RULE"  # the evaluation schedule's rule, off when no test runs
+# The evaluation schedule's rule, off when no test runs: DisableRule stops its targets from
+# being invoked until EnableRule (Amazon EventBridge API Reference, DisableRule,
+# https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_DisableRule.html).
+RULE_ENV = "AB_TEST_RULE"
 SCHEDULED_EVENT = "Scheduled Event"
 _clients: dict[str, Any] = {}
 

@@ -24,7 +24,9 @@ tracer = Tracer()  # disabled locally (POWERTOOLS_TRACE_DISABLED): there is no X
 _sagemaker_client: Any = None
 _s3_client: Any = None
 _events_client: Any = None
-#: The A/B tests' evaluation schedule (template.yaml: ABTestFunction), turned on by a test.
+#: The A/B tests' evaluation schedule (template.yaml: ABTestFunction), turned on by a test
+#: (Amazon EventBridge API Reference, EnableRule,
+#: https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_EnableRule.html).
 AB_TEST_RULE_ENV = "AB_TEST_RULE"
 
 
