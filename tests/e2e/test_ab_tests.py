@@ -8,7 +8,8 @@ test function until it decides. One workspace, three tests one after the other o
 - a loss: the labels favour the champion: the challenger is retired at the first look and its
   version Rejected, the champion serves alone;
 - out of time: neither is better and ``max_duration_hours`` passes: the test ends as
-  ``on_timeout`` says (keep the champion), and says so.
+  ``on_timeout`` says (keep the champion), and says so;
+- by hand: ``sfn-mlops endpoints ab-status`` while it runs, then ``end``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ def scenario(
         label(aws.s3, BUCKET, send_pairs(runtime, rows[:100], favour="neither", tag="time"))
         seen["time"] = _concluded(aws)
         seen["time_single"] = _single_model(aws)
+        # decided by hand: the status while it runs, then `end`
+        _run(cli, workspace, "ab-hand", *AB, "--set", "hyperparameters.num_round=40")
+        seen["hand_status"] = cli(workspace, "endpoints", "ab-status", ENDPOINT)
+        seen["hand_end"] = cli(workspace, "endpoints", "end", ENDPOINT)
+        seen["hand"] = _record(aws)
+        seen["hand_single"] = _single_model(aws)
         seen["packages"] = {
             p["ModelPackageVersion"]: aws.sagemaker.describe_model_package(
                 ModelPackageName=p["ModelPackageArn"]
@@ -191,6 +198,22 @@ def test_a_test_that_runs_out_of_time_keeps_the_champion_and_says_so(
     timed_out = scenario["packages"][4]
     assert timed_out["ModelApprovalStatus"] == "Rejected"
     assert "ran out of time" in timed_out["CustomerMetadataProperties"]["ab_reason"]
+
+
+def test_a_test_ended_by_hand_retires_the_challenger(scenario: dict[str, Any]) -> None:
+    status = scenario["hand_status"]
+    assert status.code == 0, status.err
+    assert status.out.startswith("A/B test on sfn-mlops: testing (started ")
+    assert "Next: look 1 of 5 when both variants have 60 labelled requests" in status.out
+    ended = scenario["hand_end"]
+    assert ended.code == 0, ended.err
+    assert "Next: the champion stays (endpoint config ab-hand-config-ab-kept)" in ended.out
+    verdict = scenario["hand"]["verdict"]
+    assert (verdict["action"], verdict["by"], verdict["reason"]) == (
+        "retire", "hand", "ended by hand"
+    )  # fmt: skip
+    assert scenario["hand_single"] == ("AllTraffic", "ab-win-model")
+    assert scenario["packages"][5]["ModelApprovalStatus"] == "Rejected"
 
 
 def test_status_and_decisions_by_hand_refuse_an_ended_test(scenario: dict[str, Any]) -> None:
