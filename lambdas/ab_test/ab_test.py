@@ -564,7 +564,7 @@ def _act(
         _save(s3, bucket, state)
         return verdict.next_step
     if verdict.action == "retire":
-        if state["phase"] == SHIFTING and by == "schedule":
+        if state["phase"] == SHIFTING and by == "evaluation":
             _record(state, now, f"shift stopped: {verdict.reason}")
         _decide(state, verdict, now, by)
         note = _finish(sagemaker, state, now, False, verdict.reason)

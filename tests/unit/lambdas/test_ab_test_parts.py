@@ -78,3 +78,26 @@ def test_a_shift_step_and_the_last_one(ab_test: ModuleType) -> None:
     # weights are relative: 1 and 3 is a share of 0.75; one more step gives it all
     assert ab_test.shift(sagemaker, state, {"Champion": 1.0, "Challenger": 3.0}) is None
     assert len(sagemaker.calls) == 1
+
+
+def test_a_shift_goes_on_unless_the_challenger_fails_requests(ab_test: ModuleType) -> None:
+    verdict = ab_test.decision
+    settings = {"max_error_rate_increase": 0.01}
+    state = {"phase": "shifting", "settings": settings, "looks_done": 2,
+             "verdict": {"reason": "look 2 of 5: the challenger is better"}}  # fmt: skip
+    now = ab_test.parse_time("2026-12-07T12:00:00Z")
+
+    def tallies(challenger_errors: int) -> dict[str, Any]:
+        return {
+            "champion": verdict.VariantTally("Champion", "m1", 0.5, [], 1000, 1),
+            "challenger": verdict.VariantTally("Challenger", "m2", 0.5, [], 1000,
+                                               challenger_errors),  # fmt: skip
+        }
+
+    going_on = ab_test._verdict_now(state, tallies(5), now, "evaluate")
+    assert going_on.action == "promote"
+    assert going_on.reason == "look 2 of 5: the challenger is better"
+    stopped = ab_test._verdict_now(state, tallies(30), now, "evaluate")
+    assert stopped.action == "retire"
+    assert stopped.reason.startswith("the challenger's server error rate 3.00% exceeds")
+    assert ab_test._verdict_now(state, tallies(0), now, "end").reason == "ended by hand"
