@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -71,7 +72,26 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+class Overtaken(Exception):
+    """Another evaluation (the schedule's, or a decision by hand) changed the test's record
+    since this one read it: this one acts on nothing and writes nothing."""
+
+
+def _revision(state: dict[str, Any]) -> tuple[Any, Any]:
+    """What tells one writing of a record from another: its start and its revision."""
+    return state.get("started"), state.get("revision")
+
+
+def _check(s3: Any, bucket: str, state: dict[str, Any], read: tuple[Any, Any]) -> None:
+    """Raise Overtaken when the stored record is no longer the one read. Evaluations can run at
+    once (a scheduled one and `sfn-mlops endpoints end`); this read just before acting or
+    writing keeps a slow one from undoing a quick one's decision."""
+    if _revision(load(s3, bucket, state["endpoint"])) != read:
+        raise Overtaken(f"the A/B test on {state['endpoint']} changed meanwhile")
+
+
 def _save(s3: Any, bucket: str, state: dict[str, Any]) -> None:
+    state["revision"] = uuid.uuid4().hex
     s3.put_object(
         Bucket=bucket,
         Key=state_key(state["endpoint"]),
@@ -347,6 +367,9 @@ def mark_registry(sagemaker: Any, state: dict[str, Any], won: bool, reason: str)
         "ab_endpoint": state["endpoint"],
         "ab_reason": metadata_value(reason),
         "ab_decided_at": metadata_value(str(verdict.get("at", ""))),
+        # which model serves now: the champion's own version is not marked (the test's
+        # record knows its model, not its version)
+        "ab_winner_model": metadata_value(state["challenger" if won else "champion"]["model"]),
     }
     if verdict.get("p_value") is not None:
         properties["ab_p_value"] = f"{float(verdict['p_value']):.6g}"
@@ -467,6 +490,7 @@ def evaluate(
     act), ``status`` (the tally and what the next evaluation would do, nothing changed),
     ``promote`` or ``end`` (decide by hand: the challenger wins, or is retired)."""
     state = load(s3, bucket, endpoint)
+    read = _revision(state)
     if state["phase"] == DONE:
         if action in ("promote", "end"):
             raise ABTestError(f"the A/B test on {endpoint} has ended: {state['verdict']}")
@@ -482,6 +506,7 @@ def evaluate(
                 f"ended: the endpoint now serves {serves}"
                 " (deleted, or another deployment replaced the test's config)",
             )
+            _check(s3, bucket, state, read)
             _save(s3, bucket, state)
         return status(state, {}, Counter(), f"the test has ended: the endpoint serves {serves}")
     weights = _weights(described)
@@ -498,6 +523,12 @@ def evaluate(
             counts,
             f"the endpoint is {described['EndpointStatus']}: the next evaluation acts",
         )
+    try:
+        _check(s3, bucket, state, read)  # the tally took a while: still the test it read?
+    except Overtaken as overtaken:
+        if action in ("promote", "end"):
+            raise ABTestError(f"{overtaken}: look at `ab-status` and decide again") from None
+        return status(state, tallies, counts, f"{overtaken}: this evaluation did nothing")
     note = _act(s3, sagemaker, bucket, state, verdict, weights, now, action)
     return status(state, tallies, counts, note)
 

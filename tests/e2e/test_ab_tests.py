@@ -108,9 +108,11 @@ def scenario(
         label(aws.s3, BUCKET, send_pairs(runtime, rows[:100], favour="Champion", tag="loss"))
         seen["loss"] = _concluded(aws)
         seen["loss_single"] = _single_model(aws)
-        # out of time: neither is better, 7.2 s to decide
+        # out of time: neither is better, 18 s to decide (time enough to send the traffic on a
+        # loaded machine: once the test has ended the Challenger variant is gone, and a
+        # request aimed at it is refused)
         _run(cli, workspace, "ab-time", *AB, "--set", "hyperparameters.num_round=40",
-             "--set", "deployment.ab.max_duration_hours=0.002")  # fmt: skip
+             "--set", "deployment.ab.max_duration_hours=0.005")  # fmt: skip
         label(aws.s3, BUCKET, send_pairs(runtime, rows[:100], favour="neither", tag="time"))
         seen["time"] = _concluded(aws)
         seen["time_single"] = _single_model(aws)
@@ -158,6 +160,7 @@ def test_the_winner_s_version_records_why(scenario: dict[str, Any]) -> None:
     metadata = won["CustomerMetadataProperties"]
     assert metadata["ab_verdict"] == "won"
     assert metadata["ab_endpoint"] == "sfn-mlops"
+    assert metadata["ab_winner_model"] == "ab-win-model"
     assert "Welch s t-test" in metadata["ab_reason"]  # the apostrophe is not a value character
     assert float(metadata["ab_p_value"]) < 0.01
 
@@ -184,6 +187,7 @@ def test_a_worse_challenger_is_retired_and_rejected(scenario: dict[str, Any]) ->
     assert lost["ModelApprovalStatus"] == "Rejected"
     assert lost["ApprovalDescription"].startswith("Retired in the A/B test on sfn-mlops: look 1")
     assert lost["CustomerMetadataProperties"]["ab_verdict"] == "retired"
+    assert lost["CustomerMetadataProperties"]["ab_winner_model"] == "ab-win-model"  # the champion
 
 
 def test_a_test_that_runs_out_of_time_keeps_the_champion_and_says_so(
