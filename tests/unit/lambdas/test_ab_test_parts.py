@@ -3,6 +3,7 @@ the captured output's records, the traffic step."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -101,3 +102,22 @@ def test_a_shift_goes_on_unless_the_challenger_fails_requests(ab_test: ModuleTyp
     assert stopped.action == "retire"
     assert stopped.reason.startswith("the challenger's server error rate 3.00% exceeds")
     assert ab_test._verdict_now(state, tallies(0), now, "end").reason == "ended by hand"
+
+
+def test_an_evaluation_overtaken_by_another_writes_nothing(ab_test: ModuleType) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="ab-bucket")
+        record = {"endpoint": "ep", "started": "2026-12-07T12:00:00.000000Z", "phase": "testing"}
+        s3.put_object(Bucket="ab-bucket", Key="ab-tests/ep.json", Body=json.dumps(record).encode())
+        slow = ab_test.load(s3, "ab-bucket", "ep")
+        read = ab_test._revision(slow)
+        ab_test._check(s3, "ab-bucket", slow, read)  # nobody wrote meanwhile
+        quick = ab_test.load(s3, "ab-bucket", "ep")
+        quick["phase"] = "done"
+        ab_test._save(s3, "ab-bucket", quick)  # e.g. `sfn-mlops endpoints end`
+        with pytest.raises(ab_test.Overtaken, match="the A/B test on ep changed meanwhile"):
+            ab_test._check(s3, "ab-bucket", slow, read)
