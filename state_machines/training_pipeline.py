@@ -962,6 +962,9 @@ def deploy_model() -> Task:
                 "model_name.$": "$.run.job_names.model",
                 "settings.$": "$.config.deployment",
                 "capture_destination": "s3://${ArtifactBucket}/data-capture",
+                # strategy ab: the A/B test's record names the problem and the version
+                "problem_type.$": "$.config.problem_type",
+                "model_package_arn.$": "$.registration.ModelPackageArn",
             },
         },
         result_selector={

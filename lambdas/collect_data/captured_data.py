@@ -10,8 +10,6 @@ that are not numbers for a regression.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 import json
@@ -20,6 +18,10 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+from capture_join import decoded, labels_of
+from capture_join import ground_truth as _ground_truth
+from capture_join import jsonl as _jsonl
 
 #: The processing job reads ``.csv`` files as CSV (containers/processing CSV_SUFFIXES).
 CSV_SUFFIX = ".csv"
@@ -31,20 +33,8 @@ class CapturedDataError(Exception):
     """The configured data cannot take the captured rows (names the file and why)."""
 
 
-def split_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
-def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    """Data files under a prefix, as a processing input sees them ('.' and '_' names skipped)."""
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            name = item["Key"].rsplit("/", 1)[-1]
-            if name and not name.startswith((".", "_")):
-                keys.append(item["Key"])
-    return sorted(keys)
 
 
 def labelled_rows(
@@ -77,45 +67,10 @@ def header(s3: Any, bucket: str, key: str, delimiter: str) -> list[str]:
     return next(csv.reader(first, delimiter=delimiter))
 
 
-def _jsonl(s3: Any, bucket: str, prefix: str, kind: str, counts: Counter[str]) -> Iterator[Any]:
-    """The records of every ``.jsonl`` file under the prefix; bad lines counted as ``kind``."""
-    for key in list_keys(s3, bucket, prefix):
-        if not key.endswith(".jsonl"):
-            continue
-        for line in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_lines():
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except ValueError:
-                counts[kind] += 1
 
 
-def _ground_truth(s3: Any, bucket: str, prefix: str) -> tuple[dict[str, list[str]], Counter[str]]:
-    """eventId -> labels (one per line of the data, or a JSON list)."""
-    counts: Counter[str] = Counter()
-    labels: dict[str, list[str]] = {}
-    for record in _jsonl(s3, bucket, prefix, "malformed_ground_truth_lines", counts):
-        try:
-            event_id = str(record["eventMetadata"]["eventId"])
-            data = str(record["groundTruthData"]["data"])
-        except (KeyError, TypeError):
-            counts["malformed_ground_truth_lines"] += 1
-            continue
-        labels[event_id] = _labels(data)
-    return labels, counts
 
 
-def _labels(data: str) -> list[str]:
-    text = data.strip()
-    if text.startswith("["):
-        try:
-            values = json.loads(text)
-        except ValueError:
-            return [text]
-        if isinstance(values, list):
-            return [str(value) for value in values]
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _labelled_rows(
@@ -137,9 +92,7 @@ def _labelled_rows(
         except (KeyError, TypeError, AttributeError, ValueError):
             counts["malformed_capture_lines"] += 1
             continue
-        found = labels.get(str(metadata.get("inferenceId"))) or labels.get(
-            str(metadata.get("eventId"))
-        )
+        found = labels_of(labels, metadata)
         if found is None:
             counts["captures_without_ground_truth"] += 1
         elif len(found) != len(rows):
@@ -158,12 +111,7 @@ def _labelled_rows(
 
 def _request_rows(capture: dict[str, Any], features: list[str]) -> list[list[str]]:
     """A captured request's rows as feature values (CSV lines, or JSON lists or objects)."""
-    data = str(capture["data"])
-    if capture.get("encoding") == "BASE64":
-        try:
-            data = base64.b64decode(data, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise ValueError("undecodable capture") from exc
+    data = decoded(capture)
     if "json" not in str(capture.get("observedContentType", "")).lower():
         return [row for row in csv.reader(io.StringIO(data)) if row]
     body = json.loads(data)

@@ -26,13 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
-from captured_data import (
-    CapturedDataError,
-    header,
-    labelled_rows,
-    split_uri,
-    write_csv,
-)
+from capture_join import split_uri
+from captured_data import CapturedDataError, header, labelled_rows, write_csv
 
 MANIFEST = "manifest.json"
 RECENT_CAPTURES, OLDER_CAPTURES = "captured/recent.csv", "captured/older.csv"

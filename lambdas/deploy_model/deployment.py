@@ -10,6 +10,9 @@ for the endpoint (`DescribeEndpoint`) and reads how it ended.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -173,9 +176,16 @@ def _call(operation: Any, **params: Any) -> None:
 
 
 def deploy(
-    sagemaker: Any, *, model_name: str, settings: dict[str, Any], capture_destination: str
+    sagemaker: Any,
+    *,
+    model_name: str,
+    settings: dict[str, Any],
+    capture_destination: str,
+    ab_test: Callable[[str, str, str, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Create or update the endpoint; returns what the state machine waits on."""
+    """Create or update the endpoint; returns what the state machine waits on. With ``ab``,
+    ``ab_test(endpoint, config, champion model, challenger model)`` starts the test
+    (:func:`start_ab_test`)."""
     name = settings["endpoint_name"]
     current = current_endpoint(sagemaker, name)
     config_name = endpoint_config_name(model_name)
@@ -198,6 +208,9 @@ def deploy(
             update["DeploymentConfig"] = guardrails
         _call(sagemaker.update_endpoint, **update)
         operation, strategy = "update", settings["strategy"]
+        if strategy == "ab" and ab_test is not None:
+            variants = request["ProductionVariants"]
+            ab_test(name, config_name, variants[0]["ModelName"], model_name)
     return {
         "EndpointName": name,
         "EndpointConfigName": config_name,
@@ -224,3 +237,49 @@ def poll_schedule(timeout_seconds: int, poll_seconds: int) -> dict[str, Any]:
         schedule.append(min(wait, poll_seconds))
         wait *= 2
     return {"polls_left": len(schedule), "waits": [0, *reversed(schedule)]}
+
+
+#: Where an A/B test's record lives; lambdas/ab_test reads and updates it (its ab_test.py says
+#: what each key means).
+AB_TEST_KEY = "ab-tests/{endpoint}.json"
+
+
+def start_ab_test(
+    s3: Any,
+    *,
+    bucket: str,
+    endpoint: str,
+    config_name: str,
+    champion_model: str,
+    challenger_model: str,
+    settings: dict[str, Any],
+    problem_type: str,
+    model_package_arn: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The record of a new A/B test, which the scheduled evaluation (ABTestFunction) picks up;
+    a new deployment of the endpoint replaces the record of the test before it."""
+    record = {
+        "endpoint": endpoint,
+        "phase": "testing",
+        "started": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "problem_type": problem_type,
+        "settings": settings["ab"],
+        "config_name": config_name,
+        "champion": {"variant": "Champion", "model": champion_model},
+        "challenger": {
+            "variant": "Challenger",
+            "model": challenger_model,
+            "model_package_arn": model_package_arn,
+        },
+        "looks_done": 0,
+        "verdict": None,
+        "history": [{"at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "event": "started"}],
+    }
+    s3.put_object(
+        Bucket=bucket,
+        Key=AB_TEST_KEY.format(endpoint=endpoint),
+        Body=json.dumps(record, indent=2).encode(),
+        ContentType="application/json",
+    )
+    return record

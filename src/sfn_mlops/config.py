@@ -197,6 +197,31 @@ class CaptureConfig(_Strict):
     sampling_percentage: int = Field(100, ge=0, le=100)
 
 
+class ABTestConfig(_Strict):
+    """``strategy: ab``: how the test of the champion against the challenger ends.
+
+    The scheduled evaluation (lambdas/ab_test) compares the variants' live quality (captured
+    requests joined with ground truth) at planned looks: when each variant has ``min_samples``,
+    ``2 * min_samples``, ... ``max_looks * min_samples`` labelled requests. Each look tests at
+    ``alpha / max_looks`` (Bonferroni over the planned looks), so the chance of a wrong verdict
+    over the whole test stays at most ``alpha``.
+    """
+
+    min_samples: int = Field(200, ge=10, le=1_000_000)  # labelled requests per variant per look
+    alpha: float = Field(0.05, gt=0, lt=0.5)  # two-sided, over the whole test
+    max_looks: int = Field(5, ge=1, le=100)  # planned looks; alpha is split over them
+    # Then the test ends as ``on_timeout`` says, whatever the data (also after max_looks looks
+    # without a verdict).
+    max_duration_hours: float = Field(168.0, gt=0, le=24 * 90)
+    on_timeout: Literal["keep_champion", "promote_challenger"] = "keep_champion"
+    # After a win, each scheduled evaluation moves this much more traffic to the challenger
+    # until it takes it all and replaces the champion.
+    step_percent: int = Field(25, ge=1, le=100)
+    # "Not many issues": the challenger is retired, whatever its quality, when its share of
+    # server errors (Invocation5XXErrors / Invocations) exceeds the champion's by more than this.
+    max_error_rate_increase: float = Field(0.01, ge=0, le=1)
+
+
 class DeploymentConfig(_Strict):
     """How the registered model reaches the real-time endpoint (SageMaker's guardrails)."""
 
@@ -220,6 +245,7 @@ class DeploymentConfig(_Strict):
     # stack's own alarms (template.yaml) when the endpoint is the stack's, else none.
     rollback_alarms: list[str] | None = None
     ab_challenger_share: float = Field(0.1, gt=0, lt=1)  # ab: the new model's traffic share
+    ab: ABTestConfig = Field(default_factory=ABTestConfig)  # ab: when and how the test ends
     data_capture: CaptureConfig = Field(default_factory=CaptureConfig)
     # The longest wait between the state machine's DescribeEndpoint calls (it starts at 1 s
     # and doubles up to this).

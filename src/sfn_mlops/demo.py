@@ -236,3 +236,9 @@ def add_command(
         help="data: shifted inputs (data drift); quality: labels the model misses (concept drift)",
     )  # fmt: skip
     drift.set_defaults(handler=lambda args: cmd_demo(args, connect))
+    ab = actions.add_parser(
+        "ab", parents=[common], help="a better challenger wins an A/B test"
+    )
+    from sfn_mlops.ab_demo import cmd_demo_ab
+
+    ab.set_defaults(handler=lambda args: cmd_demo_ab(args, connect))

@@ -136,6 +136,8 @@ def cmd_endpoints(args: argparse.Namespace, connect: Callable[[argparse.Namespac
     if args.action == "list":
         print("\n".join(endpoint_table(sagemaker, ports)))
         return EXIT_OK
+    if args.action in AB_ACTIONS:
+        return ab_test(boto3.client("lambda"), args)
     endpoint = _endpoint(sagemaker, args.name)
     if args.action == "describe":
         if args.json:
@@ -144,6 +146,73 @@ def cmd_endpoints(args: argparse.Namespace, connect: Callable[[argparse.Namespac
             print(describe_endpoint(endpoint, ports.get(args.name)))
         return EXIT_OK
     return invoke(boto3.client("sagemaker-runtime"), args)
+
+
+#: CLI action -> the A/B test function's action (lambdas/ab_test/app.py)
+AB_ACTIONS = {"ab-status": "status", "promote": "promote", "end": "end"}
+#: The A/B test function: its name in the local service (the template's logical id); in AWS,
+#: the stack's ABTestFunction.
+AB_FUNCTION = "ABTestFunction"
+
+
+def ab_test(lambda_client: Any, args: argparse.Namespace) -> int:
+    """Ask the A/B test function (the same code the schedule runs) for the tally, or to decide."""
+    request = {"action": AB_ACTIONS[args.action], "endpoint": args.name}
+    try:
+        answer = lambda_client.invoke(FunctionName=AB_FUNCTION, Payload=json.dumps(request))
+    except lambda_client.exceptions.ResourceNotFoundException as err:
+        raise HostingError(
+            f"no {AB_FUNCTION} deployed in this workspace: run the pipeline first (sfn-mlops run)"
+        ) from err
+    result = json.loads(answer["Payload"].read())
+    if answer.get("FunctionError"):
+        raise HostingError(f"{args.name}: {result.get('errorType')}: {result.get('errorMessage')}")
+    print(json.dumps(result, indent=2) if getattr(args, "json", False) else ab_report(result))
+    return EXIT_OK
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def ab_report(result: dict[str, Any]) -> str:
+    """The running tally of one A/B test, as `endpoints ab-status` prints it."""
+    lines = [
+        f"A/B test on {result['endpoint']}: {result['phase']} (started {result['started']}; "
+        f"{result['problem_type']}, {result.get('test') or 'no test yet'})"
+    ]
+    rows = [
+        [
+            v["variant"],
+            v["model"],
+            f"{v['weight']:.0%}" if v["weight"] <= 1 else _number(v["weight"]),
+            str(v["labelled"]),
+            _number(v["metric"]),
+            str(v["invocations"]),
+            str(v["errors_5xx"]),
+            "-" if v["model_latency_us"] is None else f"{v['model_latency_us'] / 1000:.2f} ms",
+        ]
+        for v in result["variants"]
+    ]
+    if rows:
+        header = ["VARIANT", "MODEL", "WEIGHT", "LABELLED", result["metric"].upper(),
+                  "INVOCATIONS", "5XX", "LATENCY"]
+        lines += _table(header, rows)
+    if result.get("p_value") is not None:
+        lines.append(
+            f"p-value {_number(result['p_value'], 3)} now; a look decides below "
+            f"{_number(result['alpha_per_look'], 3)} (alpha / {result['max_looks']} planned "
+            f"looks); looks made: {result['looks_done']} of {result['max_looks']}"
+        )
+    verdict = result.get("verdict")
+    if verdict:
+        lines.append(f"Verdict ({verdict['by']}, {verdict['at']}): {verdict['action']}: "
+                     f"{verdict['reason']}")
+    lines.append(f"Next: {result['next']}")
+    skipped = result.get("skipped") or {}
+    if skipped:
+        lines.append("Not counted: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    return "\n".join(lines)
 
 
 def _ports(service: Any) -> dict[str, int]:
@@ -311,4 +380,15 @@ def add_commands(
     invoked.add_argument("--content-type", default="text/csv", help="default text/csv")
     invoked.add_argument("--accept", default="text/csv", help="default text/csv")
     invoked.add_argument("--target-variant", help="send it to this production variant")
+    status = actions.add_parser(
+        "ab-status", parents=[common], help="an A/B test's tally, p-value and next step"
+    )
+    status.add_argument("name")
+    status.add_argument("--json", action="store_true", help="the A/B test function's answer")
+    for action, text in (
+        ("promote", "decide an A/B test by hand: the challenger wins (traffic shifts to it)"),
+        ("end", "decide an A/B test by hand: retire the challenger, keep the champion"),
+    ):
+        decided = actions.add_parser(action, parents=[common], help=text)
+        decided.add_argument("name")
     endpoints.set_defaults(handler=lambda args: cmd_endpoints(args, connect))

@@ -185,6 +185,13 @@ class Stack:
     def physical_name(self, logical_id: str) -> str:
         if logical_id not in self.resources:
             raise Unresolved(f"no resource named {logical_id}")
+        resource = self.resources[logical_id]
+        named = (resource.get("Properties") or {}).get("Name")
+        if resource.get("Type") == "AWS::Events::Rule" and named is not None:
+            # A rule's Name is its physical name (AWS CloudFormation User Guide,
+            # AWS::Events::Rule, "Name"; https://docs.aws.amazon.com/AWSCloudFormation/latest/
+            # TemplateReference/aws-resource-events-rule.html), so its ARN is rule/<Name>.
+            return str(self.resolve(named))
         return physical_name(
             logical_id, str(self.resources[logical_id].get("Type")), self.stack_name
         )

@@ -16,7 +16,10 @@ The scenarios, in order:
 - retrain: the drift alarm goes to ALARM (the Retrain Lambda reads the last run);
 - missing files: the bias gate and the monitoring set-up are asked for files no job wrote; S3
   tells them NoSuchKey, which it tells only a caller that may list the bucket;
-- decided first: the wait function gets a version decided already and answers at once.
+- decided first: the wait function gets a version decided already and answers at once;
+- A/B test: an `ab` deployment (DeployModel records the test and turns its schedule on),
+  promoted by hand; the schedule's function shifts the traffic, ends with one variant, records
+  the verdict in the registry and turns the schedule off.
 """
 
 from __future__ import annotations
@@ -210,6 +213,25 @@ def _wait_for_a_decided_version(aws: Any) -> None:
     assert json.loads(answer["Payload"].read()) == {"ModelApprovalStatus": "Approved"}
 
 
+def _ab_test_concludes(cli: Any, workspace: Path, aws: Any) -> None:
+    settings = [
+        "deployment.strategy=ab", "deployment.ab_challenger_share=0.2",
+        "deployment.ab.step_percent=50", "clarify.enabled=false",
+    ]  # fmt: skip
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    done = cli(workspace, "run", "--name", "ab-test", *args, *_quiet_monitoring())
+    assert done.code == 0, done.out + done.err
+    promoted = cli(workspace, "endpoints", "promote", STACK_ENDPOINT)
+    assert promoted.code == 0, promoted.out + promoted.err
+    record = f"s3://{BUCKET}/ab-tests/{STACK_ENDPOINT}.json"
+    _until(lambda: aws.json_object(record)["phase"] == "done", "the A/B test to end")
+    events = boto3.client("events")
+    _until(
+        lambda: events.describe_rule(Name="sfn-mlops-ab-tests")["State"] == "DISABLED",
+        "the A/B schedule to be turned off",
+    )
+
+
 @pytest.fixture(scope="module")
 def proof(
     cli: Any, workspace: Path, open_aws: Any, tmp_path_factory: pytest.TempPathFactory
@@ -224,6 +246,7 @@ def proof(
         _retrain_on_alarm(aws)
         _ask_for_missing_files()
         _wait_for_a_decided_version(aws)
+        _ab_test_concludes(cli, workspace, aws)
     return cli(workspace, "local", "iam", "--prove")
 
 

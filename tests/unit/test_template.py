@@ -186,7 +186,7 @@ def test_the_deployed_functions_and_state_machine_are_traced_with_xray() -> None
     resources = project.cfn["Resources"]
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
     machines = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
-    assert len(functions) == 14
+    assert len(functions) == 15
     for name, function in functions.items():
         assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
         role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]

@@ -317,6 +317,8 @@ def task_needs(resource: str, parameters: dict[str, Any]) -> list[Need]:
 UNSCOPED_ACTIONS: dict[str, str] = {
     "cloudwatch:PutMetricData": "CloudWatch metrics have no resource-level permissions; "
     "scope with the cloudwatch:namespace condition",
+    "cloudwatch:GetMetricStatistics": "CloudWatch metric reads have no resource-level "
+    "permissions (Service Authorization Reference, Amazon CloudWatch)",
     "ecr:GetAuthorizationToken": "the token is for the registry, not a repository",
     "sagemaker:ListTags": "AWS's policy for SageMaker integrations grants it on *",
     "xray:PutTraceSegments": "X-Ray has no resource-level permissions",

@@ -6,7 +6,10 @@
   `s3:GetObject`). The client may be made in one module and used in another (it is passed
   around), so calls are matched across all of the function's modules. A name that is an
   operation of a service the function makes a client for counts even when called on another
-  object: the check errs towards asking for a grant.
+  object: the check errs towards asking for a grant. One exception: a call on a receiver named
+  after one of the function's services (`sagemaker.describe_endpoint`, `self.sagemaker...`)
+  is that service's only, so a function with SageMaker and EventBridge clients is not asked
+  for EventBridge's `DescribeEndpoint` (an operation both services have).
 - **Environment variables** it reads without a default: `os.environ["X"]`,
   `os.environ.get("X")`, `os.getenv("X")`, with `X` a literal or a module-level string constant.
 - **ARNs** written in the code as string literals.
@@ -47,6 +50,13 @@ ACTION_EXCEPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     # Configuration and Monitoring", deployment-guardrails-configuration).
     ("sagemaker", "UpdateEndpoint"): ("sagemaker:UpdateEndpoint", "cloudwatch:DescribeAlarms"),
 }
+#: Members without which a call needs less: a call that names its keywords, none of them this
+#: member and no ``**kwargs``, needs only the operation's own action. An UpdateEndpoint without a
+#: DeploymentConfig has no rollback alarms to read (and a change of variant names cannot take
+#: one: "your new endpoint configuration must have the same variant name as the old", SageMaker
+#: Developer Guide, "Exclusions",
+#: https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html).
+ONLY_WITH: dict[tuple[str, str], str] = {("sagemaker", "UpdateEndpoint"): "DeploymentConfig"}
 #: Code that expects S3's NoSuchKey needs s3:ListBucket on the bucket: without it S3 answers a
 #: missing key with 403 AccessDenied, not 404 (Amazon S3 API Reference, GetObject,
 #: "Permissions"). The pseudo-method names the expectation in the gate's message.
@@ -165,18 +175,48 @@ def _method_call(node: ast.AST) -> str | None:
     return None
 
 
+def _receiver(node: ast.AST) -> str | None:
+    """The name an attribute is read from: `sagemaker` of `sagemaker.x` and `self.sagemaker.x`."""
+    if not isinstance(node, ast.Attribute):
+        return None
+    value = node.value
+    if isinstance(value, ast.Name):
+        return value.id
+    if isinstance(value, ast.Attribute):
+        return value.attr
+    return None
+
+
+def _narrowed(
+    service: str, method: str, actions: tuple[str, ...], call: ast.Call | None
+) -> tuple[str, ...]:
+    """``actions`` less what the call's own keywords show it does not need (ONLY_WITH)."""
+    operation = operations(service).get(method)
+    member = ONLY_WITH.get((IAM_PREFIX.get(service, service), operation or ""))
+    if member is None or call is None:
+        return actions
+    keywords = [keyword.arg for keyword in call.keywords]
+    if None in keywords or member in keywords:  # **kwargs, or the member itself
+        return actions
+    return actions[:1]
+
+
 def aws_calls(code_dir: Path) -> list[Call]:
     """Every call in the function's code that is an operation of a service it has a client for."""
     modules = {path: _parse(path) for path in python_files(code_dir)}
     used = sorted(services(modules))
     calls: list[Call] = []
     for path, module in modules.items():
+        called = {id(node.func): node for node in ast.walk(module) if isinstance(node, ast.Call)}
         for node in ast.walk(module):
             method = _method_call(node)
             if method is None:
                 continue
-            for service in used:
-                actions = _actions_of(service, method)
+            receiver = _receiver(node)
+            for service in [receiver] if receiver in used else used:
+                actions = _narrowed(
+                    service, method, _actions_of(service, method), called.get(id(node))
+                )
                 if actions:
                     calls.append(Call(path, getattr(node, "lineno", 0), service, method, actions))
     if "s3" in used:

@@ -116,7 +116,7 @@ def deploy(cloud: Any, project: Path, stack_name: str = "sfn-mlops") -> Deployme
     for machine in machines:
         _deploy_state_machine(stack, machine)
     _deploy_alarms(stack)
-    _deploy_event_rules(stack)
+    _deploy_event_rules(cloud, stack)
     return Deployment(
         stack=stack,
         bucket=bucket,
@@ -220,9 +220,20 @@ def _deploy_alarms(stack: LocalStack) -> None:
         cloudwatch.put_metric_alarm(**alarm)
 
 
-def _deploy_event_rules(stack: LocalStack) -> None:
+#: The template's definition of each rule at its last deploy (a digest). CloudFormation updates
+#: a resource only when its definition in the template changed ("CloudFormation updates
+#: resources based on differences between what you submit and the stack's current template",
+#: AWS CloudFormation User Guide, "Update behaviors of stack resources",
+#: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html),
+#: so a rule's state changed since by EnableRule/DisableRule (the A/B tests' schedule, which
+#: DeployModel turns on) outlives a deploy of the same template, as in AWS.
+DEPLOYED_RULES = "deployed_rules"
+
+
+def _deploy_event_rules(cloud: Any, stack: LocalStack) -> None:
     """The rules SAM makes of the functions' and state machines' Events, each with its
-    resource as the target."""
+    resource as the target; a rule the template defines as at the last deploy is left as it
+    is."""
     rules = stack.event_rules()
     if not rules:
         return
@@ -233,7 +244,7 @@ def _deploy_event_rules(stack: LocalStack) -> None:
             if rule.schedule
             else {"EventPattern": json.dumps(rule.pattern)}
         )
-        events.put_rule(Name=rule.name, State="ENABLED" if rule.enabled else "DISABLED", **source)
+        request = {"Name": rule.name, "State": "ENABLED" if rule.enabled else "DISABLED"}
         target: dict[str, Any] = {"Id": rule.target_id, "Arn": rule.target_arn}
         if rule.input is not None:
             target["Input"] = rule.input
@@ -241,7 +252,23 @@ def _deploy_event_rules(stack: LocalStack) -> None:
             target["InputPath"] = rule.input_path
         if rule.role_arn is not None:
             target["RoleArn"] = rule.role_arn
+        digest = hashlib.sha256(
+            json.dumps([request, source, target], sort_keys=True).encode()
+        ).hexdigest()
+        known = cloud.metadata.get(DEPLOYED_RULES, rule.name)
+        if known and known.get("digest") == digest and _rule_exists(events, rule.name):
+            continue
+        events.put_rule(**request, **source)
         events.put_targets(Rule=rule.name, Targets=[target])
+        cloud.metadata.put(DEPLOYED_RULES, rule.name, {"digest": digest})
+
+
+def _rule_exists(events: Any, name: str) -> bool:
+    try:
+        events.describe_rule(Name=name)
+    except events.exceptions.ResourceNotFoundException:
+        return False
+    return True
 
 
 def _deploy_state_machine(stack: LocalStack, machine: StateMachineSpec) -> None:

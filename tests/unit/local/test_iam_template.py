@@ -56,6 +56,7 @@ def test_every_role_of_the_template_compiles(template: dict, deployed: DeployedP
     assert sorted(r.logical_id for r in deployed.roles.values()) == sorted(roles)
     assert all(role.policies for role in deployed.roles.values())
     assert sorted(deployed.resource_policies) == [
+        f"arn:aws:lambda:{R}:{A}:function:ABTestFunction",
         f"arn:aws:lambda:{R}:{A}:function:ApprovalDecisionFunction",
         f"arn:aws:lambda:{R}:{A}:function:RetrainFunction",
         f"arn:aws:s3:::{BUCKET}",
