@@ -34,10 +34,13 @@ GROUP = "sfn-mlops-models"
 RULE = "sfn-mlops-ab-tests"
 WAIT_SECONDS = 120.0
 #: eta 0.1: more rounds fit better on abalone (each run must beat the model in production to
-#: be deployed at all: the pipeline's champion gate).
+#: be deployed at all: the pipeline's champion gate). Every run trains and is judged on the
+#: bundled data alone: the labelled A/B traffic of one test must not become the next run's
+#: recent data (retraining.captured_data), or the next challenger is judged on 20 rows.
 COMMON = (
     "--set", "clarify.enabled=false", "--set", "monitoring.enabled=false",
     "--set", "hyperparameters.eta=0.1", "--set", "gate.threshold=4",
+    "--set", "retraining.captured_data=false",
 )  # fmt: skip
 AB = (
     "--set", "deployment.strategy=ab", "--set", "deployment.ab_challenger_share=0.2",
@@ -65,13 +68,22 @@ def _concluded(aws: Any) -> dict[str, Any]:
 
 
 def _single_model(aws: Any) -> tuple[str, str]:
-    """(variant, model) of an endpoint that serves one variant."""
-    endpoint = aws.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
-    config = aws.sagemaker.describe_endpoint_config(
-        EndpointConfigName=endpoint["EndpointConfigName"]
-    )
-    (variant,) = config["ProductionVariants"]
-    return variant["VariantName"], variant["ModelName"]
+    """(variant, model) once the endpoint serves one variant: the test's record says "done"
+    when the UpdateEndpoint is made, and the endpoint keeps its old config until the update
+    ends (seen failing once when this read the endpoint at once)."""
+
+    def serving() -> tuple[str, str] | None:
+        endpoint = aws.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+        config = aws.sagemaker.describe_endpoint_config(
+            EndpointConfigName=endpoint["EndpointConfigName"]
+        )
+        variants = config["ProductionVariants"]
+        if endpoint["EndpointStatus"] != "InService" or len(variants) != 1:
+            return None
+        return variants[0]["VariantName"], variants[0]["ModelName"]
+
+    found: tuple[str, str] = _until(serving, "the endpoint to serve one variant")
+    return found
 
 
 def _rule_state(aws: Any) -> str:
