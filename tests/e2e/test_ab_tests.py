@@ -15,13 +15,13 @@ test function until it decides. One workspace, three tests one after the other o
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from waiting import until
 
 from sfn_mlops.ab_demo import ab_call, example_rows, label, send_pairs
 from sfn_mlops.intrinsics import physical_name
@@ -32,7 +32,6 @@ BUCKET = physical_name("ArtifactBucket", "AWS::S3::Bucket")
 ENDPOINT = "sfn-mlops"
 GROUP = "sfn-mlops-models"
 RULE = "sfn-mlops-ab-tests"
-WAIT_SECONDS = 120.0
 #: eta 0.1: more rounds fit better on abalone (each run must beat the model in production to
 #: be deployed at all: the pipeline's champion gate). Every run trains and is judged on the
 #: bundled data alone: the labelled A/B traffic of one test must not become the next run's
@@ -48,15 +47,6 @@ AB = (
 )  # fmt: skip
 
 
-def _until(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def _record(aws: Any) -> dict[str, Any]:
     return dict(aws.json_object(f"s3://{BUCKET}/ab-tests/{ENDPOINT}.json"))
@@ -64,7 +54,7 @@ def _record(aws: Any) -> dict[str, Any]:
 
 def _concluded(aws: Any) -> dict[str, Any]:
     """The test's record once the schedule has ended it."""
-    return _until(lambda: (r := _record(aws))["phase"] == "done" and r, "the A/B test to end")
+    return until(lambda: (r := _record(aws))["phase"] == "done" and r, "the A/B test to end")
 
 
 def _single_model(aws: Any) -> tuple[str, str]:
@@ -82,7 +72,7 @@ def _single_model(aws: Any) -> tuple[str, str]:
             return None
         return variants[0]["VariantName"], variants[0]["ModelName"]
 
-    found: tuple[str, str] = _until(serving, "the endpoint to serve one variant")
+    found: tuple[str, str] = until(serving, "the endpoint to serve one variant")
     return found
 
 
@@ -113,7 +103,7 @@ def scenario(
         seen["win"] = _concluded(aws)
         seen["win_single"] = _single_model(aws)
         seen["win_status"] = cli(workspace, "endpoints", "ab-status", ENDPOINT)
-        seen["win_rule_after"] = _until(lambda: _rule_state(aws) == "DISABLED" and "DISABLED",
+        seen["win_rule_after"] = until(lambda: _rule_state(aws) == "DISABLED" and "DISABLED",
                                         "the schedule to be turned off")  # fmt: skip
         # a loss: labels that favour the champion (the ab-win model)
         _run(cli, workspace, "ab-loss", *AB, "--set", "hyperparameters.num_round=40")

@@ -25,9 +25,9 @@ The scenarios, in order:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 import boto3
 import pandas as pd
 import pytest
+import waiting
 
 from sfn_mlops.config import STACK_ENDPOINT
 from sfn_mlops.data import example_dataset
@@ -49,6 +50,7 @@ GROUP = "sfn-mlops-models"
 BUCKET = physical_name("ArtifactBucket", "AWS::S3::Bucket")
 DRILL_ALARM = "least-privilege-drill"
 WAIT_SECONDS = 300.0
+until = functools.partial(waiting.until, timeout=WAIT_SECONDS)
 
 
 def _quiet_monitoring() -> list[str]:
@@ -57,13 +59,6 @@ def _quiet_monitoring() -> list[str]:
     hour = (dt.datetime.now(dt.UTC).hour + 12) % 24
     return ["--set", f"monitoring.schedule=cron(0 {hour} ? * * *)"]
 
-
-def _until(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return found
 
 
 def _in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -93,7 +88,7 @@ def _run_approved(cli: Any, workspace: Path, aws: Any) -> None:
         lambda: cli(workspace, "run", "--name", name, *args, *_quiet_monitoring())
     )
     token = f"approvals/{GROUP}/2.json"  # kept by the wait function: the decision finds it
-    _until(lambda: aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=token)["KeyCount"], "the token")
+    until(lambda: aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=token)["KeyCount"], "the token")
     decided = cli(workspace, "models", "approve", f"{GROUP}/2", "--reason", "least privilege")
     assert decided.code == 0, decided.out + decided.err
     thread.join(WAIT_SECONDS)
@@ -118,7 +113,7 @@ def _run_rolled_back(cli: Any, workspace: Path, aws: Any) -> None:
     thread, result = _in_background(
         lambda: cli(workspace, "run", "--name", "rolled-back", *args, *_quiet_monitoring())
     )
-    _until(lambda: _endpoint_status(aws.sagemaker) == "Updating", "the canary to start")
+    until(lambda: _endpoint_status(aws.sagemaker) == "Updating", "the canary to start")
     cloudwatch.set_alarm_state(AlarmName=DRILL_ALARM, StateValue="ALARM", StateReason="drill")
     thread.join(WAIT_SECONDS)
     cloudwatch.delete_alarms(AlarmNames=[DRILL_ALARM])
@@ -148,7 +143,7 @@ def _fire_batch_schedule(cloud: LocalCloud) -> None:
     before = {e["name"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
     events.put_rule(Name=rule["Name"], ScheduleExpression="rate(1 minute)", State="ENABLED")
     try:
-        _until(
+        until(
             lambda: (
                 {e["name"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
                 - before
@@ -158,7 +153,7 @@ def _fire_batch_schedule(cloud: LocalCloud) -> None:
     finally:
         events.put_rule(Name=rule["Name"], ScheduleExpression=rule["ScheduleExpression"],
                         State="DISABLED")  # fmt: skip
-    _until(
+    until(
         lambda: (
             not sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
         ),
@@ -174,7 +169,7 @@ def _retrain_on_alarm(aws: Any) -> None:
     cloudwatch.set_alarm_state(
         AlarmName=alarm["AlarmName"], StateValue="ALARM", StateReason="least privilege drill"
     )
-    (started,) = _until(lambda: set(aws.execution_names()) - before, "a retraining to start")
+    (started,) = until(lambda: set(aws.execution_names()) - before, "a retraining to start")
     aws.sfn.stop_execution(executionArn=aws.execution_arn(started), cause="drill done")
     cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="OK", StateReason="done")
     payload = json.loads(aws.describe(started)["input"])
@@ -224,9 +219,9 @@ def _ab_test_concludes(cli: Any, workspace: Path, aws: Any) -> None:
     promoted = cli(workspace, "endpoints", "promote", STACK_ENDPOINT)
     assert promoted.code == 0, promoted.out + promoted.err
     record = f"s3://{BUCKET}/ab-tests/{STACK_ENDPOINT}.json"
-    _until(lambda: aws.json_object(record)["phase"] == "done", "the A/B test to end")
+    until(lambda: aws.json_object(record)["phase"] == "done", "the A/B test to end")
     events = boto3.client("events")
-    _until(
+    until(
         lambda: events.describe_rule(Name="sfn-mlops-ab-tests")["State"] == "DISABLED",
         "the A/B schedule to be turned off",
     )

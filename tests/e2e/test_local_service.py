@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from waiting import until
 
 from sfn_mlops.config import load_config
 from sfn_mlops.data import inspect_local, stage_data
@@ -48,15 +49,6 @@ def _environment() -> dict[str, str]:
     env.pop("AWS_ENDPOINT_URL", None)  # the CLI finds the workspace's service itself
     return env
 
-
-def _until(check: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -101,9 +93,9 @@ def _start_slow_run(root: Path, name: str) -> tuple[subprocess.Popen[str], Works
         stderr=subprocess.PIPE,
         text=True,
     )
-    _until(lambda: control.find(root), "the service to start")
+    until(lambda: control.find(root), "the service to start")
     workspace = Workspace(root)
-    _until(lambda: workspace.training_started(name), "the training job to run")
+    until(lambda: workspace.training_started(name), "the training job to run")
     return cli, workspace
 
 
@@ -123,8 +115,8 @@ def test_kill_9_of_the_cli_leaves_the_execution_running_and_stoppable(fresh: Pat
     )
     assert stopped.returncode == 0, stopped.stderr
     assert aws.status("cli-killed") == "ABORTED"
-    _until(lambda: aws.training("cli-killed")["TrainingJobStatus"] == "Stopped", "job Stopped")
-    _until(lambda: not processes_in(fresh / "jobs"), "no job process left")
+    until(lambda: aws.training("cli-killed")["TrainingJobStatus"] == "Stopped", "job Stopped")
+    until(lambda: not processes_in(fresh / "jobs"), "no job process left")
 
 
 def test_ctrl_c_stops_following_and_says_how_to_follow_and_stop(fresh: Path) -> None:
@@ -135,17 +127,17 @@ def test_ctrl_c_stops_following_and_says_how_to_follow_and_stop(fresh: Path) -> 
     assert "sfn-mlops executions follow interrupted" in err
     assert "sfn-mlops executions stop interrupted" in err
     assert aws.status("interrupted") == "RUNNING"
-    job_pid = _until(lambda: processes_in(fresh / "jobs"), "the job's process")[0]
+    job_pid = until(lambda: processes_in(fresh / "jobs"), "the job's process")[0]
     subprocess.run(
         _cli(fresh, "executions", "stop", "interrupted"), env=_environment(), check=True, timeout=60
     )
     assert aws.status("interrupted") == "ABORTED"
-    job = _until(
+    job = until(
         lambda: (j := aws.training("interrupted"))["TrainingJobStatus"] == "Stopped" and j,
         "job Stopped",
     )
     assert job["SecondaryStatus"] == "Stopped"
-    _until(lambda: not Path(f"/proc/{job_pid}").exists(), "the job's process group to end")
+    until(lambda: not Path(f"/proc/{job_pid}").exists(), "the job's process group to end")
 
 
 def test_kill_9_of_the_service_then_up_fails_what_ran_and_leaves_nothing(fresh: Path) -> None:
@@ -212,7 +204,7 @@ def test_a_plain_boto3_client_with_only_an_endpoint_runs_the_pipeline(fresh: Pat
         name="plain-boto3",
         input=json.dumps(config.execution_input(data_uri)),
     )["executionArn"]
-    done = _until(
+    done = until(
         lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d,
         "the execution to end",
     )
@@ -278,7 +270,7 @@ def test_up_attaches_to_the_running_service_and_a_stale_record_is_cleaned(fresh:
     )
     assert f"pid {first.pid}" in second_up.stdout
     os.kill(first.pid, signal.SIGKILL)
-    _until(lambda: control.find(fresh) is None, "the dead service's record to be seen as stale")
+    until(lambda: control.find(fresh) is None, "the dead service's record to be seen as stale")
     assert not (fresh / "service.json").exists()
     status = subprocess.run(
         _cli(fresh, "local", "status"), env=_environment(), capture_output=True, text=True
@@ -289,7 +281,7 @@ def test_up_attaches_to_the_running_service_and_a_stale_record_is_cleaned(fresh:
 
 def test_an_idle_service_stops_itself_and_the_next_command_starts_one(fresh: Path) -> None:
     first = control.ensure_running(fresh, idle_timeout=1.0)
-    _until(lambda: control.find(fresh) is None, "the idle service to stop", timeout=30)
+    until(lambda: control.find(fresh) is None, "the idle service to stop", timeout=30)
     assert "idle for" in (fresh / "logs" / "service.log").read_text()
     listed = subprocess.run(
         _cli(fresh, "executions", "list"), env=_environment(), capture_output=True, text=True
@@ -315,7 +307,7 @@ def test_an_idle_service_running_older_code_is_replaced(fresh: Path) -> None:
 def test_a_service_whose_workspace_is_deleted_stops(fresh: Path) -> None:
     info = control.ensure_running(fresh)
     shutil.rmtree(fresh)
-    _until(lambda: not pid_alive(info.pid), "the service to notice and exit", timeout=30)
+    until(lambda: not pid_alive(info.pid), "the service to notice and exit", timeout=30)
 
 
 def test_a_second_service_for_the_same_workspace_exits_at_once(fresh: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import until
 
 from sfn_mlops.intrinsics import physical_name
 from sfn_mlops.settings import TIME_SCALE_ENV
@@ -42,15 +43,6 @@ def _start(workspace: Path, name: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def _until(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def _waiting(aws: Any, name: str) -> bool:
     if name not in aws.execution_names():
@@ -63,7 +55,7 @@ def _decided_run(
 ) -> dict[str, Any]:
     process = _start(workspace, name)
     with open_aws(workspace) as aws:
-        _until(lambda: _waiting(aws, name), f"{name} to wait for approval")
+        until(lambda: _waiting(aws, name), f"{name} to wait for approval")
         time.sleep(0.5)  # a decision may come before or after the token is kept: both work
         decided = cli(workspace, "models", action, f"{GROUP}/{version}", "--reason", "reviewed")
         out, err = process.communicate(timeout=WAIT_SECONDS)
@@ -145,7 +137,7 @@ def test_an_approval_that_never_comes_times_out_and_deploys_nothing(
         assert package["ModelApprovalStatus"] == "PendingManualApproval"
         # A late approval finds the execution gone: it is recorded, and its token dropped.
         assert cli(workspace, "models", "approve", f"{GROUP}/3").code == 0
-        _until(lambda: not _held(aws), "the late decision to drop the token")
+        until(lambda: not _held(aws), "the late decision to drop the token")
 
 
 def _held(aws: Any) -> list[str]:
