@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import re
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from waiting import until
 
 from sfn_mlops.demo import wait_for_capture
 from sfn_mlops.monitor_cli import DEFAULT_ENDPOINT, monitoring_alarms
@@ -72,9 +71,14 @@ def test_a_window_without_traffic_reports_no_data_and_no_alarm(
     result = cli(workspace, "monitor", "run-now", "--kind", "all")
     assert result.code == 0, result.out + result.err
     assert result.out.count("no data in the window") == 2, result.out
-    time.sleep(3)  # 300 s of the stack's time (x0.01): five alarm evaluations
-    alarms = monitoring_alarms(boto3.client("cloudwatch"), DEFAULT_ENDPOINT)
-    assert alarms and all(alarm["StateValue"] != "ALARM" for alarm in alarms), alarms
+    cloudwatch = boto3.client("cloudwatch")
+    alarms = until(
+        lambda: (found := monitoring_alarms(cloudwatch, DEFAULT_ENDPOINT))
+        and all(alarm["StateValue"] != "INSUFFICIENT_DATA" for alarm in found)
+        and found,
+        "every monitoring alarm to be judged",
+    )
+    assert all(alarm["StateValue"] != "ALARM" for alarm in alarms), alarms
     assert _retrainings(aws) == []
 
 
@@ -117,11 +121,14 @@ def _beats_the_stale_model_on_recent_rows(aws: Any, retraining: str) -> None:
 
 
 def _evaluation(aws: Any, run: str) -> dict[str, Any]:
-    """The run's evaluation.json (its bucket is the endpoint's capture bucket)."""
-    capture = aws.sagemaker.describe_endpoint_config(EndpointConfigName=_endpoint_config(aws))
-    bucket = capture["DataCaptureConfig"]["DestinationS3Uri"].removeprefix("s3://").split("/")[0]
-    body = aws.s3.get_object(Bucket=bucket, Key=f"runs/{run}/evaluation/evaluation.json")["Body"]
-    return json.loads(body.read())  # type: ignore[no-any-return]
+    """The run's evaluation.json (in the artifact bucket, which also holds the capture)."""
+    return dict(aws.json_object(f"s3://{_bucket(aws)}/runs/{run}/evaluation/evaluation.json"))
+
+
+def _bucket(aws: Any) -> str:
+    """The endpoint's capture bucket: the stack's artifact bucket."""
+    config = aws.sagemaker.describe_endpoint_config(EndpointConfigName=_endpoint_config(aws))
+    return str(config["DataCaptureConfig"]["DestinationS3Uri"].removeprefix("s3://").split("/")[0])
 
 
 def test_malformed_capture_and_bad_ground_truth_are_counted_not_fatal(
@@ -135,13 +142,7 @@ def test_malformed_capture_and_bad_ground_truth_are_counted_not_fatal(
             EndpointName=DEFAULT_ENDPOINT, ContentType="text/csv",
             Body=",".join(FEATURES).encode(), InferenceId=inference_id,
         )  # fmt: skip
-    bucket = (
-        aws.sagemaker.describe_endpoint_config(EndpointConfigName=_endpoint_config(aws))[
-            "DataCaptureConfig"
-        ]["DestinationS3Uri"]
-        .removeprefix("s3://")
-        .partition("/")[0]
-    )
+    bucket = _bucket(aws)
     aws.s3.put_object(
         Bucket=bucket,
         Key=f"data-capture/{DEFAULT_ENDPOINT}/AllTraffic/{since:%Y/%m/%d/%H}/{uuid.uuid4()}.jsonl",
