@@ -239,7 +239,8 @@ def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
         prefix = monitored.get("run", {}).get("prefix")
         echo(
             f"Monitoring: schedules {', '.join(monitoring['schedules'])} on the new baselines "
-            f"({prefix}/monitoring/); {_plural(len(monitoring['alarms']), 'alarm')}"
+            f"({prefix}/monitoring/); {len(monitoring['alarms'])} alarm"
+            + ("" if len(monitoring["alarms"]) == 1 else "s")
         )
 
 
@@ -304,7 +305,3 @@ def _read_json(path: str | None) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:
         return None
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
