@@ -102,7 +102,7 @@ class S3:
         return {
             "ContentLength": info.size,
             "LastModified": timestamp(info.modified),
-            "ETag": _etag(info.path.read_bytes()),
+            "ETag": _file_etag(info.path, info.size, info.modified),
             "ContentType": "binary/octet-stream",
         }
 
