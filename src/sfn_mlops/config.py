@@ -227,7 +227,9 @@ class DeploymentConfig(_Strict):
 
     enabled: bool = True
     endpoint_name: str = Field(STACK_ENDPOINT, pattern=NAME_PATTERN)
-    strategy: Literal["all_at_once", "canary", "linear", "rolling", "ab"] = "all_at_once"
+    # canary by default: a new model takes 10% first and the stack's error and latency alarms can
+    # roll it back during the bake (SageMaker Developer Guide, "Blue/Green Deployments").
+    strategy: Literal["all_at_once", "canary", "linear", "rolling", "ab"] = "canary"
     instance_type: str = "ml.m5.large"
     instance_count: int = Field(1, ge=1, le=100)
     # SageMaker's bounds, as shares of the variant's capacity (API Reference,

@@ -109,13 +109,17 @@ def cmd_run_now(args: argparse.Namespace, connect: Callable[[argparse.Namespace]
     worst = EXIT_OK
     for kind in kinds:
         name = schedule_name(args.endpoint, kind)
-        summary = run_now(service, sagemaker, name, timeout=args.timeout)
+        summary = run_now(service, sagemaker, name, args.timeout, args.window_start)
         worst = max(worst, show_result(sagemaker, s3, name, summary))
     return worst
 
 
-def run_now(service: Any, sagemaker: Any, schedule: str, timeout: float = 600) -> dict[str, Any]:
-    """Start the schedule's execution now (a local-service action) and wait for its end."""
+def run_now(
+    service: Any, sagemaker: Any, schedule: str, timeout: float = 600,
+    window_start: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Start the schedule's execution now (a local-service action) and wait for its end;
+    ``window_start`` (e.g. ``-PT10M``) judges only the traffic since then."""
     from sfn_mlops.local import control
 
     try:
@@ -126,7 +130,10 @@ def run_now(service: Any, sagemaker: Any, schedule: str, timeout: float = 600) -
             "(sfn-mlops run)"
         ) from err
     try:
-        started = control.admin(service, "monitor-run-now", {"schedule": schedule})
+        request = {"schedule": schedule}
+        if window_start is not None:
+            request["window_start"] = window_start
+        started = control.admin(service, "monitor-run-now", request)
     except control.ServiceError as err:
         raise MonitorError(f"{schedule}: {err}") from err
     print(f"{schedule}: monitoring run started ({started.get('ProcessingJobName', 'no job')})")
@@ -324,6 +331,11 @@ def add_command(
     )
     now.add_argument("--kind", choices=("data", "model", "all"), default="all")
     now.add_argument("--timeout", type=float, default=600, help="seconds, default 600")
+    now.add_argument(
+        "--window-start", metavar="OFFSET",
+        help="judge only the traffic since this offset, e.g. -PT10M (as DataAnalysisStartTime); "
+        "default: the schedule's window, the last hour",
+    )  # fmt: skip
     now.set_defaults(handler=lambda args: cmd_run_now(args, connect))
     truth = actions.add_parser(
         "ground-truth", parents=[endpoint], help="upload labels for captured requests"

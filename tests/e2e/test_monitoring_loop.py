@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from loop_steps import assert_timeline
 from waiting import until
 
 from sfn_mlops.demo import wait_for_capture
@@ -85,9 +86,10 @@ def test_a_window_without_traffic_reports_no_data_and_no_alarm(
 def test_shifted_traffic_retrains_and_deploys_a_new_version(
     cli: Any, workspace: Path, aws: Any
 ) -> None:
-    result = cli(workspace, "demo", "drift")
+    result = cli(workspace, "demo", "drift", "--ok-timeout", "0")
     assert result.code == 0, result.out + result.err
     retraining = _demo_retraining(result.out)
+    assert_timeline(result.out, retraining, "sfn-mlops-data-quality")
     assert _retrainings(aws) == [retraining] and retraining.startswith("drift-")
     assert "baseline_drift_check length" in result.out
     assert aws.describe(retraining)["status"] == "SUCCEEDED"
@@ -99,9 +101,10 @@ def test_shifted_traffic_retrains_and_deploys_a_new_version(
 def test_falling_quality_retrains_and_deploys_a_new_version(
     cli: Any, workspace: Path, aws: Any
 ) -> None:
-    result = cli(workspace, "demo", "drift", "--mode", "quality")
+    result = cli(workspace, "demo", "drift", "--mode", "quality", "--ok-timeout", "0")
     assert result.code == 0, result.out + result.err
     retraining = _demo_retraining(result.out)
+    assert_timeline(result.out, retraining, "sfn-mlops-model-quality")
     assert retraining.startswith("quality-")
     assert len(_retrainings(aws)) == 2, aws.execution_names()
     assert "GreaterThanThreshold rmse" in result.out

@@ -26,6 +26,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.errors import AwsError
 from sfn_mlops.local.jobs import monitoring
 from sfn_mlops.local.services.sagemaker_monitoring import wait_for_execution
 
@@ -478,6 +479,33 @@ def test_a_one_time_run_stages_the_window_and_publishes_the_metrics(
 
     schedule = sm.describe_monitoring_schedule(MonitoringScheduleName="once")
     assert schedule["LastMonitoringExecutionSummary"] == summary
+
+
+def test_a_run_now_can_judge_only_the_traffic_since_an_offset(
+    sm: Any, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    """What ``sfn-mlops monitor run-now --window-start`` asks the service for: the schedule's
+    own execution over a shorter window, as a NOW schedule's DataAnalysisStartTime would."""
+    data_quality(sm, "dq", probe_app(tmp_path))
+    hour = (dt.datetime.now(UTC).hour + 12) % 24  # a daily time that will not come in the test
+    config = schedule_config("dq", f"cron(0 {hour} ? * * *)")
+    sm.create_monitoring_schedule(MonitoringScheduleName="daily", MonitoringScheduleConfig=config)
+    recent = put_capture(dt.datetime.now(UTC) - dt.timedelta(seconds=5))
+    service = cloud.service("sagemaker")
+    scheduled = time.time()
+    monitoring.start_execution(cloud, service.narrowed(service._schedule("daily"), "-PT10M"),
+                               scheduled)  # fmt: skip
+    summary = wait_for_execution(sm, "daily", timeout=15, poll=0.05)
+    record = probe_record(summary)
+    start = dt.datetime.fromtimestamp(scheduled, UTC) - dt.timedelta(minutes=10)
+    assert record["env"]["start_time"] == f"{start:%Y-%m-%dT%H:%M:%S}Z"
+    assert recent in record["capture"]
+    stored = sm.describe_monitoring_schedule(MonitoringScheduleName="daily")
+    assert "DataAnalysisStartTime" not in stored["MonitoringScheduleConfig"]["ScheduleConfig"]
+    for offset, why in (("PT10M", "after the scheduled time"), ("-P2D", "more than 24 hours"),
+                        ("ten minutes", "not an ISO 8601 duration")):  # fmt: skip
+        with pytest.raises(AwsError, match=why):
+            service.narrowed(service._schedule("daily"), offset)
 
 
 def test_a_window_without_capture_fails_without_a_job(

@@ -200,10 +200,15 @@ class Service:
 
     def monitor_run_now(self, body: dict[str, Any]) -> dict[str, Any]:
         """One execution of a monitoring schedule, now, under its own name (local only: in
-        SageMaker a one-time ``NOW`` schedule does this, under a name of its own)."""
+        SageMaker a one-time ``NOW`` schedule does this, under a name of its own). An optional
+        ``window_start`` (an offset such as ``-PT10M``, as ScheduleConfig's
+        DataAnalysisStartTime) narrows the window to the traffic since then."""
         from sfn_mlops.local.jobs import monitoring
 
-        schedule = self.cloud.service("sagemaker")._schedule(str(body.get("schedule", "")))
+        sagemaker = self.cloud.service("sagemaker")
+        schedule = sagemaker._schedule(str(body.get("schedule", "")))
+        if body.get("window_start") is not None:
+            schedule = sagemaker.narrowed(schedule, str(body["window_start"]))
         scheduled = time.time()
         execution = monitoring.start_execution(self.cloud, schedule, scheduled)
         return {
@@ -219,6 +224,7 @@ class Service:
             "workspace": str(self.root),
             "started": self.started,
             "uptime": time.time() - self.started,
+            "time_scale": self.cloud.time_scale,
             "idle_timeout": self.idle_timeout,
             "executions": self._running_executions(),
             "jobs": self._running_jobs(),

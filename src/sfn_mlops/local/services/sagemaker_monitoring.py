@@ -360,6 +360,18 @@ class MonitoringMixin:
             raise _not_found(f"Could not find monitoring schedule {arn}.")
         return doc  # type: ignore[no-any-return]
 
+    def narrowed(self, schedule: dict[str, Any], window_start: str) -> dict[str, Any]:
+        """The schedule with its window cut to start at ``window_start`` (an offset such as
+        ``-PT10M``) and end at the run: what a one-time ``NOW`` schedule's
+        DataAnalysisStartTime/EndTime give in SageMaker."""
+        offset = _check_offset(window_start, "window_start")
+        if offset is not None and -offset > _MAX_WINDOW:
+            raise validation(f"window_start {window_start!r} is more than 24 hours back")
+        narrowed = copy.deepcopy(schedule)
+        config = narrowed["MonitoringScheduleConfig"].setdefault("ScheduleConfig", {})
+        config.update(DataAnalysisStartTime=window_start, DataAnalysisEndTime="-PT0H")
+        return narrowed
+
     def create_monitoring_schedule(self, params: dict[str, Any]) -> dict[str, Any]:
         from sfn_mlops.local.services.sagemaker import _check_name
 

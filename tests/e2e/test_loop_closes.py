@@ -1,0 +1,45 @@
+"""The loop closes: `demo drift` from shifted traffic to the alarm back at OK, all seven steps.
+
+The monitoring-loop module keeps a daily schedule, whose alarm holds a breach for 864 s at the
+tests' time scale; here the schedule is hourly (its alarm window, two periods of 36 s each
+here, outlasts the gap between two scheduled runs), so the breach leaves the window while the
+test waits. Scheduled runs fire every 36 s beside the demo's own: before the retraining they
+breach too (the alarm stays in ALARM, one episode, one retraining); after it they judge the
+shifted traffic against the new baselines. One breaching period of the two holds the alarm
+(datapoints_to_alarm 1), so it returns to OK only once no run breaches. Model quality is off:
+its scheduled runs would judge the stale model's predictions of the last hour (README, "When
+the alarm returns to OK").
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loop_steps import assert_timeline
+
+from sfn_mlops.loop_timeline import RETRAINING_PREFIXES
+
+pytestmark = pytest.mark.e2e
+
+
+def test_shifted_traffic_ends_with_the_alarm_back_at_ok(
+    cli: Any, workspace: Path, aws: Any
+) -> None:
+    first = cli(
+        workspace, "run", "--name", "first", "--set", "clarify.enabled=false",
+        "--set", "monitoring.model_quality.enabled=false",
+        "--set", "monitoring.evaluation_periods=2", "--set", "monitoring.datapoints_to_alarm=1",
+    )  # fmt: skip
+    assert first.code == 0, first.out + first.err
+    result = cli(workspace, "demo", "drift", "--ok-timeout", "240")
+    assert result.code == 0, result.out + result.err
+    found = re.search(r"Retraining started by the alarm: (\S+)", result.out)
+    assert found, result.out
+    retraining = found[1]
+    assert_timeline(result.out, retraining, "sfn-mlops-data-quality", back_to_ok=True)
+    assert re.search(r"\[7/7\] \d\d:\d\d:\d\d  the alarms? returned to OK$", result.out, re.M)
+    retrainings = [name for name in aws.execution_names() if name.startswith(RETRAINING_PREFIXES)]
+    assert retrainings == [retraining], retrainings
