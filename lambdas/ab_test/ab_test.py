@@ -19,11 +19,12 @@ function) reads every running record and, for each:
    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateEndpointWeightsAndCapacities.html)
    until it has it all; then, or at once on a loss, the endpoint is updated to a config of one
    variant, the winner, named ``AllTraffic`` (``CreateEndpointConfig`` + ``UpdateEndpoint``);
-4. records the verdict in the registry on the challenger's version (``UpdateModelPackage``:
+4. records the verdict in the registry on the challenger's version and the champion's (found
+   in the challenger's group by its model archive) (``UpdateModelPackage``:
    ``ApprovalDescription`` and ``CustomerMetadataProperties``, whose values must match
    ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*`` and have at most 256 characters; SageMaker API Reference,
    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateModelPackage.html); a
-   retired challenger is ``Rejected`` with the reason.
+   retired challenger is ``Rejected`` with the reason; the champion's status stays.
 
 Nothing here reads a clock or makes a client: the handler passes both in.
 """
@@ -53,6 +54,8 @@ NAMESPACE = "AWS/SageMaker"
 #: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricStatistics.html).
 MAX_DATAPOINTS = 1440
 METADATA_MAX = 256
+#: How many of the group's newest versions are searched for the champion's.
+MAX_SCANNED = 50
 _METADATA_EXTRA = set("_.:/=+-@")
 
 
@@ -357,32 +360,71 @@ def metadata_value(text: str) -> str:
 
 
 def mark_registry(sagemaker: Any, state: dict[str, Any], won: bool, reason: str) -> bool:
-    """The verdict on the challenger's version; False when it has none (deployed by hand)."""
+    """The verdict on both versions: the challenger's (Rejected when retired) and the
+    champion's, when the registry holds it; False when the challenger has none (deployed by
+    hand)."""
     arn = state["challenger"].get("model_package_arn")
     if not arn:
         return False
     verdict = state.get("verdict") or {}
-    properties = {
-        "ab_verdict": "won" if won else "retired",
+    common = {
         "ab_endpoint": state["endpoint"],
         "ab_reason": metadata_value(reason),
         "ab_decided_at": metadata_value(str(verdict.get("at", ""))),
-        # which model serves now: the champion's own version is not marked (the test's
-        # record knows its model, not its version)
         "ab_winner_model": metadata_value(state["challenger" if won else "champion"]["model"]),
     }
     if verdict.get("p_value") is not None:
-        properties["ab_p_value"] = f"{float(verdict['p_value']):.6g}"
+        common["ab_p_value"] = f"{float(verdict['p_value']):.6g}"
     text = ("Won" if won else "Retired in") + f" the A/B test on {state['endpoint']}: {reason}"
     request: dict[str, Any] = {
         "ModelPackageArn": arn,
         "ApprovalDescription": text[:1024],
-        "CustomerMetadataProperties": properties,
+        "CustomerMetadataProperties": {"ab_verdict": "won" if won else "retired", **common},
     }
     if not won:
         request["ModelApprovalStatus"] = "Rejected"
     sagemaker.update_model_package(**request)
+    champion = state["champion"].get("model_package_arn") or champion_version(sagemaker, state)
+    if champion:
+        state["champion"]["model_package_arn"] = champion
+        # Its own keys (a version may have won its own test before), and its status stays:
+        # it served until now (replaced) or serves on (kept).
+        sagemaker.update_model_package(
+            ModelPackageArn=champion,
+            CustomerMetadataProperties={
+                "ab_champion_verdict": "replaced" if won else "kept",
+                "ab_champion_endpoint": common["ab_endpoint"],
+                "ab_champion_reason": common["ab_reason"],
+                "ab_champion_decided_at": common["ab_decided_at"],
+            },
+        )
     return True
+
+
+def champion_version(sagemaker: Any, state: dict[str, Any], scan: int = MAX_SCANNED) -> str | None:
+    """The champion's registered version: in the challenger's group, the newest of the last
+    ``scan`` versions whose model archive is the champion model's (the test's record names the
+    model; the registry knows archives). None for a model the registry does not hold."""
+    challenger = state["challenger"]["model_package_arn"]
+    group = sagemaker.describe_model_package(ModelPackageName=challenger)["ModelPackageGroupName"]
+    try:
+        model = sagemaker.describe_model(ModelName=state["champion"]["model"])
+    except ClientError:
+        return None  # deleted since: nothing to match
+    archive = (model.get("PrimaryContainer") or model["Containers"][0]).get("ModelDataUrl")
+    pages = sagemaker.get_paginator("list_model_packages").paginate(
+        ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending",
+        PaginationConfig={"MaxItems": scan},
+    )  # fmt: skip
+    for page in pages:
+        for summary in page["ModelPackageSummaryList"]:
+            if summary["ModelPackageArn"] == challenger:
+                continue
+            package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            containers = package.get("InferenceSpecification", {}).get("Containers", [])
+            if containers and containers[0].get("ModelDataUrl") == archive:
+                return str(summary["ModelPackageArn"])
+    return None
 
 
 # ------------------------------------------------------------------ one test, one evaluation

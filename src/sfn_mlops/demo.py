@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import math
@@ -64,6 +65,7 @@ STALE_PREDICTIONS = (
 )
 ALARM_TIMEOUT = 240.0  # CloudWatch evaluates each minute; a monitoring job takes its own time
 RETRAIN_TIMEOUT = 60.0
+INTERRUPTED = 130  # what following returns after Ctrl-C (the run goes on)
 
 
 def cmd_demo(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Any]) -> int:
@@ -105,13 +107,19 @@ def cmd_demo(args: argparse.Namespace, connect: Callable[[argparse.Namespace], A
     alarm = _wait_for_alarm(boto3.client("cloudwatch"), kind, since)
     timeline.step(f"alarm {alarm['AlarmName']} fired: {alarm['StateReason']}", alarm["Timestamp"])
     sfn = boto3.client("stepfunctions")
-    arn = _wait_for_retraining(sfn, deployment["state_machine_arn"], since, kind)
+    pipeline = deployment["state_machine_arn"]
+    arn = _wait_for_retraining(sfn, pipeline, since, kind)
     name = arn.rpartition(":")[2]
+    others = check_one_retraining(retrainings_since(sfn, pipeline, since), name)
+    if others:
+        print(f"\nThe loop did not close: {timeline.open(others)}")
+        return 1
     timeline.step(f"retraining {name} started by the alarm (the only one)")
     print(f"Retraining started by the alarm: {name}\n")
     from sfn_mlops.cli import _follow
 
-    _follow(service.workspace, sfn, arn, started)
+    if _follow(service.workspace, sfn, arn, started) == INTERRUPTED:
+        return INTERRUPTED
     print("\nThe loop, continued:")
     try:
         return _close_the_loop(
@@ -135,7 +143,8 @@ def _close_the_loop(
     sfn, sagemaker = boto3.client("stepfunctions"), boto3.client("sagemaker")
     cloudwatch = boto3.client("cloudwatch")
     execution = sfn.describe_execution(executionArn=arn)
-    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+    events = [event for page in pages for event in page["events"]]
     name, pipeline = execution["name"], execution["stateMachineArn"]
     try:
         timeline.step(comparison(events), exited_at(events, "ReadEvaluation"))
@@ -151,19 +160,19 @@ def _close_the_loop(
             raise LoopOpen(others)
     except LoopOpen as err:
         raise timeline.open(str(err)) from err
-    names = [alarm["AlarmName"] for alarm in _alarms(cloudwatch, schedule)]
-    described = cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]
+    described = _alarms(cloudwatch, schedule)
     scale = float(control.admin(world.service, "status").get("time_scale", 1.0))
     # Scheduled runs may have breached too, until the schedules took the new baselines.
     switched = exited_at(events, "SetUpMonitoring") or deployed
     breached = max(breach.get("LastModifiedTime") or switched, switched)
     due = max(ok_due(alarm, breached, scale) for alarm in described)
     window = window_phrase(described[0], scale)
-    back = alarms_back_to_ok(cloudwatch, names, due=due, timeout=0)
+    alarms = functools.partial(_alarms, cloudwatch, schedule)
+    back = alarms_back_to_ok(alarms, due=due, timeout=0)
     if back is None:
         print(f"  ... waiting for the alarms to return to OK: their {window} window holds "
               f"breaching results until about {due:%H:%M:%S} UTC")  # fmt: skip
-        back = alarms_back_to_ok(cloudwatch, names, due=due, timeout=ok_timeout)
+        back = alarms_back_to_ok(alarms, due=due, timeout=ok_timeout)
     if back is None:
         print(
             f"  [{STEPS}/{STEPS}] pending: the alarms return to OK at about {due:%H:%M:%S} UTC, "
@@ -172,7 +181,7 @@ def _close_the_loop(
             + (STALE_PREDICTIONS if world.mode == "quality" else "")
         )
         return 0
-    plural = "s" if len(names) > 1 else ""
+    plural = "s" if len(described) > 1 else ""
     if back < deployed:
         timeline.step(
             f"the alarm{plural} returned to OK before the new model took over: the breach "

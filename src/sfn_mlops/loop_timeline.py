@@ -169,15 +169,15 @@ def exited_at(events: list[dict[str, Any]], state: str) -> dt.datetime | None:
 
 
 def alarms_back_to_ok(
-    cloudwatch: Any, names: list[str], *, due: dt.datetime, timeout: float
+    alarms: Callable[[], list[dict[str, Any]]], *, due: dt.datetime, timeout: float
 ) -> dt.datetime | None:
-    """Wait up to ``timeout`` s for every alarm of ``names`` to be OK; when the last one
+    """Wait up to ``timeout`` s for every alarm ``alarms()`` lists to be OK; when the last one
     turned, or None."""
     deadline = time.monotonic() + timeout
     while True:
-        alarms = cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]
-        if alarms and all(alarm["StateValue"] == "OK" for alarm in alarms):
-            return max(alarm["StateUpdatedTimestamp"] for alarm in alarms)  # type: ignore[no-any-return]
+        found = alarms()
+        if found and all(alarm["StateValue"] == "OK" for alarm in found):
+            return max(alarm["StateUpdatedTimestamp"] for alarm in found)  # type: ignore[no-any-return]
         if time.monotonic() >= deadline:
             return None
         left = (due - dt.datetime.now(dt.UTC)).total_seconds()

@@ -165,6 +165,13 @@ def test_the_winner_s_version_records_why(scenario: dict[str, Any]) -> None:
     assert metadata["ab_winner_model"] == "ab-win-model"
     assert "Welch s t-test" in metadata["ab_reason"]  # the apostrophe is not a value character
     assert float(metadata["ab_p_value"]) < 0.01
+    replaced = scenario["packages"][1]  # the champion it replaced: still Approved, marked
+    assert replaced["ModelApprovalStatus"] == "Approved"
+    assert replaced["CustomerMetadataProperties"]["ab_champion_verdict"] == "replaced"
+    assert replaced["CustomerMetadataProperties"]["ab_champion_reason"] == metadata["ab_reason"]
+    # then champion of the three tests after: kept each time, the last one ended by hand
+    assert metadata["ab_champion_verdict"] == "kept"
+    assert metadata["ab_champion_reason"] == "ended by hand"
 
 
 def test_ab_status_shows_the_tally_and_the_verdict(scenario: dict[str, Any]) -> None:

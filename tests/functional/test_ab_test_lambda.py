@@ -124,3 +124,77 @@ def test_each_variant_is_tallied_from_its_own_captures_and_metrics(
         "captures_without_ground_truth": 1,
         "unreadable_predictions_or_labels": 1,
     }
+
+
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def _register(sagemaker: Any, group: str, archive: str) -> str:
+    spec = {
+        "Containers": [{"Image": IMAGE, "ModelDataUrl": archive}],
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["text/csv"],
+    }
+    return str(sagemaker.create_model_package(
+        ModelPackageGroupName=group, InferenceSpecification=spec, ModelApprovalStatus="Approved",
+    )["ModelPackageArn"])  # fmt: skip
+
+
+@pytest.mark.parametrize("won", [True, False])
+def test_the_verdict_is_recorded_on_both_versions(
+    cloud: LocalCloud, ab_test: ModuleType, won: bool
+) -> None:
+    """The champion's version is found by its model archive in the challenger's group; the
+    loser's status is Rejected only for a retired challenger."""
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    s3.create_bucket(Bucket=BUCKET)
+    archives = {name: f"s3://{BUCKET}/{name}/model.tar.gz" for name in ("old", "champ", "chall")}
+    for uri in archives.values():
+        s3.put_object(Bucket=BUCKET, Key=uri.split("/", 3)[3], Body=b"archive")
+    sagemaker.create_model_package_group(ModelPackageGroupName="models")
+    old, champion, challenger = (_register(sagemaker, "models", archives[n]) for n in archives)
+    sagemaker.create_model(
+        ModelName="m1", ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": archives["champ"]},
+    )  # fmt: skip
+    state = {
+        "endpoint": ENDPOINT, "verdict": {"at": "2026-12-07T23:00:00Z", "p_value": 0.001},
+        "champion": {"variant": "Champion", "model": "m1"},
+        "challenger": {"variant": "Challenger", "model": "m2", "model_package_arn": challenger},
+    }  # fmt: skip
+    assert ab_test.mark_registry(sagemaker, state, won, "a reason (with; marks)")
+    assert state["champion"]["model_package_arn"] == champion
+
+    def described(arn: str) -> dict[str, Any]:
+        return dict(sagemaker.describe_model_package(ModelPackageName=arn))
+
+    kept, new = described(champion), described(challenger)
+    assert kept["CustomerMetadataProperties"] == {
+        "ab_champion_verdict": "replaced" if won else "kept",
+        "ab_champion_endpoint": ENDPOINT,
+        "ab_champion_reason": "a reason with marks",
+        "ab_champion_decided_at": "2026-12-07T23:00:00Z",
+    }
+    assert new["CustomerMetadataProperties"]["ab_verdict"] == ("won" if won else "retired")
+    assert kept["ModelApprovalStatus"] == "Approved"
+    assert new["ModelApprovalStatus"] == ("Approved" if won else "Rejected")
+    assert "CustomerMetadataProperties" not in described(old)
+
+
+def test_a_champion_the_registry_does_not_hold_is_left_alone(
+    cloud: LocalCloud, ab_test: ModuleType
+) -> None:
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="chall/model.tar.gz", Body=b"archive")
+    sagemaker.create_model_package_group(ModelPackageGroupName="models")
+    challenger = _register(sagemaker, "models", f"s3://{BUCKET}/chall/model.tar.gz")
+    state = {
+        "endpoint": ENDPOINT, "verdict": {"at": "2026-12-07T23:00:00Z"},
+        "champion": {"variant": "Champion", "model": "deployed-by-hand"},
+        "challenger": {"variant": "Challenger", "model": "m2", "model_package_arn": challenger},
+    }  # fmt: skip
+    assert ab_test.champion_version(sagemaker, state) is None
+    assert ab_test.mark_registry(sagemaker, state, True, "better")
+    assert "model_package_arn" not in state["champion"]

@@ -155,3 +155,13 @@ def test_each_step_is_numbered_and_an_open_loop_names_the_next() -> None:
         "  [2/7] did not happen: no retraining started",
     ]
     assert str(error) == "no retraining started"
+
+
+def test_back_to_ok_means_every_alarm_and_gives_the_last_turn() -> None:
+    early = dt.datetime(2026, 12, 7, 23, 0, tzinfo=dt.UTC)
+    late = early + dt.timedelta(seconds=30)
+    ok = [{"StateValue": "OK", "StateUpdatedTimestamp": t} for t in (early, late)]
+    assert timeline.alarms_back_to_ok(lambda: ok, due=early, timeout=0) == late
+    mixed = [ok[0], {"StateValue": "ALARM", "StateUpdatedTimestamp": early}]
+    assert timeline.alarms_back_to_ok(lambda: mixed, due=early, timeout=0) is None
+    assert timeline.alarms_back_to_ok(lambda: [], due=early, timeout=0) is None
