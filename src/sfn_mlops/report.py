@@ -227,7 +227,12 @@ def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
     deployed = state_output(events, "DeployModel")
     if deployed and deployed.get("deployment"):
         deployment = deployed["deployment"]
-        how = "created" if deployment["Operation"] == "create" else deployment["Strategy"]
+        settings = (deployed.get("config") or {}).get("deployment") or {}
+        how = (
+            "created"
+            if deployment["Operation"] == "create"
+            else traffic_steps(deployment["Strategy"], settings)
+        )
         echo(
             f"Endpoint {deployment['EndpointName']} ({how}): config "
             f"{deployment['EndpointConfigName']}; `sfn-mlops endpoints describe "
@@ -242,6 +247,24 @@ def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
             f"({prefix}/monitoring/); {len(monitoring['alarms'])} alarm"
             + ("" if len(monitoring["alarms"]) == 1 else "s")
         )
+
+
+def traffic_steps(strategy: str, settings: dict[str, Any]) -> str:
+    """How the traffic moved, from the run's ``deployment`` config: ``canary: 10% first, the
+    rest after 60 s``."""
+    wait = settings.get("wait_seconds")
+    wait = 60 if wait is None else wait  # the config's default for the stepped strategies
+    if strategy == "canary":
+        return f"canary: {settings.get('canary_percent', 10)}% first, the rest after {wait} s"
+    if strategy == "linear":
+        return f"linear: {settings.get('linear_step_percent', 25)}% every {wait} s"
+    if strategy == "rolling":
+        batch = settings.get("rolling_batch_percent", 50)
+        return f"rolling: {batch}% of the instances per batch, {wait} s apart"
+    if strategy == "ab":
+        share = settings.get("ab_challenger_share", 0.1)
+        return f"ab: the challenger takes {share:.0%} until the A/B test decides"
+    return strategy.replace("_", " ")
 
 
 def _artifacts(

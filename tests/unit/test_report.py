@@ -182,3 +182,21 @@ def test_a_running_execution_and_the_monitoring_it_set_up() -> None:
         "Monitoring: schedules ep-data-quality, ep-model-quality on the new baselines "
         "(s3://b/runs/r3/monitoring/); 2 alarms",
     ]
+
+
+def test_the_deployment_line_says_how_the_traffic_moved() -> None:
+    start = dt.datetime(2026, 1, 1, 9, 30, tzinfo=dt.timezone.utc)
+    execution = {"name": "r4", "status": "RUNNING", "startDate": start}
+    config = {"deployment": {"canary_percent": 20, "wait_seconds": None}}
+    deployed = {
+        "config": config,
+        "deployment": {"EndpointName": "ep", "EndpointConfigName": "r4-config",
+                       "Strategy": "canary", "Operation": "update"},
+    }  # fmt: skip
+    lines: list[str] = []
+    summarize(execution, [_exited("DeployModel", deployed)], lines.append)
+    assert lines[-1].startswith("Endpoint ep (canary: 20% first, the rest after 60 s): config r4-")
+    first = {**deployed, "deployment": {**deployed["deployment"], "Operation": "create"}}
+    lines.clear()
+    summarize(execution, [_exited("DeployModel", first)], lines.append)
+    assert lines[-1].startswith("Endpoint ep (created): config r4-config")
