@@ -158,9 +158,11 @@ def _close_the_loop(
         others = check_one_retraining(retrainings_since(sfn, pipeline, since), name)
         if others:
             raise LoopOpen(others)
+        described = _alarms(cloudwatch, schedule)
+        if not described:
+            raise LoopOpen(f"no monitoring alarm watches {schedule} any more")
     except LoopOpen as err:
         raise timeline.open(str(err)) from err
-    described = _alarms(cloudwatch, schedule)
     scale = float(control.admin(world.service, "status").get("time_scale", 1.0))
     # Scheduled runs may have breached too, until the schedules took the new baselines.
     switched = exited_at(events, "SetUpMonitoring") or deployed

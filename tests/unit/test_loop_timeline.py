@@ -165,3 +165,15 @@ def test_back_to_ok_means_every_alarm_and_gives_the_last_turn() -> None:
     mixed = [ok[0], {"StateValue": "ALARM", "StateUpdatedTimestamp": early}]
     assert timeline.alarms_back_to_ok(lambda: mixed, due=early, timeout=0) is None
     assert timeline.alarms_back_to_ok(lambda: [], due=early, timeout=0) is None
+
+
+def test_the_demo_knows_every_name_the_retrain_lambda_gives() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "lambdas" / "retrain" / "retrain.py"
+    spec = importlib.util.spec_from_file_location("retrain_names", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.RETRAINING_PREFIXES == timeline.RETRAINING_PREFIXES
