@@ -227,9 +227,7 @@ class DeploymentConfig(_Strict):
 
     enabled: bool = True
     endpoint_name: str = Field(STACK_ENDPOINT, pattern=NAME_PATTERN)
-    # canary by default: a new model takes 10% first and the stack's error and latency alarms can
-    # roll it back during the bake (SageMaker Developer Guide, "Blue/Green Deployments").
-    strategy: Literal["all_at_once", "canary", "linear", "rolling", "ab"] = "canary"
+    strategy: Literal["all_at_once", "canary", "linear", "rolling", "ab"] = "all_at_once"
     instance_type: str = "ml.m5.large"
     instance_count: int = Field(1, ge=1, le=100)
     # SageMaker's bounds, as shares of the variant's capacity (API Reference,

@@ -84,10 +84,13 @@ def cmd_demo(args: argparse.Namespace, connect: Callable[[argparse.Namespace], A
     kind = "data" if args.mode == "data" else "model"
     schedule = schedule_name(DEFAULT_ENDPOINT, kind)
     if not _exists(sagemaker, schedule):
-        print(f"No monitored endpoint yet: running the pipeline first ({schedule} missing)\n")
+        print(
+            f"No monitored endpoint yet: running the pipeline first ({schedule} missing), with "
+            "deployment.strategy=canary, which the retraining keeps\n"
+        )
         from sfn_mlops import cli
 
-        status = cli.main(_global_args(args) + ["run"])
+        status = cli.main(_global_args(args) + ["run", "--set", "deployment.strategy=canary"])
         if status != 0 or not _exists(sagemaker, schedule):
             raise MonitorError(f"the first run did not set up {schedule}; see its summary")
     world = World(args.mode, service, deployment["bucket"])

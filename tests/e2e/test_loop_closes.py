@@ -30,6 +30,7 @@ def test_shifted_traffic_ends_with_the_alarm_back_at_ok(
 ) -> None:
     first = cli(
         workspace, "run", "--name", "first", "--set", "clarify.enabled=false",
+        "--set", "deployment.strategy=canary",
         "--set", "monitoring.model_quality.enabled=false",
         "--set", "monitoring.evaluation_periods=2", "--set", "monitoring.datapoints_to_alarm=1",
     )  # fmt: skip

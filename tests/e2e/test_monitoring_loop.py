@@ -40,6 +40,7 @@ def deployed(cli: Any, workspace: Path) -> Any:
     hour = (dt.datetime.now(dt.UTC).hour + 12) % 24
     return cli(
         workspace, "run", "--name", FIRST, "--set", "clarify.enabled=false",
+        "--set", "deployment.strategy=canary",
         "--set", f"monitoring.schedule=cron(0 {hour} ? * * *)",
     )  # fmt: skip
 
