@@ -166,7 +166,9 @@ def labelled_outcomes(
 ) -> list[float]:
     """The variant's per-request outcomes since the test started."""
     started = parse_time(state["started"])
-    prefix = f"{CAPTURE_PREFIX}{state['endpoint']}/{variant}/"
+    # DeployModel captures each endpoint config under its own name (the test's config here)
+    config = f"{state['config_name']}/" if state.get("config_name") else ""
+    prefix = f"{CAPTURE_PREFIX}{config}{state['endpoint']}/{variant}/"
     first_hour = f"{started:%Y/%m/%d/%H}"
     outcomes: list[float] = []
     for key in capture_join.list_keys(s3, bucket, prefix):

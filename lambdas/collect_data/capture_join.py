@@ -23,7 +23,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -43,10 +43,22 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def jsonl(s3: Any, bucket: str, prefix: str, kind: str, counts: Counter[str]) -> Iterator[Any]:
-    """The records of every ``.jsonl`` file under the prefix; bad lines counted as ``kind``."""
+def of_endpoint(key: str, root: str, endpoint: str) -> bool:
+    """Whether a capture file under ``root`` is the endpoint's: SageMaker writes
+    ``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>``, and the pipeline's destination
+    is ``<root><endpoint config>`` (one per deployment) or, before, ``<root>`` itself."""
+    parts = key[len(root) :].split("/")
+    return (len(parts) == 7 and parts[0] == endpoint) or (len(parts) == 8 and parts[1] == endpoint)
+
+
+def jsonl(
+    s3: Any, bucket: str, prefix: str, kind: str, counts: Counter[str],
+    keep: Callable[[str], bool] = lambda key: True,
+) -> Iterator[Any]:  # fmt: skip
+    """The records of every ``.jsonl`` file under the prefix that ``keep`` keeps; bad lines
+    counted as ``kind``."""
     for key in list_keys(s3, bucket, prefix):
-        if not key.endswith(".jsonl"):
+        if not key.endswith(".jsonl") or not keep(key):
             continue
         for line in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_lines():
             if not line.strip():

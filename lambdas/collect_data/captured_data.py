@@ -3,7 +3,8 @@ users uploaded, as rows of the configured data's columns.
 
 The join is Model Monitor's: a ground truth record names a capture's ``inferenceId`` or
 ``eventId``; a request of several rows takes as many labels. Every capture and ground truth file
-of the endpoint is read, whichever model answered: a label is a label. What cannot be used is
+of the endpoint is read, whichever model answered (every deployment's capture destination): a
+label is a label. What cannot be used is
 counted, never fatal: malformed lines, captures without a label, rows of the wrong width, labels
 that are not numbers for a regression.
 """
@@ -11,6 +12,7 @@ that are not numbers for a regression.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -19,10 +21,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from capture_join import decoded, labels_of
+from capture_join import decoded, labels_of, of_endpoint
 from capture_join import ground_truth as _ground_truth
 from capture_join import jsonl as _jsonl
 
+#: Where the pipeline's endpoints capture (DeployModel: one destination per endpoint config).
+CAPTURE_ROOT = "data-capture/"
 #: The processing job reads ``.csv`` files as CSV (containers/processing CSV_SUFFIXES).
 CSV_SUFFIX = ".csv"
 #: The header of the configured CSV is in its first bytes.
@@ -45,9 +49,7 @@ def labelled_rows(
     what could not be used, counted."""
     labels, counts = _ground_truth(s3, bucket, f"ground-truth/{endpoint}/")
     rows = sorted(
-        _labelled_rows(
-            s3, bucket, f"data-capture/{endpoint}/", labels, columns, target, config, counts
-        ),
+        _labelled_rows(s3, bucket, endpoint, labels, columns, target, config, counts),
         key=lambda item: item[0],
     )
     return rows, dict(counts)
@@ -76,7 +78,7 @@ def header(s3: Any, bucket: str, key: str, delimiter: str) -> list[str]:
 def _labelled_rows(
     s3: Any,
     bucket: str,
-    prefix: str,
+    endpoint: str,
     labels: dict[str, list[str]],
     columns: list[str],
     target: str,
@@ -85,7 +87,8 @@ def _labelled_rows(
 ) -> Iterator[tuple[str, list[str]]]:
     features = [column for column in columns if column != target]
     regression = config.get("problem_type") == "regression"
-    for record in _jsonl(s3, bucket, prefix, "malformed_capture_lines", counts):
+    keep = functools.partial(of_endpoint, root=CAPTURE_ROOT, endpoint=endpoint)
+    for record in _jsonl(s3, bucket, CAPTURE_ROOT, "malformed_capture_lines", counts, keep):
         try:
             metadata = record.get("eventMetadata") or {}
             rows = _request_rows(record["captureData"]["endpointInput"], features)

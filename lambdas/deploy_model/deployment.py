@@ -193,7 +193,7 @@ def deploy(
         "EndpointConfigName": config_name,
         "ProductionVariants": production_variants(sagemaker, settings, model_name, current),
     }
-    capture = data_capture(settings, capture_destination)
+    capture = data_capture(settings, f"{capture_destination.rstrip('/')}/{config_name}")
     if capture:
         request["DataCaptureConfig"] = capture
     _check_updatable(current)

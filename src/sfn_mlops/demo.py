@@ -59,10 +59,6 @@ ROWS = 3000
 BATCH_ROWS = 50
 FRESH_ROWS = 600  # after the retraining: the traffic the next monitoring run judges
 OK_TIMEOUT = 300.0  # how long to wait for the alarms to return to OK
-STALE_PREDICTIONS = (
-    " A scheduled run whose window still holds the old model's predictions breaches again and "
-    "holds the alarm for another window."
-)
 ALARM_TIMEOUT = 240.0  # CloudWatch evaluates each minute; a monitoring job takes its own time
 RETRAIN_TIMEOUT = 60.0
 INTERRUPTED = 130  # what following returns after Ctrl-C (the run goes on)
@@ -183,7 +179,6 @@ def _close_the_loop(
             f"  [{STEPS}/{STEPS}] pending: the alarms return to OK at about {due:%H:%M:%S} UTC, "
             f"when the breaching results leave their {window} window (CloudWatch's sliding "
             "window). `sfn-mlops monitor status` shows them then; --ok-timeout waits longer."
-            + (STALE_PREDICTIONS if world.mode == "quality" else "")
         )
         return 0
     plural = "s" if len(described) > 1 else ""
@@ -322,12 +317,12 @@ def wait_for_capture(s3: Any, bucket: str, since: dt.datetime, requests: int) ->
     deadline = time.monotonic() + 60
     print("Waiting for the endpoint's capture files ...")
     while time.monotonic() < deadline:
-        pages = s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"data-capture/{DEFAULT_ENDPOINT}/"
-        )
+        # every deployment's destination: data-capture/<endpoint config>/<endpoint>/...
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="data-capture/")
         fresh = [
             item for page in pages for item in page.get("Contents", [])
-            if item["LastModified"] >= since.replace(microsecond=0)
+            if f"/{DEFAULT_ENDPOINT}/" in item["Key"]
+            and item["LastModified"] >= since.replace(microsecond=0)
         ]  # fmt: skip
         if fresh:
             records = sum(

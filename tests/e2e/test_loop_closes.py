@@ -7,8 +7,8 @@ test waits. Scheduled runs fire every 36 s beside the demo's own: before the ret
 breach too (the alarm stays in ALARM, one episode, one retraining); after it they judge the
 shifted traffic against the new baselines. One breaching period of the two holds the alarm
 (datapoints_to_alarm 1), so it returns to OK only once no run breaches. Model quality is off:
-its scheduled runs would judge the stale model's predictions of the last hour (README, "When
-the alarm returns to OK").
+the stale model's answers to shifted rows miss their labels too, and its alarm could start the
+retraining before the drift alarm does (test_loop_closes_quality.py closes that loop).
 """
 
 from __future__ import annotations

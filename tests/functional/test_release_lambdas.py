@@ -260,6 +260,9 @@ def test_first_deploy_creates_the_endpoint_and_a_canary_update_shifts_to_the_new
     endpoint = _wait(sagemaker, "sfn-mlops")
     assert endpoint["EndpointStatus"] == "InService"
     assert endpoint["DataCaptureConfig"]["CurrentSamplingPercentage"] == 100
+    # one capture destination per config: Model Monitor then judges only this model's traffic
+    captured = sagemaker.describe_endpoint_config(EndpointConfigName="run1-config")
+    assert captured["DataCaptureConfig"]["DestinationS3Uri"] == f"{CAPTURE}/run1-config"
 
     second = deployment.deploy(
         sagemaker,

@@ -68,3 +68,14 @@ def test_older_rows_are_left_out_after_a_model_quality_alarm(collect: Any) -> No
     assert collect.older_share_for({"alarm": "sfn-mlops-model-quality"}) == 0.0
     assert collect.older_share_for({"alarm": "sfn-mlops-drift-length"}) == 0.2
     assert collect.older_share_for(None) == 0.2
+
+
+def test_a_capture_file_is_the_endpoints_in_either_layout(load_lambda: Any) -> None:
+    """Each deployment captures under its endpoint config's name; earlier ones did not."""
+    (capture_join,) = load_lambda("collect_data", "capture_join")
+    root, hour = "data-capture/", "AllTraffic/2026/12/07/23/a.jsonl"
+    assert capture_join.of_endpoint(f"{root}ep/{hour}", root, "ep")
+    assert capture_join.of_endpoint(f"{root}r1-config/ep/{hour}", root, "ep")
+    assert not capture_join.of_endpoint(f"{root}r1-config/other/{hour}", root, "ep")
+    assert not capture_join.of_endpoint(f"{root}other/{hour}", root, "ep")
+    assert not capture_join.of_endpoint(f"{root}ep/x.jsonl", root, "ep")
