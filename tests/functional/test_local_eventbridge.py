@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from waiting import until
 
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.services.eventbridge import deliveries
@@ -19,6 +21,10 @@ from sfn_mlops.local.services.sns import published_messages
 
 PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 ROLE = "arn:aws:iam::123456789012:role/events"
+#: Deliveries and monitoring runs happen on threads: poll for them.
+eventually = functools.partial(
+    until, what="the delivery", timeout=5.0, poll=0.02
+)
 
 
 @pytest.fixture
@@ -26,17 +32,6 @@ def events(cloud: LocalCloud) -> Iterator[Any]:
     yield boto3.client("events")
     if "eventbridge" in cloud._services:
         cloud.service("eventbridge").shutdown()
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``check`` until it returns something truthy: deliveries run on a thread."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"nothing after {timeout} s")
 
 
 def topic(name: str = "alerts") -> str:

@@ -13,6 +13,7 @@ without the local analyzer runtime.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import subprocess
 import time
@@ -24,6 +25,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from waiting import until
 
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.errors import AwsError
@@ -41,6 +43,10 @@ ANALYZER = "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor
 MONITOR_RUNTIME = Path(__file__).resolve().parents[2] / "containers" / "monitor" / "run.py"
 HOURLY = "cron(0 * ? * * *)"
 UTC = dt.timezone.utc
+#: Deliveries and monitoring runs happen on threads: poll for them.
+eventually = functools.partial(
+    until, what="the monitoring run", timeout=10.0, poll=0.02
+)
 PROBE = """
 import json, os, pathlib, sys
 env = {k: v for k, v in os.environ.items() if k.islower() or k.startswith(("SFN_MLOPS_", "PROBE"))}
@@ -118,16 +124,6 @@ def sm(cloud: LocalCloud) -> Iterator[Any]:
                == "InService")  # fmt: skip
     yield client
     cloud.service("sagemaker").stop_monitoring()
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"nothing after {timeout} s")
 
 
 def code_of(err: pytest.ExceptionInfo[ClientError]) -> str:
