@@ -3,6 +3,44 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.loop_timeline import RETRAINING_PREFIXES
+
+#: A first run for the whole loop at the tests' time scale: a canary the retraining keeps, and
+#: alarms held by one breach in two periods (their window outlasts the gap between two runs).
+LOOP_RUN = (
+    "--set", "clarify.enabled=false", "--set", "deployment.strategy=canary",
+    "--set", "monitoring.evaluation_periods=2", "--set", "monitoring.datapoints_to_alarm=1",
+)  # fmt: skip
+
+
+def demo_retraining(out: str) -> str:
+    """The retraining `demo drift` says its alarm started."""
+    found = re.search(r"Retraining started by the alarm: (\S+)", out)
+    assert found, out
+    return found[1]
+
+
+def retrainings(aws: Any) -> list[str]:
+    """The executions the Retrain Lambda started."""
+    return [name for name in aws.execution_names() if name.startswith(RETRAINING_PREFIXES)]
+
+
+def closes_the_loop(cli: Any, workspace: Path, aws: Any, mode: str, *settings: str) -> str:
+    """A first run (``LOOP_RUN`` and ``settings``), then `demo drift --mode MODE` through all
+    seven steps to the alarm back at OK, and no other retraining; the retraining's name."""
+    first = cli(workspace, "run", "--name", "first", *LOOP_RUN, *settings)
+    assert first.code == 0, first.out + first.err
+    result = cli(workspace, "demo", "drift", "--mode", mode, "--ok-timeout", "240")
+    assert result.code == 0, result.out + result.err
+    retraining = demo_retraining(result.out)
+    schedule = "sfn-mlops-data-quality" if mode == "data" else "sfn-mlops-model-quality"
+    assert_timeline(result.out, retraining, schedule, back_to_ok=True)
+    assert re.search(r"\[7/7\] \d\d:\d\d:\d\d  the alarms? returned to OK$", result.out, re.M)
+    assert retrainings(aws) == [retraining], retrainings(aws)
+    return retraining
 
 
 def assert_timeline(out: str, retraining: str, schedule: str, *, back_to_ok: bool = False) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from loop_steps import assert_timeline
+from loop_steps import assert_timeline, demo_retraining, retrainings
 from waiting import until
 
 from sfn_mlops.demo import wait_for_capture
@@ -43,17 +43,6 @@ def deployed(cli: Any, workspace: Path) -> Any:
         "--set", "deployment.strategy=canary",
         "--set", f"monitoring.schedule=cron(0 {hour} ? * * *)",
     )  # fmt: skip
-
-
-def _demo_retraining(out: str) -> str:
-    found = re.search(r"Retraining started by the alarm: (\S+)", out)
-    assert found, out
-    return found[1]
-
-
-def _retrainings(aws: Any) -> list[str]:
-    prefixes = ("drift-", "quality-", "alarm-")  # the Retrain Lambda's names
-    return [name for name in aws.execution_names() if name.startswith(prefixes)]
 
 
 def _versions(aws: Any) -> int:
@@ -81,7 +70,7 @@ def test_a_window_without_traffic_reports_no_data_and_no_alarm(
         "every monitoring alarm to be judged",
     )
     assert all(alarm["StateValue"] != "ALARM" for alarm in alarms), alarms
-    assert _retrainings(aws) == []
+    assert retrainings(aws) == []
 
 
 def test_shifted_traffic_retrains_and_deploys_a_new_version(
@@ -89,9 +78,9 @@ def test_shifted_traffic_retrains_and_deploys_a_new_version(
 ) -> None:
     result = cli(workspace, "demo", "drift", "--ok-timeout", "0")
     assert result.code == 0, result.out + result.err
-    retraining = _demo_retraining(result.out)
+    retraining = demo_retraining(result.out)
     assert_timeline(result.out, retraining, "sfn-mlops-data-quality")
-    assert _retrainings(aws) == [retraining] and retraining.startswith("drift-")
+    assert retrainings(aws) == [retraining] and retraining.startswith("drift-")
     assert "baseline_drift_check length" in result.out
     assert aws.describe(retraining)["status"] == "SUCCEEDED"
     assert f"Registered {GROUP}/2 (Approved)" in result.summary(retraining)
@@ -104,10 +93,10 @@ def test_falling_quality_retrains_and_deploys_a_new_version(
 ) -> None:
     result = cli(workspace, "demo", "drift", "--mode", "quality", "--ok-timeout", "0")
     assert result.code == 0, result.out + result.err
-    retraining = _demo_retraining(result.out)
+    retraining = demo_retraining(result.out)
     assert_timeline(result.out, retraining, "sfn-mlops-model-quality")
     assert retraining.startswith("quality-")
-    assert len(_retrainings(aws)) == 2, aws.execution_names()
+    assert len(retrainings(aws)) == 2, aws.execution_names()
     assert "GreaterThanThreshold rmse" in result.out
     assert aws.describe(retraining)["status"] == "SUCCEEDED"
     assert _versions(aws) == 3
