@@ -45,7 +45,6 @@ import verdict as decision
 from botocore.exceptions import ClientError
 
 STATE_PREFIX = "ab-tests/"
-CAPTURE_PREFIX = "data-capture/"
 GROUND_TRUTH_PREFIX = "ground-truth/"
 CHAMPION, CHALLENGER, SINGLE = "Champion", "Challenger", "AllTraffic"
 TESTING, SHIFTING, DONE = "testing", "shifting", "done"
@@ -168,7 +167,7 @@ def labelled_outcomes(
     started = parse_time(state["started"])
     # DeployModel captures each endpoint config under its own name (the test's config here)
     config = f"{state['config_name']}/" if state.get("config_name") else ""
-    prefix = f"{CAPTURE_PREFIX}{config}{state['endpoint']}/{variant}/"
+    prefix = f"{capture_join.CAPTURE_ROOT}{config}{state['endpoint']}/{variant}/"
     first_hour = f"{started:%Y/%m/%d/%H}"
     outcomes: list[float] = []
     for key in capture_join.list_keys(s3, bucket, prefix):

@@ -26,6 +26,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+#: Where the pipeline's endpoints capture: DeployModel gives each endpoint config its own
+#: destination under it (``data-capture/<config>/``).
+CAPTURE_ROOT = "data-capture/"
+
 
 def split_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")

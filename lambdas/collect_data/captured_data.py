@@ -21,12 +21,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from capture_join import decoded, labels_of, of_endpoint
+from capture_join import CAPTURE_ROOT, decoded, labels_of, of_endpoint
 from capture_join import ground_truth as _ground_truth
 from capture_join import jsonl as _jsonl
 
-#: Where the pipeline's endpoints capture (DeployModel: one destination per endpoint config).
-CAPTURE_ROOT = "data-capture/"
 #: The processing job reads ``.csv`` files as CSV (containers/processing CSV_SUFFIXES).
 CSV_SUFFIX = ".csv"
 #: The header of the configured CSV is in its first bytes.

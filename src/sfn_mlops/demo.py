@@ -109,7 +109,7 @@ def cmd_demo(args: argparse.Namespace, connect: Callable[[argparse.Namespace], A
     pipeline = deployment["state_machine_arn"]
     arn = _wait_for_retraining(sfn, pipeline, since, kind)
     name = arn.rpartition(":")[2]
-    others = check_one_retraining(retrainings_since(sfn, pipeline, since), name)
+    others = check_one_retraining(_names(retrainings_since(sfn, pipeline, since)), name)
     if others:
         print(f"\nThe loop did not close: {timeline.open(others)}")
         return 1
@@ -154,7 +154,7 @@ def _close_the_loop(
         timeline.step(deployment(events, sagemaker), deployed)
         timeline.step(baselines(events, sagemaker), exited_at(events, "SetUpMonitoring"))
         timeline.step(_next_run_within(world, schedule, deployed))
-        others = check_one_retraining(retrainings_since(sfn, pipeline, since), name)
+        others = check_one_retraining(_names(retrainings_since(sfn, pipeline, since)), name)
         if others:
             raise LoopOpen(others)
         described = _alarms(cloudwatch, schedule)
@@ -191,6 +191,10 @@ def _close_the_loop(
     else:
         timeline.step(f"the alarm{plural} returned to OK", back)
     return 0
+
+
+def _names(executions: list[dict[str, Any]]) -> list[str]:
+    return [execution["name"] for execution in executions]
 
 
 def _alarms(cloudwatch: Any, schedule: str) -> list[dict[str, Any]]:
@@ -363,8 +367,8 @@ def _wait_for_retraining(sfn: Any, pipeline: str, since: dt.datetime, kind: str)
     prefix = "drift-" if kind == "data" else "quality-"  # the Retrain Lambda's names
     deadline = time.monotonic() + RETRAIN_TIMEOUT
     while time.monotonic() < deadline:
-        for execution in sfn.list_executions(stateMachineArn=pipeline, maxResults=10)["executions"]:
-            if execution["name"].startswith(prefix) and execution["startDate"] >= since:
+        for execution in retrainings_since(sfn, pipeline, since):
+            if execution["name"].startswith(prefix):
                 return str(execution["executionArn"])
         time.sleep(0.5)
     raise MonitorError(f"no retraining execution started within {RETRAIN_TIMEOUT:.0f} s")

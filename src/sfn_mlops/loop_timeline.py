@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sfn_mlops.report import state_output
+from sfn_mlops.report import last_exit, state_output
 
 STEPS = 7
 #: The Retrain Lambda's execution names (lambdas/retrain/retrain.py, RETRAINING_PREFIXES).
@@ -45,14 +45,17 @@ class Timeline:
         return LoopOpen(why)
 
 
-def retrainings_since(sfn: Any, pipeline: str, since: dt.datetime) -> list[str]:
-    """The names of the retraining executions started since ``since``, oldest first."""
-    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=pipeline)
-    started = [
-        execution for page in pages for execution in page["executions"]
-        if execution["name"].startswith(RETRAINING_PREFIXES) and execution["startDate"] >= since
-    ]  # fmt: skip
-    return [execution["name"] for execution in sorted(started, key=lambda e: e["startDate"])]
+def retrainings_since(sfn: Any, pipeline: str, since: dt.datetime) -> list[dict[str, Any]]:
+    """The retraining executions started since ``since``, oldest first (ListExecutions gives
+    the newest first, so paging stops at the first older one)."""
+    started: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=pipeline):
+        for execution in page["executions"]:
+            if execution["startDate"] < since:
+                return started[::-1]
+            if execution["name"].startswith(RETRAINING_PREFIXES):
+                started.append(execution)
+    return started[::-1]
 
 
 def check_one_retraining(names: list[str], expected: str) -> str:
@@ -161,11 +164,8 @@ def baseline_constraints(sagemaker: Any, schedule: str) -> str:
 
 def exited_at(events: list[dict[str, Any]], state: str) -> dt.datetime | None:
     """When ``state`` last exited, from the history."""
-    for event in reversed(events):
-        details = event.get("stateExitedEventDetails")
-        if details and details.get("name") == state:
-            return event["timestamp"]  # type: ignore[no-any-return]
-    return None
+    event = last_exit(events, state)
+    return None if event is None else event["timestamp"]  # type: ignore[no-any-return]
 
 
 def alarms_back_to_ok(

@@ -13,13 +13,21 @@ from sfn_mlops.follow import cause_summary
 TOP_FEATURES = 5
 
 
-def state_output(events: list[dict[str, Any]], state: str) -> dict[str, Any] | None:
-    """The output of the last exit of ``state``, from the history events."""
+def last_exit(events: list[dict[str, Any]], state: str) -> dict[str, Any] | None:
+    """The history event of ``state``'s last exit."""
     for event in reversed(events):
         details = event.get("stateExitedEventDetails")
         if details and details.get("name") == state:
-            return json.loads(details.get("output") or "null")
+            return event
     return None
+
+
+def state_output(events: list[dict[str, Any]], state: str) -> dict[str, Any] | None:
+    """The output of the last exit of ``state``, from the history events."""
+    event = last_exit(events, state)
+    if event is None:
+        return None
+    return json.loads(event["stateExitedEventDetails"].get("output") or "null")  # type: ignore[no-any-return]
 
 
 def summarize(
@@ -250,19 +258,21 @@ def _release(events: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
 
 
 def traffic_steps(strategy: str, settings: dict[str, Any]) -> str:
-    """How the traffic moved, from the run's ``deployment`` config: ``canary: 10% first, the
-    rest after 60 s``."""
-    wait = settings.get("wait_seconds")
-    wait = 60 if wait is None else wait  # the config's default for the stepped strategies
+    """How the traffic moved, from the run's resolved ``deployment`` settings
+    (PipelineConfig.deployment_input: every key set, ``wait_seconds`` included):
+    ``canary: 10% first, the rest after 60 s``."""
+    if not settings:
+        return strategy.replace("_", " ")
+    wait = settings["wait_seconds"]
     if strategy == "canary":
-        return f"canary: {settings.get('canary_percent', 10)}% first, the rest after {wait} s"
+        return f"canary: {settings['canary_percent']}% first, the rest after {wait} s"
     if strategy == "linear":
-        return f"linear: {settings.get('linear_step_percent', 25)}% every {wait} s"
+        return f"linear: {settings['linear_step_percent']}% every {wait} s"
     if strategy == "rolling":
-        batch = settings.get("rolling_batch_percent", 50)
+        batch = settings["rolling_batch_percent"]
         return f"rolling: {batch}% of the instances per batch, {wait} s apart"
     if strategy == "ab":
-        share = settings.get("ab_challenger_share", 0.1)
+        share = settings["ab_challenger_share"]
         return f"ab: the challenger takes {share:.0%} until the A/B test decides"
     return strategy.replace("_", " ")
 

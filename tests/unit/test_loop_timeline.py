@@ -177,3 +177,32 @@ def test_the_demo_knows_every_name_the_retrain_lambda_gives() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.RETRAINING_PREFIXES == timeline.RETRAINING_PREFIXES
+
+
+def test_retrainings_since_stop_at_the_first_older_execution() -> None:
+    """ListExecutions gives the newest first: nothing older than ``since`` is paged through."""
+    since = dt.datetime(2026, 12, 7, 23, 0, tzinfo=dt.UTC)
+
+    def execution(name: str, minutes: int) -> dict[str, Any]:
+        return {"name": name, "startDate": since + dt.timedelta(minutes=minutes)}
+
+    pages = [
+        {"executions": [execution("quality-2", 9), execution("run-3", 5)]},
+        {"executions": [execution("drift-1", 1), execution("drift-0", -1)]},
+        {"executions": [execution("never-read", -9)]},
+    ]
+    read: list[int] = []
+
+    class Sfn:
+        def get_paginator(self, operation: str) -> Any:
+            assert operation == "list_executions"
+            return self
+
+        def paginate(self, stateMachineArn: str) -> Any:  # noqa: N803
+            for number, page in enumerate(pages):
+                read.append(number)
+                yield page
+
+    found = timeline.retrainings_since(Sfn(), "arn:machine", since)
+    assert [item["name"] for item in found] == ["drift-1", "quality-2"]
+    assert read == [0, 1]

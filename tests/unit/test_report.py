@@ -187,7 +187,7 @@ def test_a_running_execution_and_the_monitoring_it_set_up() -> None:
 def test_the_deployment_line_says_how_the_traffic_moved() -> None:
     start = dt.datetime(2026, 1, 1, 9, 30, tzinfo=dt.timezone.utc)
     execution = {"name": "r4", "status": "RUNNING", "startDate": start}
-    config = {"deployment": {"canary_percent": 20, "wait_seconds": None}}
+    config = {"deployment": {"canary_percent": 20, "wait_seconds": 60}}  # resolved, as runs pass it
     deployed = {
         "config": config,
         "deployment": {"EndpointName": "ep", "EndpointConfigName": "r4-config",
